@@ -1,0 +1,25 @@
+"""canetlib: CANet few-shot segmentation (Zhang et al., CVPR 2019), complete and honest.
+
+Import the model with ``from canetlib import CANet``; the metrics live in
+:mod:`canetlib.metrics`, episodes in :mod:`canetlib.data`.
+"""
+
+from canetlib.inputs import box_to_mask, mask_to_box
+from canetlib.model import (
+    FUSIONS,
+    AttentionFusion,
+    CANet,
+    CANetOutput,
+    DenseComparison,
+    IterativeOptimization,
+    Prediction,
+    masked_average_pooling,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttentionFusion", "CANet", "CANetOutput", "DenseComparison", "FUSIONS",
+    "IterativeOptimization", "Prediction", "box_to_mask", "mask_to_box",
+    "masked_average_pooling", "__version__",
+]

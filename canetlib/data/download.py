@@ -1,0 +1,326 @@
+"""Downloading and unpacking dataset archives safely.
+
+* :func:`download_url` streams a URL (``http(s)://`` or ``file://``) to disk
+  with a tqdm progress bar. Bytes go to ``<dest>.part``; an existing ``.part``
+  is resumed (HTTP ``Range`` request, or a seek for ``file://``) and replaced
+  when the server ignores the range, when it is longer than the remote file or
+  when the resumed result fails the checksum. Only a complete, verified file
+  is renamed onto ``dest``.
+* :func:`verify_checksum` compares md5 / sha256 digests and raises
+  :class:`ChecksumError` naming the file.
+* :func:`extract_archive` unpacks tar (any compression) and zip archives and
+  refuses members that would land outside the target folder (absolute paths,
+  ``..`` components, links pointing outside, device files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from tqdm.auto import tqdm
+
+from canetlib.data.imageio import PathLike
+
+__all__ = [
+    "ChecksumError",
+    "DownloadError",
+    "RemoteFile",
+    "UnsafeArchiveError",
+    "download_url",
+    "extract_archive",
+    "extraction_interrupted",
+    "fetch_and_extract",
+    "file_digest",
+    "is_extracted",
+    "verify_checksum",
+]
+
+CHUNK_SIZE = 1 << 20
+TIMEOUT_S = 60.0
+
+
+class ChecksumError(ValueError):
+    """A downloaded or existing file does not have the expected digest."""
+
+
+class DownloadError(OSError):
+    """A transfer ended early or the server answered unusably."""
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive member would be written outside the extraction folder."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A downloadable archive: where it lives and how to check it."""
+
+    url: str
+    filename: str
+    md5: str | None = None
+    sha256: str | None = None
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def file_digest(path: PathLike, algorithm: str = "md5", chunk_size: int = CHUNK_SIZE) -> str:
+    """Hex digest of the file at ``path`` (read in chunks)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _digest_problem(path: PathLike, md5: str | None, sha256: str | None) -> str | None:
+    """Describe how ``path`` fails the digests given, or ``None`` when it passes."""
+    for algorithm, expected in (("md5", md5), ("sha256", sha256)):
+        if expected is None:
+            continue
+        actual = file_digest(path, algorithm)
+        if actual.lower() != expected.lower():
+            return f"{algorithm} is {actual}, expected {expected}"
+    return None
+
+
+def verify_checksum(path: PathLike, md5: str | None = None, sha256: str | None = None) -> None:
+    """Raise :class:`ChecksumError` unless ``path`` matches every digest given."""
+    problem = _digest_problem(path, md5, sha256)
+    if problem:
+        raise ChecksumError(f"checksum mismatch for {Path(path).name} ({path}): {problem}")
+
+
+# --------------------------------------------------------------------------- transfer
+
+
+def _http_open(request: urllib.request.Request, timeout: float) -> BinaryIO:
+    """Open an HTTP(S) request (a seam for tests)."""
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - scheme checked by caller
+
+
+def _content_total(headers: object, offset: int, resumed: bool) -> int | None:
+    """Total size of the remote file from Content-Range / Content-Length."""
+    get = getattr(headers, "get", lambda _key, _default=None: None)
+    content_range = get("Content-Range")
+    if resumed and content_range and "/" in content_range:
+        tail = content_range.rsplit("/", 1)[1].strip()
+        if tail.isdigit():
+            return int(tail)
+    length = get("Content-Length")
+    if length is None or not str(length).strip().isdigit():
+        return None
+    return int(length) + (offset if resumed else 0)
+
+
+def _open_stream(url: str, offset: int, timeout: float) -> tuple[BinaryIO, int | None, bool]:
+    """Open ``url`` at byte ``offset``: (stream, total size or None, resumed?)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "file":
+        path = Path(urllib.request.url2pathname(parsed.path))
+        if not path.is_file():
+            raise FileNotFoundError(f"download source not found: {url}")
+        size = path.stat().st_size
+        stream = path.open("rb")
+        resumed = 0 < offset <= size
+        if resumed:
+            stream.seek(offset)
+        return stream, size, resumed
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(f"unsupported URL scheme in {url!r} (use http, https or file)")
+    headers = {"User-Agent": "canetlib-downloader"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    response = _http_open(urllib.request.Request(url, headers=headers), timeout)
+    resumed = bool(offset) and getattr(response, "status", 200) == 206
+    return response, _content_total(response.headers, offset, resumed), resumed
+
+
+def _stream_to_part(url: str, part: Path, progress: bool, timeout: float) -> bool:
+    """Append or write the remote bytes into ``part``; return whether it resumed."""
+    offset = part.stat().st_size if part.exists() else 0
+    try:
+        stream, total, resumed = _open_stream(url, offset, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416 or not offset:  # 416: the range starts past the end
+            raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from exc
+        part.unlink()
+        offset = 0
+        stream, total, resumed = _open_stream(url, 0, timeout)
+    with stream:
+        if total is not None and offset > total:  # stale .part longer than the file
+            stream.close()
+            part.unlink()
+            return _stream_to_part(url, part, progress, timeout)
+        start = offset if resumed else 0
+        mode = "ab" if resumed else "wb"
+        bar = tqdm(
+            total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=part.name.removesuffix(".part"), disable=not progress, leave=False,
+        )
+        with bar, part.open(mode) as out:
+            while block := stream.read(CHUNK_SIZE):
+                out.write(block)
+                bar.update(len(block))
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise DownloadError(
+            f"download of {url} stopped at {size} of {total} bytes; "
+            f"run again to resume from {part}"
+        )
+    return resumed
+
+
+def download_url(
+    url: str,
+    dest: PathLike,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    timeout: float = TIMEOUT_S,
+) -> Path:
+    """Download ``url`` to ``dest`` (resumable, atomic, verified); return ``dest``.
+
+    An existing ``dest`` is trusted when it matches the checksums (or when
+    none are given). A mismatching ``dest`` raises :class:`ChecksumError`;
+    delete it to fetch again.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        verify_checksum(dest, md5, sha256)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    resumed = _stream_to_part(url, part, progress, timeout)
+    problem = _digest_problem(part, md5, sha256)
+    if problem and resumed:  # the old .part held bad bytes: start over once
+        part.unlink()
+        _stream_to_part(url, part, progress, timeout)
+        problem = _digest_problem(part, md5, sha256)
+    if problem:
+        part.unlink()
+        raise ChecksumError(
+            f"checksum mismatch for downloaded file {dest.name} (from {url}): {problem}; "
+            "the bad download was deleted, run again to retry"
+        )
+    part.replace(dest)
+    return dest
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def _safe_target(dest: Path, name: str, archive: Path) -> Path:
+    """Resolve member ``name`` under ``dest`` or raise :class:`UnsafeArchiveError`."""
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or (pure.parts and pure.parts[0].endswith(":")) or ".." in pure.parts:
+        raise UnsafeArchiveError(f"refusing to extract {archive}: unsafe member path {name!r}")
+    target = (dest / pure).resolve()
+    if not target.is_relative_to(dest):
+        raise UnsafeArchiveError(f"refusing to extract {archive}: {name!r} leaves {dest}")
+    return target
+
+
+def _check_tar_member(member: tarfile.TarInfo, dest: Path, archive: Path) -> None:
+    target = _safe_target(dest, member.name, archive)
+    if member.ischr() or member.isblk() or member.isfifo():
+        raise UnsafeArchiveError(f"refusing to extract {archive}: special file {member.name!r}")
+    if member.issym() or member.islnk():
+        base = target.parent if member.issym() else dest
+        link = PurePosixPath(member.linkname)
+        resolved = (base / link).resolve()
+        if link.is_absolute() or not resolved.is_relative_to(dest):
+            raise UnsafeArchiveError(
+                f"refusing to extract {archive}: link {member.name!r} -> {member.linkname!r} "
+                f"points outside {dest}"
+            )
+
+
+def _extract_tar(archive: Path, dest: Path, progress: bool) -> None:
+    supports_filter = hasattr(tarfile, "data_filter")
+    with tarfile.open(archive, "r:*") as tar, tqdm(
+        desc=f"extract {archive.name}", unit=" files", disable=not progress, leave=False
+    ) as bar:
+        for member in tar:
+            _check_tar_member(member, dest, archive)
+            if supports_filter:
+                tar.extract(member, dest, filter="data")
+            else:  # pragma: no cover - Python < 3.11.4
+                tar.extract(member, dest)
+            bar.update(1)
+
+
+def _extract_zip(archive: Path, dest: Path, progress: bool) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        for info in infos:  # check everything before writing anything
+            _safe_target(dest, info.filename, archive)
+        for info in tqdm(infos, desc=f"extract {archive.name}", unit=" files",
+                         disable=not progress, leave=False):
+            zf.extract(info, dest)
+
+
+def _markers(archive: Path, dest: Path) -> tuple[Path, Path]:
+    return dest / f".extracting-{archive.name}", dest / f".extracted-{archive.name}"
+
+
+def is_extracted(archive_name: str, dest: PathLike) -> bool:
+    """Whether :func:`extract_archive` finished unpacking ``archive_name`` into ``dest``."""
+    return _markers(Path(archive_name), Path(dest))[1].exists()
+
+
+def extraction_interrupted(archive_name: str, dest: PathLike) -> bool:
+    """Whether an extraction of ``archive_name`` into ``dest`` started but never finished."""
+    return _markers(Path(archive_name), Path(dest))[0].exists()
+
+
+def extract_archive(archive: PathLike, dest: PathLike, *, progress: bool = True) -> Path:
+    """Unpack a tar/zip ``archive`` into ``dest`` once; return ``dest``.
+
+    A marker file ``dest/.extracted-<archive name>`` records completion, so a
+    second call returns at once; an interrupted extraction is redone.
+    """
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    dest = dest.resolve()
+    running, done = _markers(archive, dest)
+    if done.exists():
+        return dest
+    if not archive.is_file():
+        raise FileNotFoundError(f"archive not found: {archive}")
+    running.touch()
+    if zipfile.is_zipfile(archive):
+        _extract_zip(archive, dest, progress)
+    elif tarfile.is_tarfile(archive):
+        _extract_tar(archive, dest, progress)
+    else:
+        raise ValueError(f"{archive} is neither a tar nor a zip archive")
+    done.write_text(f"{archive.name}\n")
+    running.unlink()
+    return dest
+
+
+def fetch_and_extract(
+    remote: RemoteFile, download_dir: PathLike, dest: PathLike, *, progress: bool = True,
+    keep_archive: bool = True,
+) -> Path:
+    """Download ``remote`` into ``download_dir`` (verified) and unpack it into ``dest``."""
+    if is_extracted(remote.filename, dest):
+        return Path(dest)
+    archive = download_url(
+        remote.url, Path(download_dir) / remote.filename,
+        md5=remote.md5, sha256=remote.sha256, progress=progress,
+    )
+    extract_archive(archive, dest, progress=progress)
+    if not keep_archive:
+        archive.unlink()
+    return Path(dest)

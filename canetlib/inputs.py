@@ -1,0 +1,105 @@
+"""Checks on what users feed the model, and the bounding-box support helper.
+
+Every check raises a ``ValueError`` that names the problem, so a bad episode
+fails loudly at the door instead of producing a silently wrong mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+IGNORE_INDEX = 255
+
+
+def check_images(images: Tensor, name: str) -> None:
+    """``images`` must be float ``(..., 3, H, W)``."""
+    if not torch.is_tensor(images):
+        raise ValueError(f"{name}: expected a tensor, got {type(images).__name__}")
+    if images.dim() < 4:
+        raise ValueError(f"{name}: expected (B, 3, H, W) or (B, k, 3, H, W), "
+                         f"got shape {tuple(images.shape)}")
+    if images.shape[-3] != 3:
+        raise ValueError(f"{name}: expected 3 colour channels (RGB), got {images.shape[-3]} "
+                         f"in shape {tuple(images.shape)}; convert grayscale/RGBA to RGB first")
+    if not images.is_floating_point():
+        raise ValueError(f"{name}: expected a float tensor (normalised RGB), got {images.dtype}")
+
+
+def check_mask_values(mask: Tensor, name: str) -> None:
+    """Masks may hold 0 (background), 1 (target) and 255 (ignore) only."""
+    values = torch.unique(mask)
+    bad = [v for v in values.tolist() if v not in (0, 1, IGNORE_INDEX)]
+    if bad:
+        shown = ", ".join(f"{v:g}" for v in bad[:5])
+        raise ValueError(f"{name}: mask values must be 0, 1 or {IGNORE_INDEX} (ignore); "
+                         f"found {shown}. Binarise class masks first (mask == class_id)")
+
+
+def check_episode(query: Tensor, supports: Tensor, masks: Tensor) -> None:
+    """Validate one batch of episodes as the model receives it.
+
+    Args:
+        query: ``(B, 3, H, W)``.
+        supports: ``(B, k, 3, Hs, Ws)``.
+        masks: ``(B, k, Hs, Ws)``.
+    """
+    check_images(query, "query image")
+    check_images(supports, "support images")
+    if query.dim() != 4:
+        raise ValueError(f"query image: expected (B, 3, H, W), got {tuple(query.shape)}")
+    if supports.dim() != 5:
+        raise ValueError(f"support images: expected (B, k, 3, H, W), got {tuple(supports.shape)}")
+    if supports.shape[0] != query.shape[0]:
+        raise ValueError(f"batch size mismatch: {query.shape[0]} queries but "
+                         f"{supports.shape[0]} support sets")
+    if masks.dim() != 4 or masks.shape[:2] != supports.shape[:2]:
+        raise ValueError(f"support masks: expected (B, k, H, W) = "
+                         f"{(*supports.shape[:2], *supports.shape[-2:])}, got {tuple(masks.shape)}")
+    if masks.shape[-2:] != supports.shape[-2:]:
+        raise ValueError(f"support mask size {tuple(masks.shape[-2:])} differs from support "
+                         f"image size {tuple(supports.shape[-2:])}")
+    check_mask_values(masks, "support masks")
+    fg = (masks == 1).flatten(2).any(dim=2)
+    if not bool(fg.all()):
+        b, s = (~fg).nonzero()[0].tolist()
+        raise ValueError(f"support mask {s} of episode {b} is empty (no foreground pixel): "
+                         "every support must show the class")
+
+
+def check_target(image: Tensor, mask: Tensor, name: str = "query") -> None:
+    """An image ``(..., 3, H, W)`` and its mask ``(..., H, W)`` must agree in size."""
+    if image.shape[-2:] != mask.shape[-2:]:
+        raise ValueError(f"{name} image size {tuple(image.shape[-2:])} and mask size "
+                         f"{tuple(mask.shape[-2:])} differ")
+    check_mask_values(mask, f"{name} mask")
+
+
+def box_to_mask(box: Sequence[float], size: tuple[int, int],
+                dtype: torch.dtype = torch.long) -> Tensor:
+    """Turn a box ``(x0, y0, x1, y1)`` (pixels, inclusive-exclusive) into a support mask.
+
+    Paper section 4.4: the whole box of the object is treated as foreground.
+    The box is clipped to the image; an empty box raises ``ValueError``.
+    """
+    if len(box) != 4:
+        raise ValueError(f"a box is (x0, y0, x1, y1), got {tuple(box)}")
+    h, w = size
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+    x0, x1 = max(0, x0), min(w, x1)
+    y0, y1 = max(0, y0), min(h, y1)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"box {tuple(box)} is empty inside a {w}x{h} image")
+    mask = torch.zeros(h, w, dtype=dtype)
+    mask[y0:y1, x0:x1] = 1
+    return mask
+
+
+def mask_to_box(mask: Tensor) -> tuple[int, int, int, int]:
+    """Tight box ``(x0, y0, x1, y1)`` around the foreground (value 1) of ``mask``."""
+    ys, xs = (mask == 1).nonzero(as_tuple=True)
+    if ys.numel() == 0:
+        raise ValueError("mask has no foreground pixel, so it has no box")
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1

@@ -1,0 +1,133 @@
+"""Few-shot segmentation metrics as the field defines them (CANET-FACTS.md §4).
+
+* **mIoU**: for each test class, sum the foreground intersections and unions
+  over all of that class's episodes, divide, then average over the classes
+  that had episodes.
+* **FB-IoU**: IoU of background and of foreground, each pooled over all
+  episodes regardless of class, then averaged.
+
+Pixels labelled 255 count in neither the prediction nor the truth. The
+accumulators take masks of any size on any device; the evaluator feeds them
+at the original image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from canetlib.inputs import IGNORE_INDEX
+
+
+def intersection_union(pred: Tensor, target: Tensor,
+                       ignore_index: int = IGNORE_INDEX) -> tuple[Tensor, Tensor]:
+    """Per-image (intersection, union) of background (col 0) and foreground (col 1).
+
+    Args:
+        pred: ``(B, H, W)`` or ``(H, W)`` binary prediction.
+        target: same shape, values 0, 1 or ``ignore_index``.
+    Returns:
+        two ``(B, 2)`` int64 tensors.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape "
+                         f"{tuple(target.shape)}")
+    if pred.dim() == 2:
+        pred, target = pred[None], target[None]
+    valid = target != ignore_index
+    pred = pred.long()
+    target = target.long()
+    inter, union = [], []
+    for cls in (0, 1):
+        p = (pred == cls) & valid
+        t = (target == cls) & valid
+        inter.append((p & t).flatten(1).sum(1))
+        union.append((p | t).flatten(1).sum(1))
+    return torch.stack(inter, 1), torch.stack(union, 1)
+
+
+class FewShotMeter:
+    """Accumulates pooled intersections and unions per class and overall.
+
+    Args:
+        classes: the class ids of the fold; each starts with no episode.
+            Classes that never get an episode are left out of the mean and
+            listed by :meth:`missing_classes`.
+    """
+
+    def __init__(self, classes: Iterable[int]) -> None:
+        self.classes = list(classes)
+        self._inter = {c: 0 for c in self.classes}
+        self._union = {c: 0 for c in self.classes}
+        self._count = {c: 0 for c in self.classes}
+        self._fb_inter = [0, 0]
+        self._fb_union = [0, 0]
+
+    def update(self, pred: Tensor, target: Tensor, class_ids: Sequence[int] | Tensor) -> None:
+        """Add a batch of predictions ``(B, H, W)`` with their episodes' class ids."""
+        inter, union = intersection_union(pred, target)
+        ids = class_ids.tolist() if torch.is_tensor(class_ids) else list(class_ids)
+        if len(ids) != inter.shape[0]:
+            raise ValueError(f"{inter.shape[0]} predictions but {len(ids)} class ids")
+        inter_l, union_l = inter.cpu().tolist(), union.cpu().tolist()
+        for c, (ib, if_), (ub, uf) in zip(ids, inter_l, union_l):
+            if c not in self._inter:
+                raise ValueError(f"class {c} is not one of this meter's classes {self.classes}")
+            self._inter[c] += if_
+            self._union[c] += uf
+            self._count[c] += 1
+            self._fb_inter[0] += ib
+            self._fb_inter[1] += if_
+            self._fb_union[0] += ub
+            self._fb_union[1] += uf
+
+    @property
+    def episodes(self) -> int:
+        return sum(self._count.values())
+
+    def missing_classes(self) -> list[int]:
+        """Classes without a single episode (excluded from :meth:`miou`)."""
+        return [c for c in self.classes if self._count[c] == 0]
+
+    def class_iou(self) -> dict[int, float]:
+        """Pooled foreground IoU of each class that had episodes (0..1)."""
+        out = {}
+        for c in self.classes:
+            if self._count[c]:
+                u = self._union[c]
+                out[c] = self._inter[c] / u if u else 1.0
+        return out
+
+    def miou(self) -> float:
+        """Mean over classes of the pooled foreground IoU (0..1)."""
+        ious = self.class_iou()
+        if not ious:
+            raise ValueError("no episode was added; mIoU is undefined")
+        return sum(ious.values()) / len(ious)
+
+    def fbiou(self) -> float:
+        """Mean of pooled background IoU and pooled foreground IoU (0..1)."""
+        if not self.episodes:
+            raise ValueError("no episode was added; FB-IoU is undefined")
+        vals = [i / u if u else 1.0 for i, u in zip(self._fb_inter, self._fb_union)]
+        return sum(vals) / 2
+
+    def summary(self) -> dict[str, object]:
+        """mIoU, FB-IoU (both in %), per-class IoU (%), episode count."""
+        return {
+            "miou": 100 * self.miou(),
+            "fbiou": 100 * self.fbiou(),
+            "per_class_iou": {str(c): 100 * v for c, v in self.class_iou().items()},
+            "episodes": self.episodes,
+        }
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    if not values:
+        raise ValueError("mean_std of no values")
+    t = torch.tensor(list(values), dtype=torch.float64)
+    std = float(t.std(unbiased=True)) if len(values) > 1 else 0.0
+    return float(t.mean()), std

@@ -1,0 +1,332 @@
+"""CANet: the whole network of paper section 4 (Fig. 2 and Fig. 3).
+
+The forward pass is split so that the expensive part runs once per episode:
+
+* :meth:`CANet.extract` runs the frozen backbone (under
+  ``torch.inference_mode()``, BatchNorm in eval mode) and the shared encoder;
+* :meth:`CANet.compare` pools the support prototypes, compares them densely
+  with the query and fuses k shots;
+* :meth:`CANet.refine` runs only the iterative optimization module, as many
+  times as asked, on the cached comparison features.
+
+``forward`` chains the three; the evaluator and the book's widgets call the
+pieces directly to add IOM iterations without touching the backbone again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from canetlib.inputs import check_episode
+from canetlib.model.backbone import BACKBONES, build_backbone, count_parameters
+from canetlib.model.modules import (
+    AttentionFusion,
+    DenseComparison,
+    FeatureEncoder,
+    IterativeOptimization,
+    init_head,
+    masked_average_pooling,
+)
+
+#: k-shot fusions: the learned attention of section 4.3 and Table 5's baselines
+FUSIONS: tuple[str | None, ...] = (None, "attention", "feature-avg", "mask-avg", "mask-or")
+MASK_FUSIONS = ("mask-avg", "mask-or")
+#: query scales of the paper's multi-scale test (predictions averaged)
+MULTI_SCALE = (0.7, 1.0, 1.3)
+
+
+@dataclass
+class EpisodeFeatures:
+    """Comparison features of a batch of episodes, ready for IOM passes.
+
+    ``features`` is ``(B * groups, C, h, w)``: one row per episode, or one per
+    support when a mask-level fusion keeps the k chains apart (``groups = k``).
+    ``attention`` holds the normalised weights ``(B, k)`` of the attention
+    fusion (``None`` for the others).
+    """
+
+    features: Tensor
+    groups: int = 1
+    attention: Tensor | None = None
+
+
+@dataclass
+class CANetOutput:
+    """Logits of every IOM iteration (index 0 = CANet-Init) and attention weights.
+
+    Each entry of ``logits`` is ``(B, 2, h, w)`` (background, foreground) on
+    the feature grid; for mask-level fusions they are log-probabilities.
+    """
+
+    logits: list[Tensor]
+    attention: Tensor | None = None
+
+    @property
+    def final(self) -> Tensor:
+        return self.logits[-1]
+
+    def probabilities(self, size: Sequence[int] | None = None) -> list[Tensor]:
+        """Foreground/background probabilities per iteration, optionally upsampled."""
+        return [_probs(lg, size) for lg in self.logits]
+
+
+@dataclass
+class Prediction:
+    """Probabilities ``(B, 2, H, W)`` at the requested size for every iteration."""
+
+    probs: list[Tensor]
+    attention: Tensor | None = None
+    masks: list[Tensor] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.masks = [p.argmax(dim=1) for p in self.probs]
+
+    @property
+    def final(self) -> Tensor:
+        """Binary mask ``(B, H, W)`` of the last iteration."""
+        return self.masks[-1]
+
+
+def _probs(logits: Tensor, size: Sequence[int] | None) -> Tensor:
+    p = torch.softmax(logits.float(), dim=1)
+    if size is not None and tuple(p.shape[-2:]) != tuple(size):
+        p = F.interpolate(p, size=tuple(size), mode="bilinear", align_corners=True)
+    return p
+
+
+class CANet(nn.Module):
+    """Class-agnostic segmentation network (Zhang et al., CVPR 2019).
+
+    Args:
+        pretrained: load ImageNet weights into the backbone (torchvision
+            ``IMAGENET1K_V1``). ``False`` gives random weights, for offline use
+            and tests; a clear error explains the offline route when the
+            weights cannot be fetched.
+        backbone: ``"resnet50"`` (paper), ``"vgg16"`` (Table 3) or
+            ``"resnet-tiny"`` (the CPU configuration of the embedded world).
+        blocks: backbone blocks whose features are compared (Table 3);
+            the paper's choice is block2 + block3.
+        fusion: k-shot fusion. ``None`` is the paper's 1-shot model (no
+            attention branch, exactly one support). ``"attention"`` adds the
+            attention branch of section 4.3; ``"feature-avg"``, ``"mask-avg"``
+            and ``"mask-or"`` are the non-learned fusions of Table 5.
+        width: channels of the head (256 in the paper).
+        iterations: IOM refinements after the initial prediction at inference
+            (4 in the paper); iteration 0 is CANet-Init.
+        dropout: ``Dropout2d`` probability after head convolutions (reference).
+        backbone_widths: stage widths for ``"resnet-tiny"``.
+    """
+
+    def __init__(self, pretrained: bool = True, *, backbone: str = "resnet50",
+                 blocks: Sequence[str] = ("block2", "block3"), fusion: str | None = None,
+                 width: int = 256, iterations: int = 4, dropout: float = 0.5,
+                 backbone_widths: Sequence[int] | None = None) -> None:
+        super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; choose from {FUSIONS}")
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {backbone!r}; choose from {BACKBONES}")
+        if iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {iterations}")
+        self.blocks = tuple(blocks)
+        self.fusion = fusion
+        self.iterations = iterations
+        self.config: dict[str, Any] = {
+            "backbone": backbone, "blocks": list(self.blocks), "fusion": fusion,
+            "width": width, "iterations": iterations, "dropout": dropout,
+            "backbone_widths": list(backbone_widths) if backbone_widths else None,
+        }
+        self.backbone = build_backbone(backbone, self.blocks, pretrained, backbone_widths)
+        in_channels = sum(self.backbone.channels[b] for b in self.blocks)
+        self.encoder = FeatureEncoder(in_channels, width, dropout)
+        self.comparison = DenseComparison(width, dropout)
+        self.attention = AttentionFusion(width, dropout) if fusion == "attention" else None
+        self.iom = IterativeOptimization(width, dropout)
+        for head in (self.encoder, self.comparison, self.attention, self.iom):
+            if head is not None:
+                init_head(head)
+        self._channels_last = False
+
+    # -- modes and devices -------------------------------------------------
+    def train(self, mode: bool = True) -> CANet:
+        """Switch the head's mode; the frozen backbone always stays in eval mode."""
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def use_channels_last(self, enabled: bool = True) -> CANet:
+        """Store weights and feed images as channels_last (faster convs on CUDA)."""
+        fmt = torch.channels_last if enabled else torch.contiguous_format
+        self.to(memory_format=fmt)
+        self._channels_last = enabled
+        return self
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """``(frozen, trainable)`` parameter counts."""
+        return count_parameters(self)
+
+    # -- the three stages --------------------------------------------------
+    def extract(self, images: Tensor) -> Tensor:
+        """Frozen backbone + shared encoder: ``(N, 3, H, W)`` -> ``(N, width, H/8, W/8)``.
+
+        The backbone runs under ``torch.inference_mode()``; when gradients are
+        needed for the encoder, its output is cloned out of inference mode.
+        """
+        if self._channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            feats = self.backbone(images)
+            chosen = [feats[b] for b in self.blocks]
+        if torch.is_grad_enabled():
+            chosen = [t.clone() for t in chosen]
+        return self.encoder(chosen)
+
+    def prototypes(self, support_feats: Tensor, support_masks: Tensor) -> Tensor:
+        """Masked average pooling of ``(B*k, C, h, w)`` features -> ``(B, k, C)``."""
+        b, k = support_masks.shape[:2]
+        fg = (support_masks.flatten(0, 1) == 1).to(support_feats.dtype)
+        return masked_average_pooling(support_feats, fg).view(b, k, -1)
+
+    def compare(self, query_feats: Tensor, prototypes: Tensor) -> EpisodeFeatures:
+        """Dense comparison of each query with its k prototypes, then k-shot fusion."""
+        b, k, c = prototypes.shape
+        self._check_shots(k)
+        query = query_feats.repeat_interleave(k, dim=0) if k > 1 else query_feats
+        paired = DenseComparison.pair(query, prototypes.reshape(b * k, c))
+        compared = self.comparison(paired)
+        if k == 1:
+            ones = compared.new_ones(b, 1) if self.fusion == "attention" else None
+            return EpisodeFeatures(compared, 1, ones)
+        if self.fusion in MASK_FUSIONS:
+            return EpisodeFeatures(compared, k, None)
+        stacked = compared.view(b, k, *compared.shape[1:])
+        if self.fusion == "feature-avg":
+            return EpisodeFeatures(stacked.mean(dim=1), 1, None)
+        assert self.attention is not None
+        weights = self.attention.weights(paired, k)
+        return EpisodeFeatures(AttentionFusion.fuse(stacked, weights), 1, weights)
+
+    def refine(self, feats: EpisodeFeatures, iterations: int,
+               history: Tensor | None = None) -> CANetOutput:
+        """Run the IOM ``iterations + 1`` times on cached comparison features.
+
+        Args:
+            feats: output of :meth:`compare`.
+            iterations: refinements after the first pass (0 = CANet-Init only).
+            history: ``(B, 2, h, w)`` probabilities fed to the first pass
+                (training feeds last epoch's prediction); ``None`` = empty mask.
+        """
+        x = feats.features
+        if history is None:
+            y = x.new_zeros(x.shape[0], 2, *x.shape[-2:])
+        else:
+            y = history.repeat_interleave(feats.groups, dim=0) if feats.groups > 1 else history
+        outs: list[Tensor] = []
+        for _ in range(iterations + 1):
+            logits = self.iom(x, y)
+            y = torch.softmax(logits.float(), dim=1)
+            outs.append(self._fuse_chains(logits, feats.groups))
+        return CANetOutput(outs, feats.attention)
+
+    def _fuse_chains(self, logits: Tensor, groups: int) -> Tensor:
+        """Mask-Avg / Mask-OR of Table 5: fuse k per-support predictions."""
+        if groups == 1:
+            return logits
+        probs = torch.softmax(logits.float(), dim=1)
+        probs = probs.view(-1, groups, *probs.shape[1:])
+        if self.fusion == "mask-avg":
+            fused = probs.mean(dim=1)
+        else:  # mask-or: foreground where any support's prediction says so
+            fg = probs[:, :, 1].amax(dim=1)
+            fused = torch.stack([1.0 - fg, fg], dim=1)
+        return fused.clamp_min(1e-6).log()
+
+    # -- whole passes ------------------------------------------------------
+    def encode(self, query: Tensor, supports: Tensor, support_masks: Tensor) -> EpisodeFeatures:
+        """Backbone once per image (query and k supports in one batch when sizes match)."""
+        b, k = supports.shape[:2]
+        flat = supports.flatten(0, 1)
+        if query.shape[-2:] == flat.shape[-2:]:
+            feats = self.extract(torch.cat([query, flat], dim=0))
+            qf, sf = feats[:b], feats[b:]
+        else:
+            qf, sf = self.extract(query), self.extract(flat)
+        return self.compare(qf, self.prototypes(sf, support_masks))
+
+    def forward(self, query: Tensor, supports: Tensor, support_masks: Tensor,
+                iterations: int | None = None, history: Tensor | None = None,
+                check: bool = True) -> CANetOutput:
+        """Segment the support class in the query.
+
+        Args:
+            query: ``(B, 3, H, W)`` normalised images.
+            supports: ``(B, k, 3, Hs, Ws)`` (or ``(B, 3, Hs, Ws)`` for k = 1).
+            support_masks: ``(B, k, Hs, Ws)`` (or ``(B, Hs, Ws)``), values 0/1/255.
+            iterations: IOM refinements; default 0 in training mode (one pass
+                on ``history``), ``self.iterations`` in eval mode.
+            history: first-pass probabilities ``(B, 2, h, w)``, see :meth:`refine`.
+            check: validate the inputs (clear ``ValueError`` on bad episodes).
+        """
+        supports, support_masks = _as_kshot(supports, support_masks)
+        if check:
+            check_episode(query, supports, support_masks)
+            self._check_shots(supports.shape[1])
+        if iterations is None:
+            iterations = 0 if self.training else self.iterations
+        return self.refine(self.encode(query, supports, support_masks), iterations, history)
+
+    @torch.inference_mode()
+    def predict(self, query: Tensor, supports: Tensor, support_masks: Tensor,
+                iterations: int | None = None, scales: Sequence[float] = (1.0,),
+                size: Sequence[int] | None = None) -> Prediction:
+        """Inference with optional multi-scale testing (query at 0.7/1/1.3, averaged).
+
+        Probabilities are upsampled to ``size`` (default: the query's size)
+        and averaged over scales for every iteration. Supports go through the
+        backbone once whatever the number of scales.
+        """
+        supports, support_masks = _as_kshot(supports, support_masks)
+        check_episode(query, supports, support_masks)
+        self._check_shots(supports.shape[1])
+        iterations = self.iterations if iterations is None else iterations
+        size = tuple(size) if size is not None else tuple(query.shape[-2:])
+        scales = tuple(scales)
+        if scales == (1.0,):
+            out = self.refine(self.encode(query, supports, support_masks), iterations)
+            return Prediction(out.probabilities(size), out.attention)
+        protos = self.prototypes(self.extract(supports.flatten(0, 1)), support_masks)
+        total: list[Tensor] | None = None
+        attention = None
+        for s in scales:
+            q = query if s == 1.0 else F.interpolate(
+                query, scale_factor=s, mode="bilinear", align_corners=True)
+            out = self.refine(self.compare(self.extract(q), protos), iterations)
+            probs = out.probabilities(size)
+            total = probs if total is None else [a + p for a, p in zip(total, probs)]
+            if s == 1.0 or attention is None:
+                attention = out.attention
+        assert total is not None
+        return Prediction([p / len(scales) for p in total], attention)
+
+    def _check_shots(self, k: int) -> None:
+        if k < 1:
+            raise ValueError("an episode needs at least one support")
+        if k > 1 and self.fusion is None:
+            raise ValueError(
+                f"this is a 1-shot CANet (fusion=None) but the episode has {k} supports; "
+                "build CANet(fusion='attention'|'feature-avg'|'mask-avg'|'mask-or') for k-shot")
+
+
+def _as_kshot(supports: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
+    """Accept 1-shot shorthands ``(B, 3, H, W)`` / ``(B, H, W)``."""
+    if torch.is_tensor(supports) and supports.dim() == 4:
+        supports = supports.unsqueeze(1)
+    if torch.is_tensor(masks) and masks.dim() == 3:
+        masks = masks.unsqueeze(1)
+    return supports, masks

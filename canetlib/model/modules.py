@@ -1,0 +1,189 @@
+"""The CANet head: dense comparison, iterative optimization, attention fusion.
+
+Paper sections 4.1 (dense comparison module), 4.2 (iterative optimization
+module, eq. 1) and 4.3 (attention for k-shot, eq. 2). Where the paper is
+silent we follow the reference implementation (CANET-FACTS.md §2): dilation 2
+in the encoder and comparison convolutions, ``Dropout2d(0.5)`` after the head
+convolutions, pre-activation residual blocks without BatchNorm, N(0, 0.01)
+weight initialisation, logits out (softmax outside the classifier).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+#: the reference adds this to the mask area before dividing (avoids 0/0)
+MAP_EPS = 5e-4
+
+
+def conv_block(cin: int, cout: int, kernel: int = 3, dilation: int = 1,
+               dropout: float = 0.5) -> nn.Sequential:
+    """Conv -> ReLU -> Dropout2d, the reference's unit for every head conv."""
+    pad = dilation * (kernel // 2)
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=pad, dilation=dilation, bias=True),
+                         nn.ReLU(inplace=True), nn.Dropout2d(dropout))
+
+
+def masked_average_pooling(features: Tensor, mask: Tensor, eps: float = MAP_EPS) -> Tensor:
+    """Average ``features`` over the foreground of ``mask`` (section 4.1).
+
+    The binary mask is bilinearly resized to the feature grid, multiplied
+    with the features, summed, and divided by the mask's area (+ ``eps``).
+
+    Args:
+        features: ``(N, C, h, w)``.
+        mask: ``(N, H, W)`` or ``(N, 1, H, W)`` with values in [0, 1].
+    Returns:
+        ``(N, C)`` support prototypes.
+    """
+    if mask.dim() == 3:
+        mask = mask.unsqueeze(1)
+    mask = mask.to(features.dtype)
+    if mask.shape[-2:] != features.shape[-2:]:
+        mask = F.interpolate(mask, size=features.shape[-2:], mode="bilinear", align_corners=True)
+    area = mask.sum(dim=(2, 3))
+    return (features * mask).sum(dim=(2, 3)) / (area + eps)
+
+
+class FeatureEncoder(nn.Module):
+    """Concatenate the chosen backbone blocks and encode to ``width`` channels.
+
+    Paper: "Features after block2 and block3 are concatenated and encoded to
+    256 dimensions by 3x3 convolutions." Reference: dilation 2, Dropout2d.
+    """
+
+    def __init__(self, in_channels: int, width: int = 256, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.conv = conv_block(in_channels, width, 3, dilation=2, dropout=dropout)
+
+    def forward(self, feats: list[Tensor]) -> Tensor:
+        return self.conv(torch.cat(feats, dim=1))
+
+
+class DenseComparison(nn.Module):
+    """Compare every query location with the support prototype (section 4.1).
+
+    The prototype from :func:`masked_average_pooling` is tiled over the query
+    grid, concatenated with the query features (``2 * width`` channels) and
+    compared by a 3x3 convolution with ``width`` filters (dilation 2, as in the
+    reference).
+    """
+
+    def __init__(self, width: int = 256, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.compare = conv_block(2 * width, width, 3, dilation=2, dropout=dropout)
+
+    @staticmethod
+    def pair(query: Tensor, prototype: Tensor) -> Tensor:
+        """Concatenate query features ``(N, C, h, w)`` with a tiled prototype ``(N, C)``."""
+        tiled = prototype[:, :, None, None].expand(-1, -1, *query.shape[-2:])
+        return torch.cat([query, tiled], dim=1)
+
+    def forward(self, paired: Tensor) -> Tensor:
+        return self.compare(paired)
+
+
+class AttentionFusion(nn.Module):
+    """Attention weights over k supports, eq. (2) (section 4.3, Fig. 3).
+
+    Runs parallel to the comparison convolution on the same paired input: a
+    3x3 conv with ``width`` filters and 3x3 max-pooling, then a 3x3 conv to
+    one channel and global average pooling give a scalar ``lambda_i`` per
+    support; a softmax over the k supports normalises them, and the output
+    is the weighted sum of the k comparison features. The paper gives no
+    pooling stride; we use stride 2 (padding 1). This branch was never
+    released with the reference code.
+    """
+
+    def __init__(self, width: int = 256, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.branch = nn.Sequential(
+            conv_block(2 * width, width, 3, dropout=dropout),
+            nn.MaxPool2d(3, stride=2, padding=1),
+            nn.Conv2d(width, 1, 3, padding=1, bias=True),
+            nn.AdaptiveAvgPool2d(1),
+        )
+
+    def weights(self, paired: Tensor, shots: int) -> Tensor:
+        """Softmax-normalised weights ``(B, k)`` from paired inputs ``(B*k, 2C, h, w)``."""
+        lam = self.branch(paired).flatten(1).view(-1, shots)
+        return torch.softmax(lam.float(), dim=1).to(paired.dtype)
+
+    @staticmethod
+    def fuse(compared: Tensor, weights: Tensor) -> Tensor:
+        """Weighted sum of comparison features ``(B, k, C, h, w)`` -> ``(B, C, h, w)``."""
+        return (compared * weights[:, :, None, None, None]).sum(dim=1)
+
+
+class ResidualBlock(nn.Module):
+    """Pre-activation residual unit without BatchNorm: ReLU, conv, ReLU, conv."""
+
+    def __init__(self, cin: int, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(cin, width, 3, padding=1, bias=True),
+            nn.ReLU(), nn.Conv2d(width, width, 3, padding=1, bias=True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling of DeepLab v3 as CANet uses it (section 4.2).
+
+    Four parallel branches (a 1x1 conv and 3x3 convs with rates 6, 12, 18)
+    plus the image-level branch (global average pooling, 1x1 conv, bilinear
+    upsampling), concatenated (5 x width) and fused by a 1x1 conv.
+    """
+
+    def __init__(self, width: int = 256, rates: tuple[int, ...] = (6, 12, 18),
+                 dropout: float = 0.5) -> None:
+        super().__init__()
+        self.image_pool = conv_block(width, width, 1, dropout=dropout)
+        self.branches = nn.ModuleList(
+            [conv_block(width, width, 1, dropout=dropout)]
+            + [conv_block(width, width, 3, dilation=r, dropout=dropout) for r in rates])
+        self.fuse = conv_block(width * (len(rates) + 2), width, 1, dropout=dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pooled = self.image_pool(x.mean(dim=(2, 3), keepdim=True))
+        outs = [pooled.expand(-1, -1, *x.shape[-2:])] + [b(x) for b in self.branches]
+        return self.fuse(torch.cat(outs, dim=1))
+
+
+class IterativeOptimization(nn.Module):
+    """One pass of the iterative optimization module, eq. (1) (section 4.2).
+
+    ``M_t = x + F(x, y_{t-1})`` where F concatenates the comparison features
+    ``x`` with the previous 2-channel probability map and applies two 3x3
+    convolutions; two vanilla residual blocks and ASPP follow, and a 1x1
+    classifier gives background/foreground logits. The first pass receives
+    an all-zero history (the "empty mask").
+    """
+
+    def __init__(self, width: int = 256, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.history = ResidualBlock(width + 2, width)
+        self.residual = nn.ModuleList([ResidualBlock(width, width) for _ in range(2)])
+        self.aspp = ASPP(width, dropout=dropout)
+        self.classifier = nn.Conv2d(width, 2, 1, bias=True)
+
+    def forward(self, x: Tensor, history: Tensor) -> Tensor:
+        if history.shape[-2:] != x.shape[-2:]:
+            history = F.interpolate(history, size=x.shape[-2:], mode="bilinear",
+                                    align_corners=True)
+        out = x + self.history(torch.cat([x, history.to(x.dtype)], dim=1))
+        for block in self.residual:
+            out = out + block(out)
+        return self.classifier(self.aspp(out))
+
+
+def init_head(module: nn.Module, std: float = 0.01) -> None:
+    """Initialise every conv as the reference does: weights N(0, std), bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

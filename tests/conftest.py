@@ -1,0 +1,30 @@
+"""Shared test settings: small, seeded, single-threaded-friendly."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("CANETLIB_NO_PROGRESS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def make_episode(batch: int = 1, shots: int = 1, size: int = 65,
+                 support_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random normalised images and rectangular support masks."""
+    ss = support_size or size
+    query = torch.randn(batch, 3, size, size)
+    supports = torch.randn(batch, shots, 3, ss, ss)
+    masks = torch.zeros(batch, shots, ss, ss, dtype=torch.long)
+    for b in range(batch):
+        for k in range(shots):
+            y0, x0 = 4 + 3 * k, 6 + 2 * b
+            masks[b, k, y0:y0 + ss // 2, x0:x0 + ss // 3] = 1
+    masks[:, :, 0, :] = 255  # an ignore border, as VOC has
+    return query, supports, masks

@@ -1,0 +1,248 @@
+"""The CANet model: parity with the reference, shapes, freezing, fusions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from canetlib import CANet, FUSIONS, masked_average_pooling
+from canetlib.model.backbone import BACKBONES
+from conftest import make_episode
+
+
+def tiny(**kw: object) -> CANet:
+    kw.setdefault("backbone", "resnet-tiny")
+    kw.setdefault("width", 32)
+    kw.setdefault("backbone_widths", (8, 16, 24, 32))
+    return CANet(pretrained=False, **kw)  # type: ignore[arg-type]
+
+
+def test_parameter_parity_with_reference() -> None:
+    frozen, trainable = CANet(pretrained=False).parameter_counts()
+    assert frozen == 8_543_296
+    assert trainable == 10_494_466
+
+
+def test_attention_adds_only_the_attention_branch() -> None:
+    base = CANet(pretrained=False).parameter_counts()
+    att = CANet(pretrained=False, fusion="attention").parameter_counts()
+    assert att[0] == base[0]
+    # conv 512->256 (3x3) + conv 256->1 (3x3), with biases
+    assert att[1] - base[1] == 512 * 256 * 9 + 256 + 256 * 9 + 1
+
+
+def test_shapes_at_paper_size() -> None:
+    model = CANet(pretrained=False).eval()
+    query, supports, masks = make_episode(size=321)
+    out = model(query, supports, masks)
+    assert len(out.logits) == 5  # CANet-Init + 4 refinements
+    assert all(lg.shape == (1, 2, 41, 41) for lg in out.logits)
+    feats = model.extract(query)
+    assert feats.shape == (1, 256, 41, 41)
+
+
+@pytest.mark.parametrize("blocks", [("block2",), ("block3",), ("block4",), ("block2", "block3", "block4")])
+def test_block_choices_share_the_grid(blocks: tuple[str, ...]) -> None:
+    model = CANet(pretrained=False, blocks=blocks).eval()
+    query, supports, masks = make_episode(size=65)
+    assert model(query, supports, masks, iterations=0).final.shape == (1, 2, 9, 9)
+
+
+def test_vgg16_variant_runs() -> None:
+    model = CANet(pretrained=False, backbone="vgg16", blocks=("block2", "block3", "block4")).eval()
+    query, supports, masks = make_episode(size=64)
+    out = model(query, supports, masks, iterations=1)
+    assert out.final.shape == (1, 2, 8, 8)
+
+
+def test_unknown_backbone_and_fusion_are_named() -> None:
+    with pytest.raises(ValueError, match="backbone"):
+        CANet(pretrained=False, backbone="resnet9000")
+    with pytest.raises(ValueError, match="fusion"):
+        CANet(pretrained=False, fusion="sum")
+    assert "resnet50" in BACKBONES
+
+
+def test_masked_average_pooling_by_hand() -> None:
+    feats = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    mask = torch.zeros(2, 4, 4)
+    mask[0, 1:3, 1:3] = 1
+    mask[1, 0, :] = 1
+    got = masked_average_pooling(feats, mask)
+    expected = torch.stack([
+        feats[0, :, 1:3, 1:3].sum(dim=(1, 2)) / (4 + 5e-4),
+        feats[1, :, 0, :].sum(dim=1) / (4 + 5e-4),
+    ])
+    torch.testing.assert_close(got, expected)
+
+
+def test_masked_average_pooling_resizes_mask_bilinearly() -> None:
+    feats = torch.ones(1, 2, 5, 5)
+    mask = torch.ones(1, 20, 20)
+    torch.testing.assert_close(masked_average_pooling(feats, mask),
+                               torch.full((1, 2), 25 / (25 + 5e-4)))
+
+
+def test_backbone_frozen_and_batchnorm_stats_fixed_after_step() -> None:
+    model = CANet(pretrained=False).train()
+    frozen_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    head_before = model.iom.classifier.weight.clone()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    query, supports, masks = make_episode(batch=2, size=65)
+    out = model(query, supports, masks)
+    target = torch.randint(0, 2, (2, 9, 9))
+    loss = torch.nn.functional.cross_entropy(out.final, target)
+    loss.backward()
+    opt.step()
+    assert not model.backbone.training
+    assert all(p.grad is None for p in model.backbone.parameters())
+    for k, v in model.backbone.state_dict().items():
+        assert torch.equal(v, frozen_before[k]), k
+    assert not torch.equal(model.iom.classifier.weight, head_before)
+
+
+def test_train_mode_keeps_backbone_in_eval() -> None:
+    model = tiny().train()
+    assert model.training and not model.backbone.training
+    assert all(not m.training for m in model.backbone.modules())
+
+
+def test_eval_forward_is_deterministic() -> None:
+    model = tiny().eval()
+    query, supports, masks = make_episode(batch=2)
+    a = model(query, supports, masks).logits
+    b = model(query, supports, masks).logits
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("shots", [1, 5])
+def test_every_fusion_runs(fusion: str | None, shots: int) -> None:
+    model = tiny(fusion=fusion).eval()
+    query, supports, masks = make_episode(batch=2, shots=shots)
+    if fusion is None and shots > 1:
+        with pytest.raises(ValueError, match="1-shot"):
+            model(query, supports, masks)
+        return
+    out = model(query, supports, masks, iterations=2)
+    assert len(out.logits) == 3
+    assert all(lg.shape == (2, 2, 9, 9) and torch.isfinite(lg).all() for lg in out.logits)
+    if fusion == "attention":
+        assert out.attention is not None and out.attention.shape == (2, shots)
+    probs = out.probabilities(size=(65, 65))[-1]
+    torch.testing.assert_close(probs.sum(1), torch.ones(2, 65, 65))
+
+
+def test_attention_weights_sum_to_one_and_are_permutation_equivariant() -> None:
+    model = tiny(fusion="attention").eval()
+    # make the weights non-uniform: the default init gives near-equal lambdas
+    torch.nn.init.normal_(model.attention.branch[2].weight, 0, 0.5)
+    query, supports, masks = make_episode(batch=2, shots=4)
+    out = model(query, supports, masks)
+    torch.testing.assert_close(out.attention.sum(1), torch.ones(2))
+    assert out.attention.std() > 1e-4
+    perm = torch.tensor([2, 0, 3, 1])
+    shuffled = model(query, supports[:, perm], masks[:, perm])
+    torch.testing.assert_close(shuffled.attention, out.attention[:, perm])
+    torch.testing.assert_close(shuffled.final, out.final, rtol=1e-4, atol=1e-5)
+
+
+def test_mask_fusions_combine_single_shot_predictions() -> None:
+    query, supports, masks = make_episode(batch=1, shots=3)
+    for fusion in ("mask-or", "mask-avg"):
+        model = tiny(fusion=fusion).eval()
+        fused = model(query, supports, masks, iterations=1).probabilities()[-1][:, 1]
+        each = torch.stack([
+            model(query, supports[:, i:i + 1], masks[:, i:i + 1], iterations=1)
+            .probabilities()[-1][:, 1] for i in range(3)])
+        # Mask-OR: foreground where any support says so = max of the probabilities
+        expected = each.amax(0) if fusion == "mask-or" else each.mean(0)
+        torch.testing.assert_close(fused, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_feature_avg_equals_uniform_attention() -> None:
+    avg = tiny(fusion="feature-avg").eval()
+    att = tiny(fusion="attention").eval()
+    att.load_state_dict(avg.state_dict(), strict=False)
+    torch.nn.init.zeros_(att.attention.branch[2].weight)  # equal lambdas -> uniform weights
+    torch.nn.init.zeros_(att.attention.branch[2].bias)
+    query, supports, masks = make_episode(shots=3)
+    torch.testing.assert_close(avg(query, supports, masks).final,
+                               att(query, supports, masks).final)
+
+
+def test_refine_reuses_cached_features() -> None:
+    model = tiny().eval()
+    query, supports, masks = make_episode()
+    with torch.inference_mode():
+        feats = model.encode(query, supports, masks)
+        short = model.refine(feats, 1)
+        long = model.refine(feats, 3)
+        full = model(query, supports, masks, iterations=3)
+    for a, b in zip(short.logits, long.logits[:2]):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(long.final, full.final)
+
+
+def test_backbone_runs_once_per_image() -> None:
+    model = tiny(fusion="attention").eval()
+    calls: list[int] = []
+    model.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    query, supports, masks = make_episode(batch=2, shots=3)
+    model(query, supports, masks, iterations=4)
+    assert calls == [2 + 2 * 3]  # one batched pass: 2 queries + 6 supports
+    calls.clear()
+    query, supports, masks = make_episode(batch=2, shots=3, size=65, support_size=49)
+    model(query, supports, masks, iterations=4)
+    assert sorted(calls) == [2, 6]
+
+
+def test_history_input_changes_first_pass() -> None:
+    model = tiny().eval()
+    query, supports, masks = make_episode()
+    empty = model(query, supports, masks, iterations=0).final
+    hist = torch.zeros(1, 2, 9, 9)
+    hist[:, 1] = 1
+    torch.nn.init.normal_(model.iom.history.body[1].weight, 0, 0.5)
+    assert not torch.allclose(model(query, supports, masks, iterations=0, history=hist).final,
+                              model(query, supports, masks, iterations=0).final)
+    assert empty.shape == hist.shape
+
+
+def test_predict_multiscale_and_size() -> None:
+    model = tiny().eval()
+    query, supports, masks = make_episode(size=65)
+    single = model.predict(query, supports, masks, iterations=2, size=(70, 80))
+    multi = model.predict(query, supports, masks, iterations=2, scales=(0.7, 1.0, 1.3))
+    assert single.probs[-1].shape == (1, 2, 70, 80)
+    assert len(multi.probs) == 3 and multi.final.shape == (1, 65, 65)
+    torch.testing.assert_close(multi.probs[-1].sum(1), torch.ones(1, 65, 65))
+    each = [model.predict(query, supports, masks, iterations=2, scales=(s,)).probs[-1]
+            for s in (0.7, 1.0, 1.3)]
+    torch.testing.assert_close(multi.probs[-1], sum(each) / 3)
+    assert each[0].shape == (1, 2, 65, 65)
+
+
+def test_pretrained_weights_error_explains_offline_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchvision.models import ResNet50_Weights
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(ResNet50_Weights.IMAGENET1K_V1.__class__, "get_state_dict", no_network)
+    with pytest.raises(RuntimeError, match="pretrained=False"):
+        CANet(pretrained=True)
+
+
+def test_tiny_backbone_refuses_imagenet_weights() -> None:
+    with pytest.raises(ValueError, match="resnet-tiny"):
+        CANet(pretrained=True, backbone="resnet-tiny")
+
+
+def test_channels_last_matches_contiguous() -> None:
+    model = tiny().eval()
+    query, supports, masks = make_episode()
+    ref = model(query, supports, masks).final
+    model.use_channels_last()
+    torch.testing.assert_close(model(query, supports, masks).final, ref, rtol=1e-4, atol=1e-5)
