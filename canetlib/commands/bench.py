@@ -1,15 +1,76 @@
-"""``bench``: arrives with issue 4 (training, evaluation, CLI, benchmark)."""
+"""``bench``: evaluator and training speed on this device (see :mod:`canetlib.bench`)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-HELP = "bench (not available yet in this version)"
+HELP = ("benchmark evaluation (ours vs re-running the network per IOM pass) and training "
+        "speed on this device")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    del p
+    p.add_argument("--json", default=None, metavar="FILE", help="write all numbers here")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if any)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed runs per measurement, median reported (default 3 CPU, 20 CUDA)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs first")
+    p.add_argument("--size", type=int, default=321, help="image side (paper: 321)")
+    p.add_argument("--backbone", default="resnet50", choices=["resnet50", "vgg16", "resnet-tiny"])
+    p.add_argument("--iterations", type=int, default=4, help="IOM refinements (paper: 4)")
+    p.add_argument("--batch", type=int, default=8, help="episodes per call for throughput")
+    p.add_argument("--train-batch", type=int, default=4, help="episodes per training step")
+    p.add_argument("--width", type=int, default=256, help="head width (paper: 256)")
+    p.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise RuntimeError("'bench' is not implemented in this version of canetlib yet")
+    from canetlib.bench import run_benchmark
+    from canetlib.commands.evaluate import write_json
+
+    result = run_benchmark(
+        args.device, repeats=args.repeats, warmup=args.warmup, size=args.size,
+        backbone=args.backbone, iterations=args.iterations, batch=args.batch,
+        train_batch=args.train_batch, width=args.width, flops=not args.no_flops,
+        log=lambda msg: print(msg, file=sys.stderr))
+    print(format_summary(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"results written to {args.json}")
+    return 0
+
+
+def format_summary(r: dict[str, object]) -> str:
+    """The headline numbers, rounded."""
+    s = r["settings"]
+    assert isinstance(s, dict)
+    ok = r["meets_targets"]
+    assert isinstance(ok, dict)
+    met = {k: "met" if v else "not met" for k, v in ok.items()}
+    lines = [
+        (f"device {r['device']} ({r['device_name']}, {r['threads']} threads), {s['backbone']}, "
+         f"{s['size']} px, 1-shot, {s['iterations']} refinements, median of {s['repeats']}, "
+         f"mode {s['default_mode']}"),
+        (f"evaluator (encode once + refine): {r['eval_episodes_per_s']:.3g} episodes/s "
+         f"({r['eval_ms']:.0f} ms)"),
+        (f"reference-style re-run per pass:  {r['rerun_episodes_per_s']:.3g} episodes/s "
+         f"({r['rerun_ms']:.0f} ms)"),
+        (f"eval_speedup_vs_rerun {r['eval_speedup_vs_rerun']:.2f} "
+         f"(target >= 4: {met['eval_speedup_vs_rerun']})"),
+        (f"eval_vs_floor {r['eval_vs_floor']:.2f} (floor = backbone on query + support, "
+         f"{r['floor_ms']:.0f} ms; target <= 1.3: {met['eval_vs_floor']})"),
+        (f"batch {s['batch']}: {r['eval_batch_episodes_per_s']:.3g} episodes/s; "
+         f"training (batch {s['train_batch']}): {r['train_steps_per_s']:.3g} steps/s"),
+    ]
+    flops = r.get("flops_g")
+    if isinstance(flops, dict):
+        lines.append(
+            f"GFLOPs: backbone {flops['backbone_per_image']:.1f}/image, IOM pass "
+            f"{flops['iom_pass']:.1f}, episode {flops['evaluator_episode']:.0f} vs re-run "
+            f"{flops['rerun_episode']:.0f}; arithmetic bounds: speedup "
+            f"{flops['ideal_speedup_vs_rerun']:.2f}, vs floor {flops['ideal_eval_vs_floor']:.2f}")
+    amp = r.get("amp_speedup_vs_fp32")
+    if isinstance(amp, dict):
+        lines.append("AMP + channels_last vs fp32: " + ", ".join(
+            f"{k} x{v:.2f}" for k, v in amp.items()))
+    return "\n".join(lines)

@@ -1,15 +1,150 @@
-"""``evaluate``: arrives with issue 4 (training, evaluation, CLI, benchmark)."""
+"""``evaluate``: mIoU / FB-IoU of a checkpoint on seeded test episodes, every IOM iteration."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
 
-HELP = "evaluate (not available yet in this version)"
+HELP = ("evaluate a checkpoint on seeded test episodes (mIoU, FB-IoU per IOM iteration, "
+        "original image size)")
+
+FUSION_CHOICES = ("none", "attention", "feature-avg", "mask-avg", "mask-or")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    del p
+    p.add_argument("--dataset", required=True, choices=["synthetic", "pascal", "coco"])
+    p.add_argument("--root", default=None, help="dataset folder (pascal/coco; synthetic: cache)")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--episodes", type=int, default=1000, help="test episodes per seed")
+    p.add_argument("--seed", type=int, default=0, help="episode seed (first seed with --seeds)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="evaluate seeds SEED..SEED+N-1 and report mean and sample std")
+    p.add_argument("--checkpoint", required=True, help="shipped checkpoint name or file path")
+    p.add_argument("--iterations", type=int, default=4, help="IOM refinements after CANet-Init")
+    p.add_argument("--multi-scale", action="store_true",
+                   help="query at 0.7, 1 and 1.3, probabilities averaged (paper)")
+    p.add_argument("--box-support", action="store_true",
+                   help="support masks are the box of one instance (paper section 4.4)")
+    p.add_argument("--fusion", choices=FUSION_CHOICES, default=None,
+                   help="override the k-shot fusion of the checkpoint (Table 5)")
+    p.add_argument("--batch-size", type=int, default=8, help="episodes per forward pass")
+    p.add_argument("--input-size", default=None,
+                   help="model input side, or 'native' (default: the checkpoint's training "
+                        "crop size, else 321 for pascal/coco and 128 for synthetic)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
+    p.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--per-episode", action="store_true",
+                   help="also write every episode's IoU per iteration to the JSON")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the results here")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _input_size(args: argparse.Namespace, ckpt: dict[str, Any]) -> int | str | None:
+    if args.input_size is not None:
+        if args.input_size == "native":
+            return "native"
+        try:
+            return int(args.input_size)
+        except ValueError:
+            raise ValueError(f"--input-size must be an integer or 'native', "
+                             f"got {args.input_size!r}") from None
+    train_size = (ckpt.get("train_config") or {}).get("train_size")
+    return int(train_size) if train_size else None
+
+
+def _validate(args: argparse.Namespace) -> None:
+    for name in ("shots", "episodes", "seeds", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.iterations < 0:
+        raise ValueError(f"--iterations must be >= 0, got {args.iterations}")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise RuntimeError("'evaluate' is not implemented in this version of canetlib yet")
+    from canetlib import checkpoint
+    from canetlib.evaluate import MULTI_SCALE, build_dataset, evaluate, evaluate_seeds
+    from canetlib.runtime import default_device
+
+    _validate(args)
+    device = default_device(args.device)
+    ckpt = checkpoint.load(args.checkpoint)
+    fusion: Any = ... if args.fusion is None else (None if args.fusion == "none" else args.fusion)
+    model = checkpoint.load_model(args.checkpoint, map_location=device, fusion=fusion)
+    if args.shots > 1 and model.fusion is None:
+        raise ValueError(f"{args.checkpoint} is a 1-shot model; for --shots {args.shots} pass "
+                         "--fusion mask-avg, feature-avg or mask-or (or use an attention "
+                         "checkpoint)")
+    del ckpt["model"]
+    settings = {
+        "dataset": args.dataset, "root": args.root, "fold": args.fold, "shots": args.shots,
+        "episodes_per_seed": args.episodes, "checkpoint": str(args.checkpoint),
+        "fusion": model.fusion, "multi_scale": args.multi_scale,
+        "box_support": args.box_support,
+    }
+
+    def factory(seed: int) -> Any:
+        return build_dataset(args.dataset, root=args.root, fold=args.fold, shots=args.shots,
+                             episodes=args.episodes, seed=seed, box_support=args.box_support)
+
+    kw: dict[str, Any] = {
+        "iterations": args.iterations, "scales": MULTI_SCALE if args.multi_scale else (1.0,),
+        "batch_size": args.batch_size, "input_size": _input_size(args, ckpt), "device": device,
+        "amp": False if args.no_amp else None, "progress": not args.no_progress,
+        "num_workers": args.num_workers, "per_episode": args.per_episode}
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    if len(seeds) == 1:
+        result = evaluate(model, factory(seeds[0]), **kw)
+        result["seed"] = seeds[0]
+    else:
+        result = evaluate_seeds(model, seeds, factory, **kw)
+    result["settings"] = {**settings, **result["settings"], "seeds": seeds}
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"results written to {args.json}")
+    return 0
+
+
+def _label(t: int, last: int) -> str:
+    if t == 0:
+        return "0 (CANet-Init)"
+    return f"{t} (final)" if t == last else str(t)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A rounded, human-readable summary of an :func:`evaluate` (or seeds) result."""
+    s = result["settings"]
+    head = (f"{s['dataset']} fold {s['fold']}, {s['shots']}-shot, {s['episodes_per_seed']} "
+            f"episodes x {len(s['seeds'])} seed(s) {s['seeds']}, checkpoint {s['checkpoint']}"
+            f"{', multi-scale' if s['multi_scale'] else ''}"
+            f"{', box supports' if s['box_support'] else ''}")
+    lines = [head, f"{'iteration':<16}{'mIoU':>14}{'FB-IoU':>14}"]
+    std = "miou_per_iteration_std" in result
+    last = len(result["miou_per_iteration"]) - 1
+    for t, (m, f) in enumerate(zip(result["miou_per_iteration"], result["fbiou_per_iteration"])):
+        if std:
+            ms = f"{m:.1f} +/- {result['miou_per_iteration_std'][t]:.1f}"
+            fs = f"{f:.1f} +/- {result['fbiou_per_iteration_std'][t]:.1f}"
+        else:
+            ms, fs = f"{m:.1f}", f"{f:.1f}"
+        lines.append(f"{_label(t, last):<16}{ms:>14}{fs:>14}")
+    lines.append("per-class IoU (final): " + ", ".join(
+        f"{name} {v:.1f}" for name, v in result["per_class_iou"].items()))
+    missing = result.get("missing_classes") or []
+    if missing:
+        lines.append("classes without an episode (left out of the mean): " + ", ".join(missing))
+    if std:
+        lines.append("per seed mIoU: " + ", ".join(
+            f"{seed}: {r['miou']:.1f}" for seed, r in zip(result["seeds"], result["runs"])))
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any], path: str) -> None:
+    """Write ``result`` as indented JSON, atomically."""
+    from canetlib.data.imageio import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")

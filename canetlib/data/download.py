@@ -16,12 +16,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import tarfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
+from http.client import HTTPResponse
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -34,7 +36,9 @@ __all__ = [
     "DownloadError",
     "RemoteFile",
     "UnsafeArchiveError",
+    "bars_enabled",
     "download_url",
+    "ensure_dataset",
     "extract_archive",
     "extraction_interrupted",
     "fetch_and_extract",
@@ -45,6 +49,14 @@ __all__ = [
 
 CHUNK_SIZE = 1 << 20
 TIMEOUT_S = 60.0
+
+
+def bars_enabled(progress: bool) -> bool:
+    """Whether to draw progress bars: as asked, unless ``CANETLIB_NO_PROGRESS`` is set.
+
+    Mirrors :func:`canetlib.runtime.progress_enabled` without importing torch.
+    """
+    return progress and os.environ.get("CANETLIB_NO_PROGRESS", "") in ("", "0")
 
 
 class ChecksumError(ValueError):
@@ -102,9 +114,10 @@ def verify_checksum(path: PathLike, md5: str | None = None, sha256: str | None =
 # --------------------------------------------------------------------------- transfer
 
 
-def _http_open(request: urllib.request.Request, timeout: float) -> BinaryIO:
+def _http_open(request: urllib.request.Request, timeout: float) -> HTTPResponse:
     """Open an HTTP(S) request (a seam for tests)."""
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - scheme checked by caller
+    response: HTTPResponse = urllib.request.urlopen(request, timeout=timeout)
+    return response
 
 
 def _content_total(headers: object, offset: int, resumed: bool) -> int | None:
@@ -163,8 +176,14 @@ def _stream_to_part(url: str, part: Path, progress: bool, timeout: float) -> boo
         start = offset if resumed else 0
         mode = "ab" if resumed else "wb"
         bar = tqdm(
-            total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=part.name.removesuffix(".part"), disable=not progress, leave=False,
+            total=total,
+            initial=start,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=part.name.removesuffix(".part"),
+            disable=not bars_enabled(progress),
+            leave=False,
         )
         with bar, part.open(mode) as out:
             while block := stream.read(CHUNK_SIZE):
@@ -173,8 +192,7 @@ def _stream_to_part(url: str, part: Path, progress: bool, timeout: float) -> boo
     size = part.stat().st_size
     if total is not None and size != total:
         raise DownloadError(
-            f"download of {url} stopped at {size} of {total} bytes; "
-            f"run again to resume from {part}"
+            f"download of {url} stopped at {size} of {total} bytes; run again to resume from {part}"
         )
     return resumed
 
@@ -247,9 +265,15 @@ def _check_tar_member(member: tarfile.TarInfo, dest: Path, archive: Path) -> Non
 
 def _extract_tar(archive: Path, dest: Path, progress: bool) -> None:
     supports_filter = hasattr(tarfile, "data_filter")
-    with tarfile.open(archive, "r:*") as tar, tqdm(
-        desc=f"extract {archive.name}", unit=" files", disable=not progress, leave=False
-    ) as bar:
+    with (
+        tarfile.open(archive, "r:*") as tar,
+        tqdm(
+            desc=f"extract {archive.name}",
+            unit=" files",
+            disable=not bars_enabled(progress),
+            leave=False,
+        ) as bar,
+    ):
         for member in tar:
             _check_tar_member(member, dest, archive)
             if supports_filter:
@@ -264,8 +288,13 @@ def _extract_zip(archive: Path, dest: Path, progress: bool) -> None:
         infos = zf.infolist()
         for info in infos:  # check everything before writing anything
             _safe_target(dest, info.filename, archive)
-        for info in tqdm(infos, desc=f"extract {archive.name}", unit=" files",
-                         disable=not progress, leave=False):
+        for info in tqdm(
+            infos,
+            desc=f"extract {archive.name}",
+            unit=" files",
+            disable=not bars_enabled(progress),
+            leave=False,
+        ):
             zf.extract(info, dest)
 
 
@@ -310,17 +339,48 @@ def extract_archive(archive: PathLike, dest: PathLike, *, progress: bool = True)
 
 
 def fetch_and_extract(
-    remote: RemoteFile, download_dir: PathLike, dest: PathLike, *, progress: bool = True,
+    remote: RemoteFile,
+    download_dir: PathLike,
+    dest: PathLike,
+    *,
+    progress: bool = True,
     keep_archive: bool = True,
 ) -> Path:
     """Download ``remote`` into ``download_dir`` (verified) and unpack it into ``dest``."""
     if is_extracted(remote.filename, dest):
         return Path(dest)
     archive = download_url(
-        remote.url, Path(download_dir) / remote.filename,
-        md5=remote.md5, sha256=remote.sha256, progress=progress,
+        remote.url,
+        Path(download_dir) / remote.filename,
+        md5=remote.md5,
+        sha256=remote.sha256,
+        progress=progress,
     )
     extract_archive(archive, dest, progress=progress)
     if not keep_archive:
         archive.unlink()
     return Path(dest)
+
+
+def ensure_dataset(
+    remote: RemoteFile,
+    expected: PathLike,
+    root: PathLike,
+    *,
+    progress: bool = True,
+) -> Path:
+    """Fetch ``remote`` into ``root/downloads`` and unpack it into ``root``, unless present.
+
+    ``expected`` is a folder the archive creates; when it already exists (and
+    no extraction of this archive was interrupted) the data counts as present,
+    whether we unpacked it or the user did.
+    """
+    expected, root = Path(expected), Path(root)
+    if expected.is_dir() and not extraction_interrupted(remote.filename, root):
+        return expected
+    fetch_and_extract(remote, root / "downloads", root, progress=progress)
+    if not expected.is_dir():
+        raise FileNotFoundError(
+            f"{remote.filename} was unpacked into {root} but {expected} is missing"
+        )
+    return expected

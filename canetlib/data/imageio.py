@@ -90,7 +90,9 @@ def read_image(path: PathLike) -> np.ndarray:
         try:
             return _to_rgb(img)
         except _UNREADABLE as exc:
-            raise ValueError(f"cannot convert image file {path} (mode {img.mode}) to RGB: {exc}") from exc
+            raise ValueError(
+                f"cannot convert image file {path} (mode {img.mode}) to RGB: {exc}"
+            ) from exc
 
 
 def read_label(path: PathLike) -> np.ndarray:
@@ -107,7 +109,9 @@ def read_label(path: PathLike) -> np.ndarray:
             return np.asarray(img)[:, :, 0].astype(np.int32)
         if mode in ("RGB", "RGBA"):
             rgb = np.asarray(img)[:, :, :3]
-            if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(rgb[:, :, 0], rgb[:, :, 2]):
+            if np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) and np.array_equal(
+                rgb[:, :, 0], rgb[:, :, 2]
+            ):
                 return rgb[:, :, 0].astype(np.int32)
         raise ValueError(
             f"label image {path} has mode {mode}: expected a single-channel "

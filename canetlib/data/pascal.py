@@ -47,11 +47,7 @@ import scipy.io
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from canetlib.data.download import (
-    RemoteFile,
-    extraction_interrupted,
-    fetch_and_extract,
-)
+from canetlib.data.download import RemoteFile, bars_enabled, ensure_dataset
 from canetlib.data.imageio import (
     PathLike,
     atomic_path,
@@ -70,6 +66,8 @@ __all__ = [
     "VOC_ARCHIVE",
     "PascalLayout",
     "PascalSource",
+    "fold_classes",
+    "prepare_command",
     "prepare_pascal",
 ]
 
@@ -179,11 +177,12 @@ def _load_mat_segmentation(path: Path, struct: str) -> np.ndarray:
     """``<struct>.Segmentation`` of an SBD .mat file as an int32 array."""
     try:
         mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
-        seg = getattr(mat[struct], "Segmentation")
+    except Exception as exc:  # scipy raises many types (IndexError, MatReadError...) on bad files
+        raise ValueError(f"cannot read SBD file {path}: {type(exc).__name__}: {exc}") from exc
+    try:
+        seg = mat[struct].Segmentation
     except (KeyError, AttributeError) as exc:
         raise ValueError(f"{path}: no {struct}.Segmentation field (not an SBD file?)") from exc
-    except (OSError, ValueError, TypeError) as exc:
-        raise ValueError(f"cannot read SBD file {path}: {exc}") from exc
     arr = np.asarray(seg)
     if arr.ndim != 2:
         raise ValueError(f"{path}: {struct}.Segmentation has shape {arr.shape}, expected 2-D")
@@ -194,8 +193,10 @@ def _check_class_values(mask: np.ndarray, path: Path) -> np.ndarray:
     """Ensure a class mask holds only 0..20 and 255; return it as uint8."""
     bad = (mask < 0) | ((mask > len(PASCAL_CLASSES)) & (mask != IGNORE_INDEX))
     if bad.any():
-        raise ValueError(f"{path}: class mask holds values outside 0..20 and 255: "
-                         f"{sorted(set(np.unique(mask[bad]).tolist()))[:10]}")
+        raise ValueError(
+            f"{path}: class mask holds values outside 0..20 and 255: "
+            f"{sorted(set(np.unique(mask[bad]).tolist()))[:10]}"
+        )
     return mask.astype(np.uint8)
 
 
@@ -207,8 +208,9 @@ def _class_source(layout: PascalLayout, image_id: str) -> tuple[Path, Path]:
     sbd_cls = layout.sbd / "cls" / f"{image_id}.mat"
     if sbd_cls.exists():
         return sbd_cls, layout.sbd / "inst" / f"{image_id}.mat"
-    raise FileNotFoundError(f"PASCAL-5i: no class mask for image {image_id}: "
-                            f"neither {voc_cls} nor {sbd_cls} exists")
+    raise FileNotFoundError(
+        f"PASCAL-5i: no class mask for image {image_id}: neither {voc_cls} nor {sbd_cls} exists"
+    )
 
 
 def _read_source_label(path: Path, struct: str) -> np.ndarray:
@@ -233,7 +235,9 @@ def _ensure_masks(layout: PascalLayout, image_id: str) -> np.ndarray:
     if not out_obj.exists() and obj_src.exists():
         inst = _read_source_label(obj_src, "GTinst")
         if inst.shape != mask.shape:
-            raise ValueError(f"{obj_src}: instance mask shape {inst.shape} != class mask {mask.shape}")
+            raise ValueError(
+                f"{obj_src}: instance mask shape {inst.shape} != class mask {mask.shape}"
+            )
         write_label_png(inst, out_obj)
     write_label_png(mask, out_cls)
     return mask
@@ -253,13 +257,15 @@ def _remove_partials(*folders: Path) -> None:
                 stale.unlink(missing_ok=True)
 
 
-def _convert_all(layout: PascalLayout, ids: Sequence[str], progress: bool) -> dict[str, dict[int, int]]:
+def _convert_all(
+    layout: PascalLayout, ids: Sequence[str], progress: bool
+) -> dict[str, dict[int, int]]:
     """Make sure every image in ``ids`` has masks; return its class areas."""
     layout.class_dir.mkdir(parents=True, exist_ok=True)
     layout.object_dir.mkdir(parents=True, exist_ok=True)
     _remove_partials(layout.class_dir, layout.object_dir, layout.lists_dir, layout.out)
     areas: dict[str, dict[int, int]] = {}
-    for image_id in tqdm(ids, desc="PASCAL masks", unit=" img", disable=not progress):
+    for image_id in tqdm(ids, desc="PASCAL masks", unit=" img", disable=not bars_enabled(progress)):
         areas[image_id] = _class_areas(_ensure_masks(layout, image_id))
     return areas
 
@@ -306,12 +312,16 @@ def _write_lists(layout: PascalLayout, pools: dict[str, list[Pair]]) -> dict[str
 
 
 def _print_counts(counts: dict[str, Any]) -> None:
-    print(f"PASCAL-5i: {counts['val_images']} test-pool images, "
-          f"{counts['train_images']} training-pool images")
+    print(
+        f"PASCAL-5i: {counts['val_images']} test-pool images, "
+        f"{counts['train_images']} training-pool images"
+    )
     val, train = counts["val_pairs_per_fold"], counts["train_pairs_per_fold"]
     for fold in range(NUM_FOLDS):
-        print(f"  fold {fold}: val pairs {val[fold]} (reference {REFERENCE_VAL_PAIRS[fold]}), "
-              f"train pairs {train[fold]} (reference {REFERENCE_TRAIN_PAIRS[fold]})")
+        print(
+            f"  fold {fold}: val pairs {val[fold]} (reference {REFERENCE_VAL_PAIRS[fold]}), "
+            f"train pairs {train[fold]} (reference {REFERENCE_TRAIN_PAIRS[fold]})"
+        )
 
 
 def _load_marker(layout: PascalLayout) -> dict[str, Any] | None:
@@ -333,11 +343,8 @@ def _load_marker(layout: PascalLayout) -> dict[str, Any] | None:
 
 def _download(layout: PascalLayout, progress: bool) -> None:
     """Fetch and unpack VOC2012 trainval and SBD unless they are already in ``root``."""
-    downloads = layout.root / "downloads"
-    for remote, folder in ((VOC_ARCHIVE, layout.voc), (SBD_ARCHIVE, layout.sbd)):
-        provided = folder.is_dir() and not extraction_interrupted(remote.filename, layout.root)
-        if not provided:
-            fetch_and_extract(remote, downloads, layout.root, progress=progress)
+    ensure_dataset(VOC_ARCHIVE, layout.voc, layout.root, progress=progress)
+    ensure_dataset(SBD_ARCHIVE, layout.sbd, layout.root, progress=progress)
 
 
 def prepare_pascal(root: PathLike, download: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -371,8 +378,11 @@ def _pools(layout: PascalLayout) -> tuple[list[str], list[str]]:
     sets = layout.voc / "ImageSets" / "Segmentation"
     voc_val = _read_ids(sets / "val.txt")
     excluded = set(voc_val)
-    train_sources = _read_ids(sets / "train.txt") + _read_ids(layout.sbd / "train.txt") \
+    train_sources = (
+        _read_ids(sets / "train.txt")
+        + _read_ids(layout.sbd / "train.txt")
         + _read_ids(layout.sbd / "val.txt")
+    )
     train = sorted(set(train_sources) - excluded)
     return sorted(set(voc_val)), train
 
@@ -395,8 +405,11 @@ def _build(layout: PascalLayout, progress: bool) -> dict[str, Any]:
     }
     _print_counts(counts)
     with atomic_path(layout.marker) as tmp:
-        tmp.write_text(json.dumps(
-            {"version": PREPARE_VERSION, "min_area": MIN_AREA, "counts": counts}, indent=2))
+        tmp.write_text(
+            json.dumps(
+                {"version": PREPARE_VERSION, "min_area": MIN_AREA, "counts": counts}, indent=2
+            )
+        )
     return counts
 
 
@@ -437,8 +450,10 @@ class PascalSource(SegmentationSource):
             path = folder / f"{image_id}.jpg"
             if path.exists():
                 return path
-        raise FileNotFoundError(f"PASCAL-5i: no image {image_id}.jpg in "
-                                f"{self.layout.voc / 'JPEGImages'} or {self.layout.sbd / 'img'}")
+        raise FileNotFoundError(
+            f"PASCAL-5i: no image {image_id}.jpg in "
+            f"{self.layout.voc / 'JPEGImages'} or {self.layout.sbd / 'img'}"
+        )
 
     def load_image(self, image_id: str) -> np.ndarray:
         return read_image(self.image_path(image_id))
@@ -446,8 +461,9 @@ class PascalSource(SegmentationSource):
     def load_mask(self, image_id: str) -> np.ndarray:
         path = self.layout.class_dir / f"{image_id}.png"
         if not path.exists():
-            raise FileNotFoundError(f"PASCAL-5i: no prepared mask {path}; "
-                                    f"run: {prepare_command(self.layout.root)}")
+            raise FileNotFoundError(
+                f"PASCAL-5i: no prepared mask {path}; run: {prepare_command(self.layout.root)}"
+            )
         return read_mask(path)
 
     def load_instances(self, image_id: str, class_id: int) -> np.ndarray:
@@ -466,4 +482,3 @@ class PascalSource(SegmentationSource):
         if inst.shape != mask.shape:
             raise ValueError(f"{path}: instance mask shape {inst.shape} != class mask {mask.shape}")
         return np.where(region & (inst != IGNORE_INDEX), inst, 0).astype(np.int32)
-

@@ -1,0 +1,156 @@
+"""Checkpoints: atomic writes, ``weights_only=True`` loads, shipped names.
+
+A checkpoint is a plain dict (tensors, numbers, strings, lists, dicts) so it
+loads with ``torch.load(..., weights_only=True)``:
+
+* ``format``: ``"canetlib"`` and ``version``: 1 — refuses foreign files;
+* ``model_config``: the keyword arguments that rebuild :class:`CANet`;
+* ``model``: its state dict (shipped checkpoints store it in float16);
+* training runs add ``step``, ``epoch``, ``optimizer``, ``rng``, ``history``,
+  ``train_config`` so that ``--resume`` continues exactly.
+
+Shipped checkpoints live in ``data/checkpoints/NAME.pt`` (or the folder named
+by ``CANETLIB_CHECKPOINTS``) and are resolved by name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from canetlib.model import CANet
+
+FORMAT = "canetlib"
+VERSION = 1
+
+
+def shipped_dir() -> Path:
+    """Folder of the shipped checkpoints (``CANETLIB_CHECKPOINTS`` overrides)."""
+    env = os.environ.get("CANETLIB_CHECKPOINTS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "data" / "checkpoints"
+
+
+def shipped_names() -> list[str]:
+    """Names of the checkpoints found in :func:`shipped_dir`."""
+    folder = shipped_dir()
+    return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
+
+
+def resolve(name_or_path: str | os.PathLike[str]) -> Path:
+    """A path as given, or a shipped checkpoint's path from its name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_dir() / f"{name_or_path}.pt"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(shipped_names()) or "none found"
+    raise FileNotFoundError(
+        f"checkpoint {str(name_or_path)!r} is neither a file nor a shipped name "
+        f"(shipped: {names})")
+
+
+def save_atomic(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``obj`` with ``torch.save`` to a temp file in the same folder, then rename.
+
+    A run killed mid-write leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(dict(obj), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load(name_or_path: str | os.PathLike[str],
+         map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate a checkpoint dict (``weights_only=True``)."""
+    path = resolve(name_or_path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # pickle errors, truncated files, foreign objects
+        raise ValueError(f"{path}: not a readable canetlib checkpoint ({err})") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a canetlib checkpoint (missing format={FORMAT!r})")
+    if ckpt.get("version") != VERSION:
+        raise ValueError(f"{path}: checkpoint version {ckpt.get('version')} is not {VERSION}")
+    for key in ("model_config", "model"):
+        if key not in ckpt:
+            raise ValueError(f"{path}: checkpoint lacks {key!r}")
+    return ckpt
+
+
+def model_payload(model: CANet, half: bool = False) -> dict[str, Any]:
+    """The part of a checkpoint that rebuilds the model."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+             for k, v in model.state_dict().items()}
+    return {"format": FORMAT, "version": VERSION, "model_config": dict(model.config),
+            "model": state}
+
+
+def build_model(config: Mapping[str, Any]) -> CANet:
+    """Rebuild a random-weight :class:`CANet` from a stored ``model_config``."""
+    kw = dict(config)
+    return CANet(pretrained=False, backbone=kw.pop("backbone"), blocks=tuple(kw.pop("blocks")),
+                 fusion=kw.pop("fusion"), width=kw.pop("width"),
+                 iterations=kw.pop("iterations"), dropout=kw.pop("dropout"),
+                 backbone_widths=kw.pop("backbone_widths"))
+
+
+def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
+               fusion: str | None | type[Ellipsis] = ..., ) -> CANet:
+    """Rebuild a :class:`CANet` from a checkpoint name or path, in eval mode.
+
+    ``fusion`` overrides the stored k-shot fusion for the non-learned ones
+    (a 1-shot checkpoint can be tested with ``"mask-avg"``, say); asking for
+    ``"attention"`` on a checkpoint without the attention branch is an error.
+    """
+    ckpt = load(name_or_path, map_location)
+    config = dict(ckpt["model_config"])
+    if fusion is not ...:
+        if fusion == "attention" and config.get("fusion") != "attention":
+            raise ValueError(f"{name_or_path}: has no attention branch; choose fusion from "
+                             "None, 'feature-avg', 'mask-avg', 'mask-or'")
+        config["fusion"] = fusion
+    model = build_model(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    if fusion is not ... and fusion != "attention":
+        state = {k: v for k, v in state.items() if not k.startswith("attention.")}
+    load_state(model, state, str(name_or_path))
+    return model.to(map_location).eval()
+
+
+def load_state(model: CANet, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict`` with an error that names every mismatch."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} tensors (e.g. {unexpected[:3]})")
+        if shapes:
+            parts.append("shape mismatch: " + "; ".join(shapes[:3]))
+        raise ValueError(f"{source}: checkpoint does not match the model architecture "
+                         f"{model.config}: " + ", ".join(parts))
+    model.load_state_dict(state)

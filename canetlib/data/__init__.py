@@ -1,0 +1,120 @@
+"""Data: image sources (embedded synthetic world, PASCAL-5i, COCO-20i) and few-shot episodes.
+
+``make_dataset("synthetic", fold=0, split="test", shots=1)`` is the entry point; see
+:mod:`canetlib.data.episodes` for the episode protocol and item format and
+:mod:`canetlib.data.synthetic` for the embedded world (OpenMoji glyphs, CC BY-SA 4.0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from canetlib.data.episodes import (
+    DEFAULT_TRAIN_SIZE,
+    SCALE_RANGE,
+    EpisodeDataset,
+    EpisodeSpec,
+    collate_episodes,
+    image_to_tensor,
+)
+from canetlib.data.source import (
+    IGNORE_INDEX,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PASCAL_CLASSES,
+    SPLITS,
+    SegmentationSource,
+)
+from canetlib.data.synthetic import (
+    CLASS_GLYPHS,
+    OPENMOJI_CREDIT,
+    PRETRAIN_GLYPHS,
+    PretrainingPool,
+    SyntheticSource,
+)
+
+#: Names accepted by :func:`make_dataset` / :func:`make_source`.
+DATASET_NAMES: tuple[str, ...] = ("synthetic", "pascal", "coco")
+
+#: ``make_dataset`` keyword arguments that go to :class:`EpisodeDataset`, not the source.
+_DATASET_KWARGS = ("train_size", "transform")
+
+
+def make_source(name: str, root: str | None = None, **kwargs: Any) -> SegmentationSource:
+    """Build the image source ``name``.
+
+    ``synthetic``: ``SyntheticSource(cache_dir=root, **kwargs)`` (``root`` optional);
+    ``pascal``: ``PascalSource(root, **kwargs)``; ``coco``:
+    ``CocoSource(root, split_scheme="interleaved", **kwargs)``. The real datasets need
+    ``root`` and are imported lazily.
+    """
+    if name == "synthetic":
+        return SyntheticSource(cache_dir=root, **kwargs)
+    if name not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
+    if root is None:
+        raise ValueError(f"dataset {name!r} needs root= (the folder holding its images and masks)")
+    if name == "pascal":
+        from canetlib.data.pascal import PascalSource
+
+        return PascalSource(root, **kwargs)
+    from canetlib.data.coco import CocoSource
+
+    kwargs.setdefault("split_scheme", "interleaved")
+    return CocoSource(root, **kwargs)
+
+
+def make_dataset(
+    name: str,
+    root: str | None = None,
+    fold: int = 0,
+    split: str = "train",
+    shots: int = 1,
+    episodes: int = 1000,
+    seed: int = 0,
+    box_support: bool = False,
+    **kwargs: Any,
+) -> EpisodeDataset:
+    """Few-shot episodes of dataset ``name`` (``synthetic``, ``pascal`` or ``coco``).
+
+    ``train_size`` and ``transform`` go to :class:`EpisodeDataset`; ``source=`` reuses
+    an existing source; every other keyword goes to the source constructor. ``seed``
+    is the episode seed; the synthetic world's own seed is ``world_seed=``.
+    """
+    if name not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
+    dataset_kwargs = {k: kwargs.pop(k) for k in _DATASET_KWARGS if k in kwargs}
+    source = kwargs.pop("source", None)
+    if source is None:
+        if name == "synthetic" and "world_seed" in kwargs:
+            kwargs["seed"] = kwargs.pop("world_seed")
+        source = make_source(name, root, **kwargs)
+    elif kwargs:
+        raise ValueError(f"source= given, so source options {sorted(kwargs)} cannot be applied")
+    return EpisodeDataset(
+        source, fold, split, shots, episodes, seed, box_support=box_support, **dataset_kwargs
+    )
+
+
+__all__ = [
+    "CLASS_GLYPHS",
+    "DATASET_NAMES",
+    "DEFAULT_TRAIN_SIZE",
+    "IGNORE_INDEX",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "OPENMOJI_CREDIT",
+    "PASCAL_CLASSES",
+    "PRETRAIN_GLYPHS",
+    "SCALE_RANGE",
+    "SPLITS",
+    "EpisodeDataset",
+    "EpisodeSpec",
+    "PretrainingPool",
+    "SegmentationSource",
+    "SyntheticSource",
+    "collate_episodes",
+    "image_to_tensor",
+    "make_dataset",
+    "make_source",
+]

@@ -1,0 +1,63 @@
+"""Device, precision and progress-bar choices shared by trainer, evaluator and book."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 on CUDA cards that support it, fp16 on older ones, none on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, enabled: bool | None = None) -> contextlib.AbstractContextManager:
+    """Mixed precision on CUDA (``enabled=None`` = on for CUDA), a no-op on CPU."""
+    dtype = amp_dtype(device)
+    if dtype is None or enabled is False:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def progress_enabled(requested: bool = True) -> bool:
+    """Progress bars are off under tests/CI (``CANETLIB_NO_PROGRESS=1``) or when asked."""
+    if os.environ.get("CANETLIB_NO_PROGRESS", "") not in ("", "0"):
+        return False
+    return requested
+
+
+def progress(it: Iterable[T], enabled: bool = True, **kwargs: object) -> Iterator[T]:
+    """``tqdm`` over ``it`` when progress is enabled, the plain iterable otherwise."""
+    if not progress_enabled(enabled):
+        yield from it
+        return
+    from tqdm.auto import tqdm
+
+    yield from tqdm(it, file=sys.stderr, **kwargs)  # type: ignore[call-overload]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA) and Python's ``random`` for a training run."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)

@@ -1,0 +1,238 @@
+"""Segment your own images: k support images with masks or boxes, one query.
+
+:func:`segment_images` is what the book's "segment your own image" page and
+``python -m canetlib segment`` call. Images may be PIL images, ``uint8``
+arrays ``(H, W, 3)`` or file paths; support annotations may be masks (PIL,
+arrays, PNG paths) or boxes ``(x0, y0, x1, y1)`` in pixels (paper section
+4.4: the whole box counts as the object).
+
+Like the evaluator, query and supports are resized to a square model input
+(``size``, default 321 as the reference) and the probabilities of every IOM
+iteration are upsampled back to the query's original size.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from canetlib.data.episodes import image_to_tensor
+from canetlib.data.imageio import read_image
+from canetlib.evaluate import REFERENCE_INPUT_SIZE, resize_episode
+from canetlib.inputs import IGNORE_INDEX, box_to_mask
+from canetlib.model import CANet
+
+__all__ = [
+    "Segmentation", "as_mask", "as_rgb", "load_mask", "model_for_shots", "run_segmentation",
+    "segment_images", "write_outputs",
+]
+
+ImageLike = Image.Image | np.ndarray | str | os.PathLike[str]
+Annotation = Image.Image | np.ndarray | Tensor | Sequence[float] | str | os.PathLike[str]
+
+
+@dataclass
+class Segmentation:
+    """Result of :func:`run_segmentation`.
+
+    Attributes:
+        mask: ``(H, W)`` uint8, 1 = object, at the query's original size.
+        probs: foreground probability ``(H, W)`` float32 of every IOM iteration
+            (index 0 = CANet-Init, last = ``mask``'s iteration).
+        attention: the k attention weights (attention fusion only).
+        fusion: the k-shot fusion used (``None`` for 1-shot).
+        note: what was changed automatically (e.g. Mask-Avg for k > 1), or ``""``.
+    """
+
+    mask: np.ndarray
+    probs: list[np.ndarray]
+    attention: np.ndarray | None
+    fusion: str | None
+    note: str = ""
+
+
+# -- inputs --------------------------------------------------------------------
+def as_rgb(image: ImageLike, name: str = "image") -> np.ndarray:
+    """A PIL image, array or path -> ``(H, W, 3)`` uint8 (files named in errors)."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"{name}: expected an RGB image (H, W, 3), got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"{name}: expected uint8 pixels, got {arr.dtype}")
+    return np.ascontiguousarray(arr[:, :, :3])
+
+
+def load_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a mask image: palette PNGs give their indices, other modes their gray levels."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"mask file not found: {p}")
+    try:
+        with Image.open(p) as img:
+            img.load()
+            if img.mode in ("P", "L", "1", "I", "I;16"):
+                arr = np.asarray(img)
+                if img.mode == "P":  # class indices: any object is foreground, 255 ignore
+                    return np.where(arr == IGNORE_INDEX, IGNORE_INDEX, arr > 0).astype(np.uint8)
+                return arr
+            return np.asarray(img.convert("L"))
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"cannot read mask file {p}: {err}") from err
+
+
+def as_mask(annotation: Annotation, size: tuple[int, int],
+            name: str = "support mask") -> np.ndarray:
+    """A mask (array, PIL, path) or box ``(x0, y0, x1, y1)`` -> ``(H, W)`` uint8 0/1/255.
+
+    Mask conventions: booleans; 0/1 (optionally with 255 = ignore); otherwise
+    gray levels >= 128 are the object (0/255 masks, anti-aliased masks).
+    ``size`` is the support image's ``(H, W)``; masks of another size and
+    empty masks are errors.
+    """
+    if isinstance(annotation, (str, os.PathLike)):
+        arr = load_mask(annotation)
+        name = f"{name} {annotation}"
+    elif isinstance(annotation, Image.Image):
+        arr = np.asarray(annotation.convert("L") if annotation.mode not in ("1", "L", "P")
+                         else annotation)
+    elif torch.is_tensor(annotation):
+        arr = annotation.detach().cpu().numpy()
+    else:
+        arr = np.asarray(annotation)
+        if arr.ndim == 1:
+            if arr.size != 4:
+                raise ValueError(f"{name}: a box is x0,y0,x1,y1, got {tuple(arr.tolist())}")
+            return box_to_mask([float(v) for v in arr], size).numpy().astype(np.uint8)
+    if arr.ndim == 3:
+        arr = arr.max(axis=2)
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a (H, W) mask, got shape {arr.shape}")
+    if tuple(arr.shape) != tuple(size):
+        raise ValueError(f"{name} is {arr.shape[1]}x{arr.shape[0]} but its support image is "
+                         f"{size[1]}x{size[0]} (width x height); they must match")
+    mask = _binarize(arr)
+    if not (mask == 1).any():
+        raise ValueError(f"{name} is empty: no foreground pixel marks the object")
+    return mask
+
+
+def _binarize(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    values = set(np.unique(arr).tolist())
+    if values <= {0, 1, IGNORE_INDEX} and 1 in values:
+        return arr.astype(np.uint8)
+    return (arr >= 128).astype(np.uint8)
+
+
+# -- the model -------------------------------------------------------------------
+def model_for_shots(model: CANet, shots: int) -> tuple[CANet, str]:
+    """``model``, or a Mask-Avg copy of a 1-shot model when ``shots > 1`` (with a note)."""
+    if shots <= 1 or model.fusion is not None:
+        return model, ""
+    from canetlib.checkpoint import build_model
+
+    config = dict(model.config, fusion="mask-avg")
+    twin = build_model(config)
+    twin.load_state_dict(model.state_dict())
+    device = next(model.parameters()).device
+    note = (f"this is a 1-shot model; the {shots} supports are fused with Mask-Avg "
+            "(paper Table 5): each support predicts a mask and the probabilities are averaged")
+    return twin.to(device).eval(), note
+
+
+def _device(model: CANet) -> torch.device:
+    return next(model.parameters()).device
+
+
+def run_segmentation(model: CANet, query: ImageLike, supports: Sequence[ImageLike],
+                     masks: Sequence[Annotation], iterations: int = 4,
+                     size: int | None = REFERENCE_INPUT_SIZE,
+                     scales: Sequence[float] = (1.0,)) -> Segmentation:
+    """Segment ``query`` given k annotated supports (see :class:`Segmentation`).
+
+    Args:
+        model: a :class:`CANet`; 1-shot models get Mask-Avg for k > 1.
+        query: the image to segment.
+        supports: k support images.
+        masks: one mask or box per support.
+        iterations: IOM refinements after CANet-Init.
+        size: square model input side (``None``: original sizes; all supports
+            must then share one size).
+        scales: query scales (``(0.7, 1.0, 1.3)`` = the paper's multi-scale test).
+    """
+    if len(supports) == 0:
+        raise ValueError("give at least one support image")
+    if len(supports) != len(masks):
+        raise ValueError(f"{len(supports)} support images but {len(masks)} masks/boxes: every "
+                         "support needs its mask or box")
+    q_rgb = as_rgb(query, "query")
+    s_rgb = [as_rgb(s, f"support {i + 1}") for i, s in enumerate(supports)]
+    s_masks = [torch.from_numpy(as_mask(m, s.shape[:2], f"support mask {i + 1}")).long()
+               for i, (m, s) in enumerate(zip(masks, s_rgb))]
+    q_t = image_to_tensor(q_rgb)
+    s_t = [image_to_tensor(s) for s in s_rgb]
+    if size is not None:
+        q_t, s_stack, m_stack = resize_episode(q_t, s_t, s_masks, (size, size))
+    elif len({tuple(s.shape) for s in s_t}) > 1:
+        raise ValueError("supports differ in size; give a model input size")
+    else:
+        s_stack, m_stack = torch.stack(s_t), torch.stack(s_masks)
+    net, note = model_for_shots(model, len(s_t))
+    dev = _device(net)
+    was_training = net.training
+    net.eval()
+    try:
+        pred = net.predict(q_t[None].to(dev), s_stack[None].to(dev), m_stack[None].to(dev),
+                           iterations=iterations, scales=scales, size=q_rgb.shape[:2])
+    finally:
+        net.train(was_training)
+    probs = [p[0, 1].float().cpu().numpy() for p in pred.probs]
+    attention = pred.attention[0].float().cpu().numpy() if pred.attention is not None else None
+    return Segmentation(pred.final[0].cpu().numpy().astype(np.uint8), probs, attention,
+                        net.fusion, note)
+
+
+def segment_images(model: CANet, query: ImageLike, supports: Sequence[ImageLike],
+                   masks: Sequence[Annotation], iterations: int = 4,
+                   size: int | None = REFERENCE_INPUT_SIZE) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Binary mask ``(H, W)`` uint8 (1 = object) and the foreground probability per iteration.
+
+    The book's entry point; see :func:`run_segmentation` for the arguments.
+    Warns when a 1-shot model is given several supports (Mask-Avg is used).
+    """
+    result = run_segmentation(model, query, supports, masks, iterations, size)
+    if result.note:
+        warnings.warn(result.note, UserWarning, stacklevel=2)
+    return result.mask, result.probs
+
+
+def write_outputs(query: ImageLike, mask: np.ndarray,
+                  out: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write the mask PNG (0/255) at ``out`` and ``OUT_overlay.png`` beside it."""
+    from canetlib.data.imageio import atomic_path
+    from canetlib.visual import PRED_COLOR, overlay
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must name a .png file, got {out}")
+    over = out.with_name(f"{out.stem}_overlay.png")
+    with atomic_path(out) as tmp:
+        Image.fromarray((mask > 0).astype(np.uint8) * 255).save(tmp, format="PNG")
+    with atomic_path(over) as tmp:
+        Image.fromarray(overlay(as_rgb(query), mask, PRED_COLOR)).save(tmp, format="PNG")
+    return out, over

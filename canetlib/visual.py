@@ -1,0 +1,289 @@
+"""Matplotlib figures for the book: episodes, IOM iterations, k-shot attention.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without
+``pyplot`` (no global state, no ``show()``, safe under the Agg backend);
+Jupyter displays a returned figure, scripts call ``fig.savefig(...)``.
+Images may be ImageNet-normalised tensors ``(3, H, W)`` (as episodes hold
+them), ``uint8`` arrays ``(H, W, 3)`` or PIL images; masks hold 0/1 with 255
+= ignore; probabilities are per-iteration ``(2, H, W)`` maps (background,
+foreground) or foreground maps ``(H, W)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from canetlib.data.source import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = [
+    "GT_COLOR", "PRED_COLOR", "denormalize", "foreground", "iou_per_iteration", "overlay",
+    "plot_attention", "plot_episode", "plot_iou_per_iteration", "plot_iteration",
+    "plot_iterations", "to_rgb",
+]
+
+ArrayLike = Tensor | np.ndarray
+#: colours of the ground truth (green) and of predictions (red)
+GT_COLOR = (40, 200, 80)
+PRED_COLOR = (230, 40, 40)
+IGNORE_COLOR = (255, 255, 255)
+
+
+def denormalize(image: Tensor) -> np.ndarray:
+    """ImageNet-normalised ``(3, H, W)`` (or ``(1, 3, H, W)``) tensor -> ``(H, W, 3)`` uint8."""
+    t = image.detach().float().cpu()
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 3 or t.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(t.shape)}")
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    rgb = (t * std + mean).clamp(0, 1).mul(255).round().byte()
+    return rgb.permute(1, 2, 0).numpy()
+
+
+def to_rgb(image: Any) -> np.ndarray:
+    """Any image the book handles -> ``(H, W, 3)`` uint8 (normalised tensors are denormalised)."""
+    if torch.is_tensor(image):
+        if image.is_floating_point():
+            return denormalize(image)
+        image = image.cpu().numpy()
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[2] != 3:
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"expected an RGB image, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(arr[:, :, :3])
+
+
+def _mask(mask: Any) -> np.ndarray:
+    m = mask.detach().cpu().numpy() if torch.is_tensor(mask) else np.asarray(mask)
+    m = np.squeeze(m)
+    if m.ndim != 2:
+        raise ValueError(f"expected a (H, W) mask, got shape {m.shape}")
+    return m
+
+
+def overlay(image: Any, mask: Any, color: Sequence[int] = PRED_COLOR,
+            alpha: float = 0.5, show_ignore: bool = False) -> np.ndarray:
+    """Blend ``color`` over the pixels where ``mask == 1`` (or ``True``); ``(H, W, 3)`` uint8.
+
+    With ``show_ignore`` the 255 pixels are lightened too.
+    """
+    rgb = to_rgb(image).astype(np.float32)
+    m = _mask(mask)
+    if m.shape != rgb.shape[:2]:
+        raise ValueError(f"mask size {m.shape} differs from image size {rgb.shape[:2]}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    fg = m == 1 if m.dtype != bool else m
+    rgb[fg] = (1 - alpha) * rgb[fg] + alpha * np.asarray(color, dtype=np.float32)
+    if show_ignore and m.dtype != bool:
+        ign = m == IGNORE_INDEX
+        rgb[ign] = 0.5 * rgb[ign] + 0.5 * np.asarray(IGNORE_COLOR, dtype=np.float32)
+    return np.clip(rgb, 0, 255).round().astype(np.uint8)
+
+
+def foreground(probs: Any) -> np.ndarray:
+    """Foreground probability ``(H, W)`` from ``(2, H, W)``, ``(1, 2, H, W)`` or ``(H, W)``."""
+    p = probs.detach().float().cpu().numpy() if torch.is_tensor(probs) else np.asarray(probs)
+    if p.ndim == 4:
+        p = p[0]
+    if p.ndim == 3:
+        if p.shape[0] != 2:
+            raise ValueError(f"expected (2, H, W) probabilities, got shape {p.shape}")
+        p = p[1]
+    if p.ndim != 2:
+        raise ValueError(f"expected probabilities (2, H, W) or (H, W), got shape {p.shape}")
+    return p
+
+
+def _iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    valid = gt != IGNORE_INDEX
+    p, t = pred & valid, (gt == 1) & valid
+    union = int((p | t).sum())
+    return 100.0 * int((p & t).sum()) / union if union else 100.0
+
+
+def iou_per_iteration(probs_per_iteration: Sequence[Any], gt: Any) -> list[float]:
+    """Foreground IoU (%) of each iteration's mask (probability > 0.5) against ``gt``.
+
+    255 pixels of ``gt`` are ignored; an empty union counts as 100.
+    """
+    target = _mask(gt)
+    out = []
+    for probs in probs_per_iteration:
+        fg = foreground(probs)
+        if fg.shape != target.shape:
+            raise ValueError(f"probabilities {fg.shape} and ground truth {target.shape} differ "
+                             "in size")
+        out.append(_iou(fg > 0.5, target))
+    return out
+
+
+def _iteration_title(t: int, iou: float | None) -> str:
+    name = "CANet-Init" if t == 0 else f"iteration {t}"
+    return name if iou is None else f"{name}\nIoU {iou:.1f}"
+
+
+def _hide_axes(ax: Any) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_iteration(image: Any, probs: Any, t: int, gt: Any = None,
+                   iou: float | None = None) -> Figure:
+    """One IOM iteration: foreground probability, and the mask over the image (+ truth)."""
+    rgb = to_rgb(image)
+    fg = foreground(probs)
+    panels = 3 if gt is not None else 2
+    fig = Figure(figsize=(3.0 * panels, 3.2), layout="constrained")
+    axes = fig.subplots(1, panels)
+    axes[0].imshow(fg, cmap="magma", vmin=0.0, vmax=1.0)
+    axes[0].set_title("foreground probability")
+    axes[1].imshow(overlay(rgb, fg > 0.5, PRED_COLOR))
+    axes[1].set_title(_iteration_title(t, iou))
+    if gt is not None:
+        axes[2].imshow(overlay(rgb, gt, GT_COLOR, show_ignore=True))
+        axes[2].set_title("ground truth")
+    for ax in axes:
+        _hide_axes(ax)
+    return fig
+
+
+def plot_iterations(image: Any, probs_per_iteration: Sequence[Any], gt: Any = None,
+                    ious: Sequence[float] | None = None) -> Figure:
+    """All IOM iterations in a row (index 0 = CANet-Init), ground truth last.
+
+    ``ious`` defaults to :func:`iou_per_iteration` when ``gt`` is given.
+    """
+    if not probs_per_iteration:
+        raise ValueError("no iteration to plot")
+    rgb = to_rgb(image)
+    if ious is None and gt is not None:
+        ious = iou_per_iteration(probs_per_iteration, gt)
+    if ious is not None and len(ious) != len(probs_per_iteration):
+        raise ValueError(f"{len(ious)} IoUs for {len(probs_per_iteration)} iterations")
+    n = len(probs_per_iteration) + (gt is not None)
+    fig = Figure(figsize=(2.6 * n, 2.9), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, n))
+    for t, probs in enumerate(probs_per_iteration):
+        axes[t].imshow(overlay(rgb, foreground(probs) > 0.5, PRED_COLOR))
+        axes[t].set_title(_iteration_title(t, ious[t] if ious is not None else None))
+    if gt is not None:
+        axes[-1].imshow(overlay(rgb, gt, GT_COLOR, show_ignore=True))
+        axes[-1].set_title("ground truth")
+    for ax in axes:
+        _hide_axes(ax)
+    return fig
+
+
+def _supports(supports: Any, masks: Any) -> list[tuple[Any, Any]]:
+    """Pair k support images with masks; accepts ``(k, 3, H, W)`` or lists, 1-shot shorthands."""
+    if torch.is_tensor(supports) and supports.dim() == 3:
+        supports, masks = supports[None], masks[None]
+    if len(supports) != len(masks):
+        raise ValueError(f"{len(supports)} support images but {len(masks)} masks")
+    return list(zip(supports, masks))
+
+
+def plot_episode(item: dict[str, Any], pred: Any = None) -> Figure:
+    """An episode: supports with their masks, the query with its truth (and a prediction)."""
+    pairs = _supports(item["support_images"], item["support_masks"])
+    has_gt = item.get("query_mask") is not None
+    n = len(pairs) + 1 + (pred is not None)
+    fig = Figure(figsize=(2.8 * n, 3.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, n))
+    for i, (img, m) in enumerate(pairs):
+        axes[i].imshow(overlay(img, m, GT_COLOR, show_ignore=True))
+        axes[i].set_title(f"support {i + 1}")
+    q = len(pairs)
+    query = item["query_image"]
+    axes[q].imshow(overlay(query, item["query_mask"], GT_COLOR, show_ignore=True)
+                   if has_gt else to_rgb(query))
+    title = "query + truth" if has_gt else "query"
+    if "class_id" in item:
+        title += f" (class {int(item['class_id'])})"
+    axes[q].set_title(title)
+    if pred is not None:
+        p = _mask(pred)
+        iou = f"\nIoU {_iou(p == 1, _mask(item['query_mask'])):.1f}" if has_gt else ""
+        axes[q + 1].imshow(overlay(query, p, PRED_COLOR))
+        axes[q + 1].set_title("prediction" + iou)
+    for ax in axes:
+        _hide_axes(ax)
+    return fig
+
+
+def plot_attention(supports: Any, masks: Any, weights: Any, query: Any = None,
+                   prediction: Any = None) -> Figure:
+    """k supports titled with their attention weights, a bar chart of the weights.
+
+    ``weights``: the k softmax-normalised attention weights of one episode
+    (paper eq. 2). ``query`` (and ``prediction``, a binary mask) add the query.
+    """
+    pairs = _supports(supports, masks)
+    w = weights.detach().float().cpu().numpy() if torch.is_tensor(weights) \
+        else np.asarray(weights, dtype=np.float64)
+    w = np.ravel(w)
+    if w.size != len(pairs):
+        raise ValueError(f"{w.size} attention weights for {len(pairs)} supports")
+    n = len(pairs) + 1 + (query is not None)
+    fig = Figure(figsize=(2.6 * n, 3.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, n))
+    best = int(np.argmax(w))
+    for i, (img, m) in enumerate(pairs):
+        axes[i].imshow(overlay(img, m, GT_COLOR))
+        axes[i].set_title(f"support {i + 1}\nweight {w[i]:.2f}",
+                          fontweight="bold" if i == best else "normal")
+        _hide_axes(axes[i])
+    k = len(pairs)
+    if query is not None:
+        axes[k].imshow(overlay(query, prediction, PRED_COLOR) if prediction is not None
+                       else to_rgb(query))
+        axes[k].set_title("query" + (" + prediction" if prediction is not None else ""))
+        _hide_axes(axes[k])
+    bar = axes[-1]
+    bar.bar(np.arange(1, k + 1), w, color="tab:blue")
+    bar.set_ylim(0, max(1.0, float(w.max())))
+    bar.set_xticks(np.arange(1, k + 1))
+    bar.set_xlabel("support")
+    bar.set_title("attention weights")
+    return fig
+
+
+def plot_iou_per_iteration(series: dict[str, Sequence[float]] | Sequence[float],
+                           stds: dict[str, Sequence[float]] | Sequence[float] | None = None,
+                           ylabel: str = "mIoU (%)") -> Figure:
+    """mIoU against IOM iteration for one or several labelled runs (0 = CANet-Init).
+
+    ``series`` is a list of values or ``{label: values}`` (e.g. the
+    ``miou_per_iteration`` of several :func:`canetlib.evaluate.evaluate`
+    results); ``stds`` the matching standard deviations over seeds.
+    """
+    named = dict(series) if isinstance(series, dict) else {"": list(series)}
+    errs = (dict(stds) if isinstance(stds, dict) else {"": list(stds)}) if stds is not None else {}
+    fig = Figure(figsize=(5.0, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for label, values in named.items():
+        x = np.arange(len(values))
+        ax.errorbar(x, values, yerr=errs.get(label), marker="o", capsize=3,
+                    label=label or None)
+    longest = max(len(v) for v in named.values())
+    ax.set_xticks(np.arange(longest))
+    ax.set_xticklabels(["Init"] + [str(t) for t in range(1, longest)])
+    ax.set_xlabel("IOM iteration")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if any(named):
+        ax.legend()
+    return fig

@@ -1,0 +1,95 @@
+"""The command line: commands listed, checkpoint names resolved, evaluate's JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from evalfakes import tiny_model
+
+from canetlib import checkpoint
+from canetlib.cli import COMMANDS, main
+from canetlib.data import PASCAL_CLASSES
+
+FOLD0 = set(PASCAL_CLASSES[:5])
+
+
+def test_help_lists_all_five_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("prepare", "train", "evaluate", "segment", "bench"):
+        assert name in out
+    assert list(COMMANDS) == ["prepare", "train", "evaluate", "segment", "bench"]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "segment", "bench"])
+def test_each_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--" in capsys.readouterr().out
+
+
+@pytest.fixture()
+def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "shipped"
+    checkpoint.save_atomic(checkpoint.model_payload(tiny_model()), folder / "tiny-1shot.pt")
+    monkeypatch.setenv("CANETLIB_CHECKPOINTS", str(folder))
+    return folder
+
+
+def test_unknown_checkpoint_lists_the_shipped_ones(shipped: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["evaluate", "--dataset", "synthetic", "--checkpoint", "no-such-model",
+               "--episodes", "2"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "no-such-model" in err and "tiny-1shot" in err
+
+
+def evaluate_json(tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / "result.json"
+    rc = main(["evaluate", "--dataset", "synthetic", "--fold", "0", "--episodes", "6",
+               "--checkpoint", "tiny-1shot", "--iterations", "2", "--batch-size", "3",
+               "--device", "cpu", "--no-progress", "--json", str(out), *extra])
+    assert rc == 0
+    return json.loads(out.read_text())
+
+
+def test_evaluate_writes_every_iteration_and_the_settings(
+        shipped: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = evaluate_json(tmp_path, "--seed", "3")
+    for key in ("miou", "fbiou", "miou_per_iteration", "fbiou_per_iteration", "per_class_iou",
+                "episodes", "settings"):
+        assert key in data
+    assert len(data["miou_per_iteration"]) == 3 == len(data["fbiou_per_iteration"])
+    assert data["miou"] == data["miou_per_iteration"][-1]
+    assert data["episodes"] == 6 and data["seed"] == 3
+    assert set(data["per_class_iou"]) <= FOLD0
+    s = data["settings"]
+    assert (s["dataset"], s["fold"], s["shots"], s["seeds"]) == ("synthetic", 0, 1, [3])
+    assert s["input_size"] == [128, 128] and s["iterations"] == 2
+    assert s["checkpoint"] == "tiny-1shot" and s["multi_scale"] is False
+    table = capsys.readouterr().out
+    assert "CANet-Init" in table and "mIoU" in table
+
+
+def test_evaluate_seeds_multi_scale_and_boxes(shipped: Path, tmp_path: Path) -> None:
+    data = evaluate_json(tmp_path, "--seeds", "2", "--multi-scale", "--box-support",
+                         "--input-size", "64")
+    assert data["seeds"] == [0, 1] and len(data["runs"]) == 2
+    assert data["miou"] == pytest.approx(sum(r["miou"] for r in data["runs"]) / 2)
+    assert data["miou_std"] >= 0 and len(data["miou_per_iteration_std"]) == 3
+    assert data["settings"]["scales"] == [0.7, 1.0, 1.3]
+    assert data["settings"]["box_support"] is True and data["episodes"] == 12
+
+
+def test_kshot_needs_a_fusion(shipped: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["evaluate", "--dataset", "synthetic", "--episodes", "2", "--shots", "2",
+               "--checkpoint", "tiny-1shot", "--device", "cpu"])
+    assert rc == 2 and "--fusion" in capsys.readouterr().err
+    data = evaluate_json(tmp_path, "--shots", "2", "--fusion", "mask-avg", "--input-size", "64")
+    assert data["settings"]["fusion"] == "mask-avg" and data["settings"]["shots"] == 2

@@ -1,0 +1,184 @@
+"""Tests of the embedded OpenMoji world and the pretraining pool (canetlib.data.synthetic)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from canetlib.data import (
+    IGNORE_INDEX,
+    OPENMOJI_CREDIT,
+    PASCAL_CLASSES,
+    make_dataset,
+)
+from canetlib.data import synthetic as syn
+from canetlib.data.synthetic import (
+    CLASS_GLYPHS,
+    PRETRAIN_GLYPHS,
+    PretrainingPool,
+    SyntheticSource,
+    render_glyph,
+)
+
+
+@pytest.fixture(scope="module")
+def world() -> SyntheticSource:
+    """The default world (its test pool pairs take a few seconds on a cold cache)."""
+    return SyntheticSource()
+
+
+@pytest.fixture(scope="module")
+def small_world() -> SyntheticSource:
+    return SyntheticSource(train_images_per_class=6, test_images_per_class=6)
+
+
+def test_credit_is_present() -> None:
+    assert "OpenMoji" in OPENMOJI_CREDIT and "CC BY-SA 4.0" in OPENMOJI_CREDIT
+    assert syn.__doc__ is not None and "CC BY-SA 4.0" in syn.__doc__
+
+
+def test_class_table_follows_pascal_and_every_glyph_renders() -> None:
+    assert tuple(CLASS_GLYPHS) == PASCAL_CLASSES
+    seen: set[str] = set()
+    for name, glyphs in CLASS_GLYPHS.items():
+        assert glyphs, name
+        assert not seen & set(glyphs), f"{name} shares a glyph with another class"
+        seen |= set(glyphs)
+        for g in glyphs:
+            rgba = render_glyph(g)
+            assert rgba.dtype == np.uint8 and rgba.ndim == 3 and rgba.shape[2] == 4
+            opaque = (rgba[..., 3] >= 128).mean()
+            assert opaque > 0.1, f"{name} glyph {g} is (nearly) empty"
+            assert len(np.unique(rgba[..., :3][rgba[..., 3] >= 128], axis=0)) > 3, "not in colour"
+
+
+def test_cache_root_honours_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("CANETLIB_CACHE", str(tmp_path / "c"))
+    assert syn.cache_root() == tmp_path / "c"
+    monkeypatch.setenv("CANETLIB_CACHE", "")
+    assert syn.cache_root() is None
+    monkeypatch.delenv("CANETLIB_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert syn.cache_root() == tmp_path / "x" / "canetlib"
+
+
+def test_images_are_a_pure_function_of_seed_and_id(small_world: SyntheticSource) -> None:
+    ids = ["train/000003", "test/000017"]
+    first = [(small_world.load_image(i), small_world.load_mask(i)) for i in ids]
+    syn.clear_caches()  # force a fresh render
+    again = SyntheticSource(train_images_per_class=6, test_images_per_class=6)
+    for (img, mask), i in zip(first, ids):
+        assert np.array_equal(img, again.load_image(i))
+        assert np.array_equal(mask, again.load_mask(i))
+    other = SyntheticSource(seed=1, train_images_per_class=6, test_images_per_class=6)
+    assert not np.array_equal(first[0][0], other.load_image(ids[0]))
+
+
+def test_image_format_and_masks(small_world: SyntheticSource) -> None:
+    for image_id in small_world.image_ids("test")[:20]:
+        img = small_world.load_image(image_id)
+        sem = small_world.load_mask(image_id)
+        h, w = sem.shape
+        assert img.shape == (h, w, 3) and img.dtype == np.uint8 and sem.dtype == np.uint8
+        assert 160 <= h <= 200 and 160 <= w <= 200 and h % 8 == 0 and w % 8 == 0
+        values = set(np.unique(sem).tolist())
+        assert values <= set(range(21)) | {IGNORE_INDEX}
+        assert IGNORE_INDEX in values and 0 in values  # outline band, background
+        assert img.std() > 5  # textured, not flat
+        for c in values - {0, IGNORE_INDEX}:
+            inst = small_world.load_instances(image_id, c)
+            assert inst.dtype == np.int32 and inst.shape == (h, w)
+            assert np.all(inst[sem == c] > 0)  # every class pixel belongs to an instance
+            assert np.all(np.isin(sem[inst > 0], [c, IGNORE_INDEX]))
+        assert not small_world.load_instances(image_id, 99).any()
+
+
+def test_outline_band_surrounds_objects(small_world: SyntheticSource) -> None:
+    sem = small_world.load_mask("train/000000")
+    obj = (sem != 0) & (sem != IGNORE_INDEX)
+    # no object pixel touches background directly: the 255 ring separates them
+    for axis in (0, 1):
+        a, b = np.moveaxis(sem, axis, 0)[1:], np.moveaxis(sem, axis, 0)[:-1]
+        touching = ((a == 0) & (b != 0) & (b != IGNORE_INDEX)) | ((b == 0) & (a != 0) & (a != 255))
+        assert not touching.any()
+    assert obj.any()
+
+
+def test_pools_are_disjoint_and_pairs_follow_the_area_rule(small_world: SyntheticSource) -> None:
+    train_ids, test_ids = small_world.image_ids("train"), small_world.image_ids("test")
+    assert len(train_ids) == 6 * 20 and len(test_ids) == 6 * 20
+    assert not set(train_ids) & set(test_ids)
+    pairs = small_world.image_pairs("test")
+    assert all(i.startswith("test/") for i, _ in pairs)
+    for image_id, c in pairs[:40]:
+        sem = small_world.load_mask(image_id)
+        assert (sem == c).sum() >= small_world.min_area_frac * sem.size
+    primary_hits = sum((i, small_world.primary_class(i)) in set(pairs) for i in test_ids)
+    assert primary_hits >= 0.8 * len(test_ids)
+    with pytest.raises(ValueError, match="unknown image id"):
+        small_world.load_image("test/999999")
+
+
+def test_all_objects_oracle_is_a_poor_answer(world: SyntheticSource) -> None:
+    """Marking every object scores <= 45 mIoU (per-class pooled IoU, 255 ignored) over
+    300 seeded fold-0 1-shot test episodes: distractors matter."""
+    ds = make_dataset(
+        "synthetic", fold=0, split="test", shots=1, episodes=300, seed=0, source=world
+    )
+    inter: dict[int, int] = {}
+    union: dict[int, int] = {}
+    for i in range(len(ds)):
+        spec = ds.spec(i)
+        sem = world.load_mask(spec.query_id)  # the query's masks, without building the supports
+        valid = sem != IGNORE_INDEX
+        gt = (sem == spec.class_id) & valid
+        pred = (sem != 0) & valid
+        inter[spec.class_id] = inter.get(spec.class_id, 0) + int((gt & pred).sum())
+        union[spec.class_id] = union.get(spec.class_id, 0) + int((gt | pred).sum())
+    assert sorted(inter) == world.test_classes(0)
+    miou = 100.0 * float(np.mean([inter[c] / union[c] for c in inter]))
+    assert miou <= 45.0, miou
+    assert miou >= 10.0, miou  # targets are not vanishingly small either
+
+
+def test_pretraining_pool_is_disjoint_from_the_twenty_classes() -> None:
+    used = {g for glyphs in CLASS_GLYPHS.values() for g in glyphs}
+    assert len(PRETRAIN_GLYPHS) >= 300
+    assert len(set(PRETRAIN_GLYPHS)) == len(PRETRAIN_GLYPHS)
+    assert not used & set(PRETRAIN_GLYPHS)
+    for g in PRETRAIN_GLYPHS:
+        assert int(g, 16) not in syn.EXTRA_EXCLUDED
+        name = syn.glyph_name(g)
+        if not name.startswith("U+"):  # the running Python knows the name: re-check the rule
+            assert syn.depicts_category(name) is None, (g, name)
+            assert syn.is_object_like(name), (g, name)
+    for g in used:  # the rule flags every world glyph that has a Unicode name
+        name = syn.glyph_name(g)
+        if not name.startswith("U+"):
+            assert syn.depicts_category(name) is not None, (g, name)
+    assert syn.depicts_category("BICYCLE") == "bicycle"
+    assert syn.depicts_category("BABY CHICK") == "bird"
+    assert syn.depicts_category("ROCKET") is None
+    with pytest.raises(ValueError, match="20 world classes"):
+        PretrainingPool(glyphs=("1F6B2", "1F680"))
+
+
+def test_pretraining_samples_are_deterministic() -> None:
+    pool = PretrainingPool(split="train", images_per_class=2, image_size=96)
+    assert len(pool) == 2 * pool.num_classes and len(pool.class_names) == pool.num_classes
+    for index in (0, 1, pool.num_classes + 5):
+        image, label, mask = pool[index]
+        assert image.shape == (3, 96, 96) and image.dtype == torch.float32
+        assert mask.shape == (96, 96) and mask.dtype == torch.int64
+        assert label == index % pool.num_classes
+        assert set(torch.unique(mask).tolist()) == {0, 1}
+        raw, label2, raw_mask = pool.sample(index)
+        assert raw.shape == (96, 96, 3) and raw.dtype == np.uint8 and label2 == label
+        assert np.array_equal(raw_mask, mask.numpy())
+    a, b = pool.sample(3)[0], PretrainingPool(images_per_class=2, image_size=96).sample(3)[0]
+    assert np.array_equal(a, b)
+    val = PretrainingPool(split="val", images_per_class=2, image_size=96)
+    assert not np.array_equal(a, val.sample(3)[0])
+    with pytest.raises(IndexError):
+        pool.sample(len(pool))

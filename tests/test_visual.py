@@ -1,0 +1,89 @@
+"""Visual helpers: every figure renders to PNG bytes without pyplot."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from evalfakes import FakeEpisodes
+from matplotlib.figure import Figure
+
+from canetlib import visual
+from canetlib.data.source import IMAGENET_MEAN, IMAGENET_STD
+
+
+def png(fig: Figure) -> bytes:
+    assert isinstance(fig, Figure)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=40)
+    data = buf.getvalue()
+    assert data.startswith(b"\x89PNG")
+    return data
+
+
+def probs(h: int, w: int, n: int) -> list[torch.Tensor]:
+    out = []
+    for t in range(n):
+        fg = torch.zeros(h, w)
+        fg[5: 10 + 3 * t, 5:20] = 0.9
+        out.append(torch.stack([1 - fg, fg]))
+    return out
+
+
+def test_denormalize_inverts_the_imagenet_normalisation() -> None:
+    rgb = torch.tensor([[[0.2]], [[0.5]], [[0.8]]])
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    out = visual.denormalize((rgb - mean) / std)
+    assert out.dtype == np.uint8 and out.shape == (1, 1, 3)
+    assert out[0, 0].tolist() == [51, 128, 204]
+
+
+def test_overlay_colours_only_the_object() -> None:
+    image = np.zeros((4, 4, 3), np.uint8)
+    mask = np.zeros((4, 4), np.int64)
+    mask[1, 1] = 1
+    mask[2, 2] = 255
+    out = visual.overlay(image, mask, color=(200, 0, 0), alpha=0.5)
+    assert out[1, 1].tolist() == [100, 0, 0]
+    assert out[2, 2].tolist() == [0, 0, 0] and out[0, 0].tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="size"):
+        visual.overlay(image, np.zeros((3, 3)))
+
+
+def test_iou_per_iteration() -> None:
+    gt = torch.zeros(30, 30, dtype=torch.long)
+    gt[5:10, 5:20] = 1
+    gt[0] = 255
+    ious = visual.iou_per_iteration(probs(30, 30, 3), gt)
+    assert ious[0] == pytest.approx(100.0)
+    assert ious[1] == pytest.approx(100 * 75 / 120)
+
+
+def test_every_figure_renders() -> None:
+    item = FakeEpisodes(1, shots=2)[0]
+    image = item["query_image"]
+    h, w = image.shape[-2:]
+    ps = probs(h, w, 5)
+    gt = item["query_mask"]
+    png(visual.plot_episode(item))
+    png(visual.plot_episode(item, pred=ps[-1].argmax(0)))
+    png(visual.plot_iterations(image, ps, gt=gt))
+    png(visual.plot_iterations(visual.denormalize(image), [p[1].numpy() for p in ps]))
+    png(visual.plot_iteration(image, ps[2], 2, gt=gt, iou=50.0))
+    png(visual.plot_attention(item["support_images"], item["support_masks"],
+                              torch.tensor([0.3, 0.7]), query=image, prediction=gt == 1))
+    png(visual.plot_attention(list(item["support_images"]), list(item["support_masks"]),
+                              [0.5, 0.5]))
+    png(visual.plot_iou_per_iteration({"1-shot": [40, 45, 46, 46, 47]},
+                                      stds={"1-shot": [1, 1, 1, 1, 1]}))
+    png(visual.plot_iou_per_iteration([40, 45, 46]))
+
+
+def test_shape_errors_are_named() -> None:
+    with pytest.raises(ValueError, match="attention weights"):
+        item = FakeEpisodes(1, shots=2)[0]
+        visual.plot_attention(item["support_images"], item["support_masks"], [1.0])
+    with pytest.raises(ValueError, match="IoUs"):
+        visual.plot_iterations(np.zeros((8, 8, 3), np.uint8), probs(8, 8, 2), ious=[1.0])
