@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from types import EllipsisType
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ def build_model(config: Mapping[str, Any]) -> CANet:
 
 
 def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
-               fusion: str | None | type[Ellipsis] = ..., ) -> CANet:
+               fusion: str | None | EllipsisType = ...) -> CANet:
     """Rebuild a :class:`CANet` from a checkpoint name or path, in eval mode.
 
     ``fusion`` overrides the stored k-shot fusion for the non-learned ones

@@ -143,7 +143,8 @@ class CANet(nn.Module):
             "backbone_widths": list(backbone_widths) if backbone_widths else None,
         }
         self.backbone = build_backbone(backbone, self.blocks, pretrained, backbone_widths)
-        in_channels = sum(self.backbone.channels[b] for b in self.blocks)
+        channels: dict[str, int] = getattr(self.backbone, "channels")
+        in_channels = sum(channels[b] for b in self.blocks)
         self.encoder = FeatureEncoder(in_channels, width, dropout)
         self.comparison = DenseComparison(width, dropout)
         self.attention = AttentionFusion(width, dropout) if fusion == "attention" else None
