@@ -1,15 +1,68 @@
-"""``train``: arrives with issue 4 (training, evaluation, CLI, benchmark)."""
+"""``train``: train CANet (or pretrain the offline backbone) from a named config.
+
+``python -m canetlib train --config NAME --fold F --out DIR [--max-steps N]
+[--save-every N] [--resume] [--overwrite] [--set key=value ...]``; under
+``torchrun --nproc_per_node=N -m canetlib train ...`` it trains with
+DistributedDataParallel. ``--config synthetic-pretrain`` runs the backbone
+pretraining of the offline miniature (:mod:`canetlib.pretrain`) instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "train (not available yet in this version)"
+from canetlib.configs import CONFIGS, PretrainConfig, get_config
+
+HELP = "train CANet from a named config (paper recipe), resumable, torchrun-ready"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    del p
+    p.add_argument("--config", required=True, metavar="NAME",
+                   help=f"named config: {', '.join(CONFIGS)}")
+    p.add_argument("--fold", type=int, default=None,
+                   help="fold whose 15 training classes are used (default: the config's, 0)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: last.pt (resumable), model.pt (final), log.csv")
+    p.add_argument("--max-steps", type=int, default=None, metavar="N",
+                   help="stop at global step N (the lr schedule still spans all epochs)")
+    p.add_argument("--save-every", type=int, default=None, metavar="N",
+                   help="write DIR/last.pt every N steps (default: the config's)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in DIR exactly where its last.pt stopped")
+    p.add_argument("--overwrite", action="store_true", help="replace a previous run in DIR")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config field (repeatable), "
+                   "e.g. --set lr=0.001 --set backbone_widths=8,16,16,16")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if present)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise RuntimeError("'train' is not implemented in this version of canetlib yet")
+    changes = {}
+    if args.save_every is not None:
+        changes["save_every"] = args.save_every
+    cfg = get_config(args.config, args.overrides, **changes)
+    if isinstance(cfg, PretrainConfig):
+        if args.fold is not None:
+            raise ValueError("--fold does not apply to synthetic-pretrain: the pretraining "
+                             "classes are disjoint from all 20 benchmark classes")
+        from canetlib.pretrain import pretrain
+
+        res = pretrain(cfg, args.out, max_steps=args.max_steps, resume=args.resume,
+                       overwrite=args.overwrite, device=args.device,
+                       progress=not args.no_progress)
+        if res.main:
+            print(f"pretrained {cfg.name}: step {res.step}/{res.total_steps}, "
+                  f"final loss {res.final_loss:.4f}; backbone -> {res.backbone_path}")
+        return 0
+    if args.fold is not None:
+        cfg = cfg.replace(fold=args.fold)
+    from canetlib.train import dist_info, train
+
+    res = train(cfg, args.out, max_steps=args.max_steps, resume=args.resume,
+                overwrite=args.overwrite, device=args.device, progress=not args.no_progress)
+    if dist_info().main:
+        last = f"{res.losses[-1]:.4f}" if res.losses else "n/a (nothing left to do)"
+        print(f"trained {cfg.name} fold {cfg.fold}: step {res.step}/{res.total_steps}, "
+              f"last loss {last}; checkpoint {res.out / 'last.pt'}, model {res.out / 'model.pt'}")
+    return 0

@@ -81,7 +81,8 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         return np.repeat(gray[:, :, None], 3, axis=2)
     if img.mode in _ALPHA_MODES or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")  # alpha is dropped below, colour is kept
-    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    # np.array copies: Pillow's buffer is read-only, and torch warns on read-only arrays
+    return np.array(img.convert("RGB"), dtype=np.uint8)
 
 
 def read_image(path: PathLike) -> np.ndarray:

@@ -1,0 +1,398 @@
+"""Named training configurations and ``--set key=value`` overrides.
+
+The defaults of :class:`TrainConfig` are the paper's recipe for PASCAL-5i
+(section 5.1 "Implementation details", CANET-FACTS.md §1): SGD with learning
+rate 0.0025, momentum 0.9 and weight decay 5e-4, 4 episodes a batch (8 on
+COCO), 200 epochs, pixel cross-entropy with 255 ignored, and the IOM fed last
+epoch's prediction that is reset to the empty mask with probability
+``pr = 0.7``. The reference code declared a poly learning-rate power but
+never applied it; ``poly_power=0`` (constant rate) reproduces it and
+``poly_power=0.9`` is the option.
+
+Named configs (:data:`CONFIGS`):
+
+* ``pascal-1shot`` / ``pascal-5shot`` and ``coco-1shot`` / ``coco-5shot``: the
+  paper's ImageNet ResNet-50 model (the 5-shot ones with attention fusion,
+  section 4.3, trained with 5 supports);
+* ``synthetic-1shot`` / ``synthetic-5shot``: the offline miniature on the
+  embedded glyph world, a narrow ResNet pretrained by ``synthetic-pretrain``
+  (see :mod:`canetlib.pretrain`) and small enough for a laptop CPU;
+* ``synthetic-pretrain``: the backbone pretraining on the embedded
+  pretraining classes (the miniature of ImageNet), a :class:`PretrainConfig`.
+
+Every field can be overridden: ``TrainConfig.override(["lr=0.001"])`` or, on
+the command line, ``--set lr=0.001 --set backbone_widths=8,16,16,16``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, Union
+
+C = TypeVar("C", bound="_Config")
+
+#: fields that may differ between a checkpoint and ``--resume`` (they do not
+#: change the arithmetic of the run: where data lives, how often to save/log)
+RUN_CONTROL_FIELDS = frozenset({
+    "root", "save_every", "num_workers", "validate_every", "val_episodes", "name", "threads",
+    "cache_images",
+})
+
+
+#: head initialisations (see ``TrainConfig.head_init``)
+HEAD_INITS = ("reference", "kaiming")
+#: ``"sgd"`` (paper: momentum, L2 weight decay) or ``"adamw"`` (decoupled decay)
+OPTIMIZERS = ("sgd", "adamw")
+
+
+class _Config:
+    """Shared helpers: typed ``key=value`` overrides and plain-dict round trips."""
+
+    def override(self: C, assignments: Iterable[str]) -> C:
+        """A copy with ``key=value`` assignments applied (values parsed by field type)."""
+        changes: dict[str, Any] = {}
+        hints = typing.get_type_hints(type(self))
+        names = [f.name for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+        for item in assignments:
+            key, sep, text = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep:
+                raise ValueError(f"--set expects key=value, got {item!r}")
+            if key not in names:
+                raise ValueError(f"unknown setting {key!r} for {type(self).__name__}; "
+                                 f"valid keys: {', '.join(names)}")
+            changes[key] = parse_value(text.strip(), hints[key], key)
+        return self.replace(**changes)
+
+    def replace(self: C, **changes: Any) -> C:
+        """``dataclasses.replace`` that validates the result."""
+        new = dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        new.validate()
+        return new
+
+    def validate(self) -> None:  # pragma: no cover - overridden
+        """Raise ``ValueError`` on an impossible combination."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (tuples as lists) that ``torch.load(weights_only=True)`` accepts."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def mismatch(self: C, other: C) -> list[str]:
+        """Fields (other than run-control ones) whose values differ, as ``key: a != b``."""
+        diffs = []
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.name in RUN_CONTROL_FIELDS:
+                continue
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if a != b:
+                diffs.append(f"{f.name}: checkpoint {b!r} != requested {a!r}")
+        return diffs
+
+    @classmethod
+    def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}")
+        kw = {k: _coerce(v, hints[k]) for k, v in data.items()}
+        obj = cls(**kw)
+        obj.validate()
+        return obj
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    """Everything that defines a CANet training run (defaults: paper, PASCAL-5i 1-shot).
+
+    Data: ``dataset``/``root``/``fold``/``shots`` select episodes of the fold's
+    training classes (:func:`canetlib.data.make_dataset`); ``episodes`` is the
+    number of episodes in one epoch (``None``: one per training (image, class)
+    pair, the reference's epoch) and ``train_size`` the square crop the
+    episodes are resized to; ``world_images`` shrinks the synthetic world's
+    training pool (images per class; ``None`` = the world's default).
+
+    Model: the keyword arguments of :class:`canetlib.CANet`, plus
+    ``backbone_checkpoint`` (a shipped name or path whose backbone weights are
+    loaded, e.g. the pretrained ``synthetic-backbone``) and
+    ``init_checkpoint`` (a model checkpoint whose matching tensors initialise
+    the model, e.g. a 1-shot model for the 5-shot attention model; ``{fold}``
+    is replaced by the fold, so a fold never starts from a model that saw its
+    test classes).
+
+    Runtime: ``threads`` sets ``torch.set_num_threads`` (``None`` = torch's
+    default; on a busy CPU 1 can be many times faster than 2), ``cache_images``
+    keeps every decoded image in memory (for the synthetic world: renders
+    each scene once).
+
+    ``head_init``: ``"reference"`` keeps the reference's N(0, 0.01) conv
+    initialisation; ``"kaiming"`` re-initialises the head's convolutions
+    with He (fan-in, ReLU) normal weights and zero biases. The deep head has
+    no BatchNorm, so with N(0, 0.01) its signal shrinks layer by layer and the
+    reference needs many epochs to leave the all-background solution; the CPU
+    miniature, with a few thousand steps, uses ``"kaiming"``.
+
+    Optimisation (section 5.1): ``optimizer="sgd"`` with ``lr``/``momentum``/
+    ``weight_decay`` (``"adamw"`` is the miniature's choice, see the README of
+    ``data/checkpoints``),
+    ``batch_size`` episodes per step (global over all processes), ``epochs``,
+    poly decay ``lr * (1 - step / total) ** poly_power`` (0 = constant, as the
+    reference), ``mask_dropout`` = pr of section 4.2.
+    """
+
+    name: str = "custom"
+    # -- data
+    dataset: str = "pascal"
+    root: str | None = None
+    fold: int = 0
+    shots: int = 1
+    episodes: int | None = None
+    train_size: int = 321
+    world_images: int | None = None
+    # -- model
+    backbone: str = "resnet50"
+    backbone_widths: tuple[int, ...] | None = None
+    blocks: tuple[str, ...] = ("block2", "block3")
+    fusion: str | None = None
+    width: int = 256
+    dropout: float = 0.5
+    iterations: int = 4
+    head_init: str = "reference"
+    pretrained: bool = True
+    backbone_checkpoint: str | None = None
+    init_checkpoint: str | None = None
+    # -- optimisation
+    optimizer: str = "sgd"
+    lr: float = 0.0025
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 4
+    epochs: int = 200
+    poly_power: float = 0.0
+    mask_dropout: float = 0.7
+    seed: int = 0
+    # -- runtime (CUDA only: amp None = on, channels_last)
+    amp: bool | None = None
+    channels_last: bool = True
+    num_workers: int = 0
+    threads: int | None = None
+    cache_images: bool = False
+    save_every: int = 500
+    # -- optional validation on held-out images of the training classes
+    validate_every: int = 0
+    val_episodes: int = 300
+    val_fraction: float = 0.0
+
+    def validate(self) -> None:
+        from canetlib.model import BACKBONES, FUSIONS
+
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.shots < 1:
+            raise ValueError(f"shots must be >= 1, got {self.shots}")
+        if self.shots > 1 and self.fusion is None:
+            raise ValueError(f"shots={self.shots} needs a k-shot fusion (e.g. fusion=attention)")
+        if self.episodes is not None and self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1 (or none), got {self.episodes}")
+        for key in ("train_size", "batch_size", "epochs", "width", "save_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if not 0.0 <= self.mask_dropout <= 1.0:
+            raise ValueError(f"mask_dropout must be in [0, 1], got {self.mask_dropout}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.poly_power < 0:
+            raise ValueError(f"poly_power must be >= 0, got {self.poly_power}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 (or none), got {self.threads}")
+        if self.num_workers < 0 or self.validate_every < 0:
+            raise ValueError("num_workers and validate_every must be >= 0")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.validate_every and self.val_fraction == 0.0:
+            raise ValueError("validate_every needs held-out images: set val_fraction "
+                             "(e.g. val_fraction=0.1); test episodes are never used")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
+        if self.backbone == "resnet-tiny" and self.pretrained:
+            raise ValueError("resnet-tiny has no ImageNet weights: set pretrained=false and "
+                             "backbone_checkpoint=synthetic-backbone (see canetlib.pretrain)")
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`canetlib.CANet` (``pretrained`` included)."""
+        return {"pretrained": self.pretrained, "backbone": self.backbone,
+                "blocks": tuple(self.blocks), "fusion": self.fusion, "width": self.width,
+                "iterations": self.iterations, "dropout": self.dropout,
+                "backbone_widths": tuple(self.backbone_widths) if self.backbone_widths else None}
+
+
+@dataclass(frozen=True)
+class PretrainConfig(_Config):
+    """Backbone pretraining on the embedded pretraining classes (ImageNet's miniature).
+
+    The CANet paper starts from an ImageNet ResNet-50 (section 5.1). Offline
+    there is no ImageNet, so :mod:`canetlib.pretrain` trains the
+    ``resnet-tiny`` backbone with a temporary head on images of glyph classes
+    that are disjoint from the 20 benchmark classes: per-pixel segmentation
+    into the pretraining classes (plus background) and image-level
+    multi-label classification. Only the backbone is kept.
+    """
+
+    name: str = "synthetic-pretrain"
+    backbone_widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: tuple[str, ...] = ("block2", "block3")
+    image_size: int = 128
+    images_per_class: int = 16
+    mosaic: float = 0.5
+    batch_size: int = 32
+    steps: int = 1100
+    lr: float = 0.05
+    warmup: int = 50
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    classification_weight: float = 0.5
+    seed: int = 0
+    save_every: int = 100
+    num_workers: int = 1
+    threads: int | None = 1
+    amp: bool | None = None
+    channels_last: bool = True
+
+    def validate(self) -> None:
+        if len(self.backbone_widths) != 4:
+            raise ValueError(f"backbone_widths needs 4 values, got {self.backbone_widths}")
+        if not 0.0 <= self.mosaic <= 1.0:
+            raise ValueError(f"mosaic must be in [0, 1], got {self.mosaic}")
+        for key in ("image_size", "images_per_class", "batch_size", "steps", "save_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+# --------------------------------------------------------------------------- registry
+
+_PAPER = TrainConfig()
+
+#: the CPU miniature: image size, head width and schedule chosen so that each
+#: stage runs in about 10-15 minutes on two CPU cores (data/checkpoints/README.md)
+_SYNTHETIC = TrainConfig(
+    name="synthetic-1shot", dataset="synthetic", episodes=1600, train_size=128,
+    backbone="resnet-tiny", backbone_widths=(32, 64, 128, 256), width=64, dropout=0.1,
+    head_init="kaiming", pretrained=False, backbone_checkpoint="synthetic-backbone",
+    optimizer="adamw", lr=1e-3, weight_decay=1e-4, batch_size=8, epochs=8, poly_power=0.9,
+    save_every=100, threads=1, num_workers=1, cache_images=True)
+
+CONFIGS: dict[str, TrainConfig | PretrainConfig] = {
+    "pascal-1shot": dataclasses.replace(_PAPER, name="pascal-1shot"),
+    "pascal-5shot": dataclasses.replace(_PAPER, name="pascal-5shot", shots=5,
+                                        fusion="attention"),
+    "coco-1shot": dataclasses.replace(_PAPER, name="coco-1shot", dataset="coco",
+                                      batch_size=8, episodes=20000, epochs=50),
+    "coco-5shot": dataclasses.replace(_PAPER, name="coco-5shot", dataset="coco",
+                                      batch_size=8, episodes=20000, epochs=50, shots=5,
+                                      fusion="attention"),
+    "synthetic-1shot": _SYNTHETIC,
+    "synthetic-5shot": dataclasses.replace(
+        _SYNTHETIC, name="synthetic-5shot", shots=5, fusion="attention",
+        init_checkpoint="synthetic-1shot-fold{fold}", episodes=1200, epochs=2, batch_size=4,
+        lr=5e-4),
+    "synthetic-pretrain": PretrainConfig(),
+}
+
+
+def config_names() -> list[str]:
+    """Names accepted by :func:`get_config` and ``train --config``."""
+    return list(CONFIGS)
+
+
+def get_config(name: str, overrides: Iterable[str] = (), **changes: Any
+               ) -> TrainConfig | PretrainConfig:
+    """A named config with ``key=value`` overrides and keyword changes applied.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones) or a bad override.
+    """
+    if name not in CONFIGS:
+        raise ValueError(f"unknown config {name!r}; valid configs: {', '.join(CONFIGS)}")
+    cfg = CONFIGS[name]
+    if changes:
+        cfg = cfg.replace(**changes)
+    cfg = cfg.override(list(overrides))
+    cfg.validate()
+    return cfg
+
+
+# --------------------------------------------------------------------------- parsing
+
+_NONE = {"none", "null", "~", ""}
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _split_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else Union[tuple(args)]), True  # noqa: UP007
+    return tp, False
+
+
+def parse_value(text: str, tp: Any, key: str = "value") -> Any:
+    """Parse command-line ``text`` into the field type ``tp`` (clear error on failure)."""
+    base, optional = _split_optional(tp)
+    if optional and text.lower() in _NONE:
+        return None
+    try:
+        if base is bool:
+            low = text.lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError("expected true/false")
+        if base is int:
+            return int(text)
+        if base is float:
+            return float(text)
+        if base is str:
+            return text
+        if typing.get_origin(base) is tuple:
+            (item, *_rest) = typing.get_args(base)
+            stripped = text.strip("()[] ")
+            parts = [p.strip().strip("'\"") for p in stripped.split(",") if p.strip()]
+            return tuple(parse_value(p, item, key) for p in parts)
+    except ValueError as err:
+        raise ValueError(f"bad value {text!r} for {key} ({_type_name(tp)}): {err}") from None
+    return ast.literal_eval(text)  # pragma: no cover - no other field types
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """Lists back to tuples when a checkpoint's plain dict is read."""
+    base, _ = _split_optional(tp)
+    if isinstance(value, list) and typing.get_origin(base) is tuple:
+        return tuple(value)
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+__all__ = ["CONFIGS", "PretrainConfig", "RUN_CONTROL_FIELDS", "TrainConfig", "config_names",
+           "get_config", "parse_value"]

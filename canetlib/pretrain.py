@@ -1,0 +1,362 @@
+"""Offline backbone pretraining: the miniature of ImageNet pretraining.
+
+CANet starts from an ImageNet-pretrained ResNet-50 that stays frozen (paper
+section 5.1; CANET-FACTS.md §2). Offline there is no ImageNet, so the
+``resnet-tiny`` backbone is pretrained here on the embedded *pretraining
+classes* (:class:`canetlib.data.PretrainingPool`: several hundred OpenMoji
+glyph classes, none of them one of the 20 benchmark categories), then frozen
+and used by the ``synthetic-*`` CANet configs. The 20 benchmark classes
+(training *and* test classes of every fold) are never seen here.
+
+Task: a temporary head on the backbone's block2 + block3 features (the ones
+CANet compares) predicts
+
+* every pixel's class (the glyph's class on its mask, background elsewhere):
+  a 1x1 convolution on the 1/8 grid, logits upsampled to the image; and
+* the image's class from globally pooled block3 features (auxiliary loss).
+
+``mosaic`` of the images tile four half-size samples into one image so that
+the backbone also sees several objects side by side, as in the episode scenes.
+Only the backbone is kept: ``DIR/backbone.pt`` (a ``kind="backbone"``
+checkpoint; :func:`load_backbone` puts it into a :class:`CANet`).
+Resuming is exact like :mod:`canetlib.train`: samples are a function of
+``(seed, epoch, index)``, ``DIR/last.pt`` holds model, head, optimizer, step
+and RNG states.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from canetlib import checkpoint as ckpt_io
+from canetlib.configs import PretrainConfig
+from canetlib.model import CANet
+from canetlib.model.backbone import TinyResNetBackbone, freeze
+from canetlib.runtime import autocast, default_device, progress_enabled
+from canetlib.train import (
+    LOG_HEADER,
+    dist_info,
+    epoch_order,
+    mix_seed,
+    prepare_out,
+    rng_state,
+    set_rng_state,
+    _truncate_log,
+)
+
+#: ``kind`` of a backbone-only checkpoint
+BACKBONE_KIND = "backbone"
+
+
+class PretrainNet(nn.Module):
+    """``resnet-tiny`` backbone + the temporary pretraining head (pixel and image classes)."""
+
+    def __init__(self, cfg: PretrainConfig, num_classes: int) -> None:
+        super().__init__()
+        self.blocks = tuple(cfg.blocks)
+        self.backbone = TinyResNetBackbone(self.blocks, cfg.backbone_widths)
+        channels = sum(self.backbone.channels[b] for b in self.blocks)
+        self.pixel_head = nn.Conv2d(channels, num_classes + 1, 1)
+        self.image_head = nn.Linear(self.backbone.channels[self.blocks[-1]], num_classes)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        feats = self.backbone(images)
+        grid = torch.cat([feats[b] for b in self.blocks], dim=1)
+        pixel = self.pixel_head(grid)
+        image = self.image_head(feats[self.blocks[-1]].mean(dim=(2, 3)))
+        return pixel, image
+
+
+class PretrainSamples(Dataset):
+    """Pretraining samples keyed by ``(epoch, index)``; ``mosaic`` tiles 2 x 2 samples.
+
+    Item: ``image (3, S, S)``, ``pixels (S, S)`` int64 (0 background, class + 1
+    on the object), ``label`` (the image's class; -1 for a mosaic, which has
+    no single class and only trains the pixel head).
+    """
+
+    def __init__(self, pool: Any, mosaic: float, seed: int) -> None:
+        self.pool, self.mosaic, self.seed = pool, mosaic, seed
+
+    def __len__(self) -> int:
+        return len(self.pool)
+
+    def _one(self, index: int) -> tuple[Tensor, Tensor, int]:
+        image, label, mask = self.pool[index]
+        return image, mask * (label + 1), int(label)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key
+        g = torch.Generator().manual_seed(mix_seed(self.seed, epoch, index, 11))
+        image, pixels, label = self._one(index)
+        if self.mosaic > 0 and torch.rand(1, generator=g).item() < self.mosaic:
+            others = torch.randint(len(self.pool), (3,), generator=g).tolist()
+            tiles = [(image, pixels)] + [self._one(i)[:2] for i in others]
+            s = image.shape[-1]
+            image = torch.zeros_like(image)
+            pixels = torch.zeros_like(pixels)
+            for t, (im, px) in enumerate(tiles):
+                r, c = divmod(t, 2)
+                half = s // 2
+                sl = (slice(r * half, (r + 1) * half), slice(c * half, (c + 1) * half))
+                image[:, sl[0], sl[1]] = F.interpolate(im[None], size=(half, half),
+                                                       mode="bilinear", antialias=True,
+                                                       align_corners=False)[0]
+                pixels[sl[0], sl[1]] = px[::2, ::2][:half, :half]
+            label = -1
+        return {"image": image, "pixels": pixels, "label": label}
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Tensor]:
+    return {"image": torch.stack([it["image"] for it in items]),
+            "pixels": torch.stack([it["pixels"] for it in items]),
+            "label": torch.tensor([it["label"] for it in items], dtype=torch.long)}
+
+
+def build_pool(cfg: PretrainConfig, split: str = "train") -> Any:
+    """The embedded pretraining pool (classes disjoint from the 20 benchmark classes)."""
+    from canetlib.data import PretrainingPool
+
+    return PretrainingPool(split, images_per_class=cfg.images_per_class, seed=cfg.seed,
+                           image_size=cfg.image_size)
+
+
+@dataclass
+class PretrainResult:
+    """Where a pretraining run ended; ``backbone_path`` is the kept backbone."""
+
+    net: PretrainNet
+    step: int
+    total_steps: int
+    final_loss: float
+    backbone_path: Path
+    main: bool = True
+
+
+def pretrain(cfg: PretrainConfig, out: str | os.PathLike[str], *, max_steps: int | None = None,
+             resume: bool = False, overwrite: bool = False,
+             device: str | torch.device | None = None, progress: bool = True) -> PretrainResult:
+    """Pretrain the ``resnet-tiny`` backbone; write ``out/last.pt``, ``log.csv``, ``backbone.pt``.
+
+    Same folder rules as :func:`canetlib.train.train` (refuse another run
+    without ``resume``/``overwrite``; ``resume`` continues exactly).
+    """
+    if dist_info().world > 1:
+        raise ValueError("backbone pretraining runs in one process; start it without torchrun")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dev = default_device(device)
+    out = Path(out)
+    resume_from = prepare_out(out, resume, overwrite, extra=("backbone.pt",))
+    out.mkdir(parents=True, exist_ok=True)
+    state = ckpt_io.load(resume_from) if resume_from else None
+    if state is not None:
+        _check_resumable(state, cfg, resume_from)  # type: ignore[arg-type]
+
+    pool = build_pool(cfg)
+    samples = PretrainSamples(pool, cfg.mosaic, cfg.seed)
+    torch.manual_seed(cfg.seed)
+    net = PretrainNet(cfg, pool.num_classes)
+    params = [p for p in net.parameters()]
+    decay = [p for p in params if p.dim() > 1]
+    no_decay = [p for p in params if p.dim() <= 1]
+    optim = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    step, seconds = 0, 0.0
+    if state is not None:
+        net.load_state_dict(state["net"])
+        optim.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+        step, seconds = int(state["step"]), float(state.get("seconds", 0.0))
+    net.to(dev).train()
+    if dev.type == "cuda" and cfg.channels_last:
+        net.to(memory_format=torch.channels_last)
+    use_amp = dev.type == "cuda" and cfg.amp is not False
+
+    spe = len(samples) // cfg.batch_size
+    total = cfg.steps
+    end = total if max_steps is None else min(total, int(max_steps))
+    log_path = out / "log.csv"
+    _truncate_log(log_path, step)
+    if not log_path.is_file():
+        with log_path.open("w", newline="") as f:
+            csv.writer(f).writerow(LOG_HEADER)
+    bar = None
+    if progress_enabled(progress):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=end, initial=step, desc=f"pretrain {cfg.name}")
+    loss_value = float("nan")
+    try:
+        while step < end:
+            epoch, pos = divmod(step, spe)
+            order = epoch_order(cfg.seed, epoch, len(samples))
+            batches = [[(epoch, i) for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+                       for b in range(spe)][pos:][:end - step]
+            loader = DataLoader(samples, batch_sampler=batches, collate_fn=_collate,
+                                num_workers=cfg.num_workers)
+            tick = time.perf_counter()
+            for batch in loader:
+                lr = _lr(cfg, step)
+                for group in optim.param_groups:
+                    group["lr"] = lr
+                torch.manual_seed(mix_seed(cfg.seed, step, 0, 3))
+                images = batch["image"].to(dev)
+                if dev.type == "cuda" and cfg.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                with autocast(dev, use_amp):
+                    pixel, image = net(images)
+                loss = pretrain_loss(pixel, image, batch["pixels"].to(dev),
+                                     batch["label"].to(dev), cfg.classification_weight)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise ValueError(f"pretraining loss is {loss_value} at step {step + 1}; "
+                                     "lower the learning rate (--set lr=...)")
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+                step += 1
+                now = time.perf_counter()
+                seconds += now - tick
+                tick = now
+                with log_path.open("a", newline="") as f:
+                    csv.writer(f).writerow([step, epoch, f"{loss_value:.6f}", f"{lr:.6g}",
+                                            f"{seconds:.3f}"])
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+                if step % cfg.save_every == 0 or step == end:
+                    _save(out, net, optim, cfg, step, seconds)
+    finally:
+        if bar is not None:
+            bar.close()
+    if state is None or step != int(state["step"]):
+        _save(out, net, optim, cfg, step, seconds)
+    path = ckpt_io.save_atomic(backbone_payload(net, cfg), out / "backbone.pt")
+    net.eval()
+    return PretrainResult(net, step, total, loss_value, path)
+
+
+def pretrain_loss(pixel: Tensor, image: Tensor, pixels: Tensor, labels: Tensor,
+                  classification_weight: float) -> Tensor:
+    """Pixel cross-entropy on the feature grid + weighted image cross-entropy.
+
+    With hundreds of classes, upsampling the logits to the image would cost
+    more than the backbone; the labels are sampled (nearest) on the grid instead.
+    """
+    grid = F.interpolate(pixels[:, None].float(), size=pixel.shape[-2:], mode="nearest")
+    loss = F.cross_entropy(pixel.float(), grid[:, 0].long())
+    if classification_weight and bool((labels >= 0).any()):
+        loss = loss + classification_weight * F.cross_entropy(image.float(), labels,
+                                                              ignore_index=-1)
+    return loss
+
+
+def _lr(cfg: PretrainConfig, step: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then poly decay."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    return cfg.lr * max(0.0, 1.0 - step / cfg.steps) ** cfg.poly_power
+
+
+def _save(out: Path, net: PretrainNet, optim: torch.optim.Optimizer, cfg: PretrainConfig,
+          step: int, seconds: float) -> None:
+    payload = backbone_payload(net, cfg)
+    payload.update({"kind": "pretrain", "step": step, "seconds": seconds,
+                    "net": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                    "optimizer": optim.state_dict(), "rng": rng_state(),
+                    "pretrain_config": cfg.to_dict()})
+    ckpt_io.save_atomic(payload, out / "last.pt")
+
+
+def _check_resumable(state: dict[str, Any], cfg: PretrainConfig, path: Path) -> None:
+    if state.get("kind") != "pretrain":
+        raise ValueError(f"{path}: not a pretraining checkpoint; cannot resume it with "
+                         f"{cfg.name}")
+    saved = PretrainConfig.from_dict(state["pretrain_config"])
+    diffs = cfg.mismatch(saved)
+    if diffs:
+        raise ValueError(f"{path} was written by another configuration; cannot resume: "
+                         + "; ".join(diffs))
+
+
+# --------------------------------------------------------------------------- backbone files
+def backbone_payload(net: PretrainNet | nn.Module, cfg: PretrainConfig) -> dict[str, Any]:
+    """A ``kind="backbone"`` checkpoint: the backbone's state and its architecture."""
+    backbone = net.backbone if isinstance(net, PretrainNet) else net
+    return {"format": ckpt_io.FORMAT, "version": ckpt_io.VERSION, "kind": BACKBONE_KIND,
+            "model_config": {"backbone": "resnet-tiny",
+                             "backbone_widths": list(cfg.backbone_widths),
+                             "blocks": list(cfg.blocks)},
+            "model": {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()},
+            "pretrain_config": cfg.to_dict()}
+
+
+def load_backbone(model: CANet, name_or_path: str | os.PathLike[str]) -> CANet:
+    """Load a pretrained backbone (``kind="backbone"`` file, or any CANet checkpoint's
+    backbone) into ``model.backbone`` and keep it frozen.
+
+    Raises:
+        ValueError: another backbone architecture (names the mismatch).
+    """
+    ckpt = ckpt_io.load(name_or_path)
+    cfg = ckpt["model_config"]
+    state = ckpt["model"]
+    if ckpt.get("kind") != BACKBONE_KIND:
+        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    mine = model.config
+    for key in ("backbone", "backbone_widths"):
+        if cfg.get(key) != mine.get(key):
+            raise ValueError(f"{name_or_path}: backbone {key} is {cfg.get(key)!r} but the "
+                             f"model has {mine.get(key)!r}")
+    own = model.backbone.state_dict()
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise ValueError(f"{name_or_path}: backbone lacks tensors the model needs "
+                         f"(e.g. {missing[:3]}); was it pretrained with blocks {cfg.get('blocks')}?")
+    bad = [k for k in own if state[k].shape != own[k].shape]
+    if bad:
+        raise ValueError(f"{name_or_path}: backbone tensor shapes differ, e.g. {bad[:3]}")
+    model.backbone.load_state_dict({k: state[k].to(own[k].dtype) for k in own})
+    freeze(model.backbone)
+    return model
+
+
+@torch.no_grad()
+def evaluate_pretraining(net: PretrainNet, cfg: PretrainConfig, samples: int = 500,
+                         device: str | torch.device | None = None) -> dict[str, float]:
+    """Image accuracy and object IoU (argmax pixel class != background) on the val pool."""
+    dev = default_device(device)
+    pool = build_pool(cfg, "val")
+    net = net.to(dev).eval()
+    correct, inter, union, n = 0, 0, 0, 0
+    for start in range(0, min(samples, len(pool)), 50):
+        items = [pool[i] for i in range(start, min(start + 50, samples, len(pool)))]
+        images = torch.stack([it[0] for it in items]).to(dev)
+        labels = torch.tensor([it[1] for it in items], device=dev)
+        masks = torch.stack([it[2] for it in items]).to(dev)
+        pixel, image = net(images)
+        correct += int((image.argmax(1) == labels).sum())
+        up = F.interpolate(pixel, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        fg = up.argmax(1) > 0
+        inter += int((fg & (masks == 1)).sum())
+        union += int((fg | (masks == 1)).sum())
+        n += len(items)
+    return {"accuracy": 100.0 * correct / max(n, 1), "object_iou": 100.0 * inter / max(union, 1)}
+
+
+__all__ = ["BACKBONE_KIND", "PretrainNet", "PretrainResult", "PretrainSamples",
+           "backbone_payload", "build_pool", "evaluate_pretraining", "load_backbone",
+           "pretrain", "pretrain_loss"]

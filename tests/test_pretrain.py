@@ -1,0 +1,100 @@
+"""Offline backbone pretraining (canetlib.pretrain) on classes disjoint from the 20."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from canetlib import CANet
+from canetlib import checkpoint as ckpt_io
+from canetlib.cli import main
+from canetlib.configs import PretrainConfig, get_config
+from canetlib.pretrain import PretrainSamples, build_pool, load_backbone, pretrain
+
+TINY = ["backbone_widths=8,16,16,16", "image_size=64", "images_per_class=1", "batch_size=8",
+        "steps=6", "warmup=2", "threads=1", "save_every=2"]
+
+
+def tiny(*extra: str) -> PretrainConfig:
+    cfg = get_config("synthetic-pretrain", [*TINY, *extra])
+    assert isinstance(cfg, PretrainConfig)
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> Iterator[None]:
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_pool_never_shows_a_benchmark_class() -> None:
+    from canetlib.data import CLASS_GLYPHS
+
+    pool = build_pool(tiny())
+    benchmark = {g for glyphs in CLASS_GLYPHS.values() for g in glyphs}
+    assert pool.num_classes >= 100 and not set(pool.glyphs) & benchmark
+
+
+def test_mosaic_samples_are_seeded_and_labelled() -> None:
+    samples = PretrainSamples(build_pool(tiny()), 1.0, 0)
+    a, b = samples[(0, 5)], samples[(0, 5)]
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["pixels"], b["pixels"])
+    assert a["image"].shape == (3, 64, 64) and a["pixels"].shape == (64, 64)
+    assert len(set(a["pixels"].unique().tolist())) >= 3  # several objects per mosaic
+    assert not torch.equal(samples[(1, 5)]["image"], a["image"])  # new tiles next epoch
+
+
+def test_pretrain_then_load_into_canet(tmp_path: Path) -> None:
+    res = pretrain(tiny(), tmp_path, progress=False)
+    assert res.step == 6 and res.backbone_path == tmp_path / "backbone.pt"
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0] == "step,epoch,loss,lr,seconds" and len(rows) == 7
+    model = CANet(pretrained=False, backbone="resnet-tiny", backbone_widths=(8, 16, 16, 16),
+                  width=16)
+    load_backbone(model, res.backbone_path)
+    for k, v in res.net.backbone.state_dict().items():
+        assert torch.equal(model.backbone.state_dict()[k], v.cpu())
+    assert not any(p.requires_grad for p in model.backbone.parameters())  # frozen
+    # a trainer config pointing at it trains on top of it
+    from canetlib.train import build_model
+
+    cfg = get_config("synthetic-1shot", ["backbone_widths=8,16,16,16", "width=16",
+                                         f"backbone_checkpoint={res.backbone_path}"])
+    built = build_model(cfg)  # type: ignore[arg-type]
+    assert torch.equal(built.backbone.layer1[0].conv1.weight,
+                       res.net.backbone.layer1[0].conv1.weight.cpu())
+
+
+def test_backbone_of_another_width_is_refused(tmp_path: Path) -> None:
+    res = pretrain(tiny("steps=1"), tmp_path, progress=False)
+    model = CANet(pretrained=False, backbone="resnet-tiny", backbone_widths=(8, 16, 32, 32),
+                  width=16)
+    with pytest.raises(ValueError, match="backbone_widths is \\[8, 16, 16, 16\\]"):
+        load_backbone(model, res.backbone_path)
+
+
+def test_resume_is_exact(tmp_path: Path) -> None:
+    whole = pretrain(tiny(), tmp_path / "whole", progress=False)
+    pretrain(tiny(), tmp_path / "part", max_steps=3, progress=False)
+    with pytest.raises(ValueError, match="already holds a run"):
+        pretrain(tiny(), tmp_path / "part", progress=False)
+    with pytest.raises(ValueError, match="lr: checkpoint"):
+        pretrain(tiny("lr=0.1"), tmp_path / "part", resume=True, progress=False)
+    resumed = pretrain(tiny(), tmp_path / "part", resume=True, progress=False)
+    assert resumed.step == whole.step == 6
+    a, b = whole.net.state_dict(), resumed.net.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    a_bb = ckpt_io.load(tmp_path / "whole" / "backbone.pt")["model"]
+    b_bb = ckpt_io.load(tmp_path / "part" / "backbone.pt")["model"]
+    assert all(torch.equal(a_bb[k], b_bb[k]) for k in a_bb)
+
+
+def test_cli_pretrain_rejects_fold(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["train", "--config", "synthetic-pretrain", "--fold", "1",
+                 "--out", str(tmp_path)]) == 2
+    assert "--fold does not apply" in capsys.readouterr().err

@@ -1,0 +1,300 @@
+"""The trainer (canetlib.train): recipe, checkpoints, exact resume, torchrun, bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from canetlib import checkpoint as ckpt_io
+from canetlib.cli import main
+from canetlib.configs import TrainConfig, get_config
+from canetlib.train import (
+    DistInfo,
+    HeldOutSource,
+    HistoryMemory,
+    held_out,
+    pixel_loss,
+    poly_lr,
+    rank_batches,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+#: a CANet small enough for a test: tiny backbone, 16-channel head, 64 px, 8 episodes
+TINY = ["backbone_widths=8,16,16,16", "width=16", "train_size=64", "episodes=8",
+        "batch_size=2", "world_images=3", "backbone_checkpoint=none", "threads=1", "num_workers=0",
+        "save_every=1"]
+
+
+def tiny(*extra: str) -> TrainConfig:
+    cfg = get_config("synthetic-1shot", [*TINY, *extra])
+    assert isinstance(cfg, TrainConfig)
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> Iterator[None]:
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["CANETLIB_NO_PROGRESS"] = "1"
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _cli(out: Path, *args: str) -> list[str]:
+    sets = [x for item in TINY for x in ("--set", item)]
+    return ["-m", "canetlib", "train", "--config", "synthetic-1shot", "--fold", "0",
+            "--out", str(out), *sets, *args]
+
+
+# --------------------------------------------------------------------------- pieces
+def test_pixel_loss_ignores_255() -> None:
+    logits = torch.zeros(1, 2, 4, 4)
+    logits[:, 1] = 5.0  # confident foreground everywhere
+    target = torch.ones(1, 8, 8, dtype=torch.long)
+    low = float(pixel_loss(logits, target))
+    target[0, :4] = 0
+    high = float(pixel_loss(logits, target))
+    target[0, :4] = 255  # the wrong half is ignored again
+    assert float(pixel_loss(logits, target)) == pytest.approx(low) and high > 1.0
+    assert float(pixel_loss(logits, torch.full((1, 8, 8), 255))) == 0.0
+
+
+def test_poly_lr_is_optional() -> None:
+    cfg = tiny()
+    assert poly_lr(cfg.replace(poly_power=0.0), 50, 100) == cfg.lr
+    assert poly_lr(cfg.replace(poly_power=1.0), 50, 100) == pytest.approx(cfg.lr / 2)
+
+
+def test_history_memory_dropout_and_state() -> None:
+    mem = HistoryMemory(4)
+    assert mem.inputs([0, 1], 0.7, 0, 1, torch.device("cpu")) is None  # empty at start
+    fg = torch.rand(2, 3, 3)
+    mem.update(torch.tensor([1, 3]), fg)
+    keep = mem.inputs([0, 1, 3], 0.0, 0, 1, torch.device("cpu"))
+    assert keep is not None and keep.shape == (3, 2, 3, 3)
+    assert torch.equal(keep[0], torch.zeros(2, 3, 3))  # no prediction yet: empty mask
+    assert torch.allclose(keep[1, 1], fg[0], atol=1e-3)
+    assert torch.allclose(keep[1, 0] + keep[1, 1], torch.ones(3, 3))
+    drop = mem.inputs([1, 3], 1.0, 0, 1, torch.device("cpu"))
+    assert drop is not None and not drop.any()  # pr = 1: always the empty mask
+    # pr = 0.7: the coin depends on (seed, epoch, index) only
+    many = HistoryMemory(400)
+    many.update(torch.arange(400), torch.ones(400, 1, 1))
+    a = many.inputs(list(range(400)), 0.7, 5, 2, torch.device("cpu"))
+    b = many.inputs(list(range(400)), 0.7, 5, 2, torch.device("cpu"))
+    assert a is not None and b is not None and torch.equal(a, b)
+    kept = float((a[:, 1] > 0).float().mean())
+    assert 0.2 < kept < 0.4
+    copy = HistoryMemory(4)
+    copy.load_state_dict(mem.state_dict())
+    assert torch.equal(copy.fg, mem.fg) and torch.equal(copy.valid, mem.valid)
+    with pytest.raises(ValueError, match="holds 4 episodes"):
+        HistoryMemory(5).load_state_dict(mem.state_dict())
+
+
+def test_ranks_take_disjoint_shards() -> None:
+    cfg = tiny("batch_size=4", "episodes=16")
+    one = rank_batches(cfg, 3, DistInfo(0, 1, 0), 16)
+    two = [rank_batches(cfg, 3, DistInfo(r, 2, r), 16) for r in range(2)]
+    for step, batch in enumerate(one):
+        a, b = two[0][step], two[1][step]
+        assert len(a) == len(b) == 2 and not set(a) & set(b)
+        assert a + b == batch  # together the ranks see the 1-process batch
+    assert sorted(i for b in one for _, i in b) == list(range(16))
+    assert rank_batches(cfg, 4, DistInfo(), 16) != one  # reshuffled every epoch
+
+
+def test_validation_images_are_held_out_of_training() -> None:
+    from canetlib.data import make_source
+
+    src = make_source("synthetic", train_images_per_class=3)
+    train_src = HeldOutSource(src, 0, 0.3, "train")
+    val_src = HeldOutSource(src, 0, 0.3, "val")
+    train_ids = {i for i, _ in train_src.image_pairs("train")}
+    val_ids = {i for i, _ in val_src.image_pairs("test")}
+    assert train_ids and val_ids and not train_ids & val_ids
+    assert train_ids | val_ids == {i for i, _ in src.image_pairs("train")}
+    assert all(not i.startswith("test/") for i in val_ids)  # never a test image
+    assert val_src.test_classes(0) == src.train_classes(0)  # never a test class
+    assert held_out("x", 1, 0.0) is False
+
+
+# --------------------------------------------------------------------------- runs
+def test_tiny_run_writes_checkpoint_and_log(tmp_path: Path) -> None:
+    cfg = tiny("epochs=2", "save_every=3")
+    res = train(cfg, tmp_path, progress=False)
+    assert res.step == res.total_steps == 8 and len(res.losses) == 8
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    for key in ("model", "step", "optimizer", "rng", "history", "train_config", "model_config"):
+        assert key in state
+    assert state["step"] == 8 and state["history"]["valid"].all()
+    assert set(state["rng"]) >= {"torch", "numpy", "python"}
+    assert state["history"]["fg"].shape == (8, 8, 8)  # feature grid of a 64 px crop
+    assert TrainConfig.from_dict(state["train_config"]) == cfg
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0] == "step,epoch,loss,lr,seconds" and len(rows) == 9
+    assert [r.split(",")[1] for r in rows[1:]] == ["0"] * 4 + ["1"] * 4
+    model = ckpt_io.load_model(tmp_path / "model.pt")
+    assert model.config["width"] == 16
+    # the frozen backbone did not move
+    fresh = tiny().model_kwargs()
+    torch.manual_seed(cfg.seed)
+    from canetlib import CANet
+
+    ref = CANet(**fresh)
+    for k, v in ref.backbone.state_dict().items():
+        assert torch.equal(v, state["model"][f"backbone.{k}"])
+
+
+def test_output_folder_rules(tmp_path: Path) -> None:
+    cfg = tiny()
+    train(cfg, tmp_path, max_steps=1, progress=False)
+    with pytest.raises(ValueError, match="already holds a run.*--resume.*--overwrite"):
+        train(cfg, tmp_path, max_steps=1, progress=False)
+    with pytest.raises(ValueError, match="one of --resume and --overwrite"):
+        train(cfg, tmp_path, max_steps=1, resume=True, overwrite=True, progress=False)
+    res = train(cfg, tmp_path, max_steps=1, overwrite=True, progress=False)
+    assert res.step == 1
+    res = train(cfg, tmp_path, max_steps=2, resume=True, progress=False)
+    assert res.step == 2 and len(res.losses) == 1
+
+
+def test_resume_refuses_another_config(tmp_path: Path) -> None:
+    train(tiny(), tmp_path, max_steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"another configuration.*lr: checkpoint 0\.001 != "
+                                         r"requested 0\.02"):
+        train(tiny("lr=0.02"), tmp_path, max_steps=2, resume=True, progress=False)
+
+
+def test_resume_refuses_another_architecture(tmp_path: Path) -> None:
+    train(tiny(), tmp_path, max_steps=1, progress=False)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    wide = train(tiny("width=8"), tmp_path / "other", max_steps=1, progress=False).model
+    state["model"] = wide.state_dict()  # same config record, tensors of another model
+    ckpt_io.save_atomic(state, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="does not match the model architecture.*shape"):
+        train(tiny(), tmp_path, max_steps=2, resume=True, progress=False)
+
+
+def test_nan_loss_stops_naming_the_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import canetlib.train as tr
+
+    real = tr.pixel_loss
+    calls = {"n": 0}
+
+    def poisoned(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        loss = real(logits, target)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    monkeypatch.setattr(tr, "pixel_loss", poisoned)
+    with pytest.raises(ValueError, match="loss is nan at step 2"):
+        train(tiny(), tmp_path, max_steps=4, progress=False)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 1
+
+
+def test_cli_bad_config_name(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["train", "--config", "pascal-3shot", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config 'pascal-3shot'" in err and "synthetic-1shot" in err
+
+
+def _step_of(path: Path) -> int:
+    try:
+        return int(torch.load(path, weights_only=True)["step"])
+    except Exception:  # not there yet
+        return -1
+
+
+def test_sigkill_and_resume_is_exact(tmp_path: Path) -> None:
+    """A run killed with SIGKILL and resumed ends with the tensors of an unbroken run."""
+    steps = "12"
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    env = _env()
+    subprocess.run([sys.executable, *_cli(whole, "--max-steps", steps)], env=env, check=True,
+                   capture_output=True, timeout=120)
+    proc = subprocess.Popen([sys.executable, *_cli(broken, "--max-steps", steps)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while _step_of(broken / "last.pt") < 3:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.time() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    killed_at = _step_of(broken / "last.pt")
+    assert 3 <= killed_at < int(steps)
+    subprocess.run([sys.executable, *_cli(broken, "--max-steps", steps, "--resume")], env=env,
+                   check=True, capture_output=True, timeout=120)
+    a = torch.load(whole / "last.pt", weights_only=True)
+    b = torch.load(broken / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == int(steps)
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        for key in sa:  # AdamW moments and step counts (momentum buffers for SGD)
+            assert torch.equal(torch.as_tensor(sa[key]), torch.as_tensor(sb[key])), key
+    assert torch.equal(a["history"]["fg"], b["history"]["fg"])
+    assert torch.equal(a["history"]["valid"], b["history"]["valid"])
+    # the log has one row per step, the killed run's extra rows dropped
+    rows = (broken / "log.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, int(steps) + 1))
+    whole_losses = [r.split(",")[2] for r in (whole / "log.csv").read_text().splitlines()[1:]]
+    assert [r.split(",")[2] for r in rows] == whole_losses
+
+
+def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not installed")
+    out = tmp_path / "ddp"
+    res = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", *_cli(out, "--max-steps",
+                                                                                  "2")],
+                         env=_env(), capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["step"] == 2
+    # both ranks' predictions reached the history memory (batch 2 = 1 episode per rank)
+    assert int(state["history"]["valid"].sum()) == 4
+    assert len((out / "log.csv").read_text().splitlines()) == 3  # rank 0 writes alone
+    assert res.stdout.count("trained synthetic-1shot") == 1
+
+
+def test_five_shot_starts_from_the_one_shot_model(tmp_path: Path) -> None:
+    one = train(tiny(), tmp_path / "one", max_steps=2, progress=False)
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    shutil.copy(tmp_path / "one" / "model.pt", shipped / "tiny-1shot-fold0.pt")
+    cfg = tiny("shots=3", "fusion=attention", "optimizer=adamw", "head_init=kaiming",
+               f"init_checkpoint={shipped}/tiny-1shot-fold{{fold}}.pt")
+    from canetlib.train import build_model
+
+    five = build_model(cfg)
+    a, b = one.model.state_dict(), five.state_dict()
+    assert any(k.startswith("attention.") for k in b)
+    for k in a:  # everything but the new attention branch comes from the 1-shot model
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-3), k
+    res = train(cfg, tmp_path / "five", max_steps=2, progress=False)
+    assert res.step == 2
+    with pytest.raises(FileNotFoundError):
+        build_model(cfg.replace(fold=1))  # fold 1 never starts from fold 0's model
