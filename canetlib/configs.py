@@ -394,5 +394,12 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-__all__ = ["CONFIGS", "PretrainConfig", "RUN_CONTROL_FIELDS", "TrainConfig", "config_names",
-           "get_config", "parse_value"]
+__all__ = [
+    "CONFIGS",
+    "RUN_CONTROL_FIELDS",
+    "PretrainConfig",
+    "TrainConfig",
+    "config_names",
+    "get_config",
+    "parse_value",
+]

@@ -46,13 +46,13 @@ from canetlib.model.backbone import TinyResNetBackbone, freeze
 from canetlib.runtime import autocast, default_device, progress_enabled
 from canetlib.train import (
     LOG_HEADER,
+    _truncate_log,
     dist_info,
     epoch_order,
     mix_seed,
     prepare_out,
     rng_state,
     set_rng_state,
-    _truncate_log,
 )
 
 #: ``kind`` of a backbone-only checkpoint
@@ -141,7 +141,6 @@ class PretrainResult:
     total_steps: int
     final_loss: float
     backbone_path: Path
-    main: bool = True
 
 
 def pretrain(cfg: PretrainConfig, out: str | os.PathLike[str], *, max_steps: int | None = None,

@@ -81,7 +81,7 @@ def held_out(image_id: str, seed: int, fraction: float) -> bool:
 
 def rng_state() -> dict[str, Any]:
     """torch CPU/CUDA, numpy and python RNG states as ``weights_only``-safe values."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     py_state = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -633,8 +633,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, max_steps: int | Non
         last_epoch = (end - 1) // spe
         batches = [b for e in range(first_epoch, last_epoch + 1)
                    for b in rank_batches(cfg, e, info, episodes)][pos:][:end - step]
-        loader = DataLoader(wrapped, batch_sampler=batches, collate_fn=collate,
-                            num_workers=cfg.num_workers) if batches else []
+        loader: Any = DataLoader(wrapped, batch_sampler=batches, collate_fn=collate,
+                                 num_workers=cfg.num_workers) if batches else []
         tick = time.perf_counter()
         for batch in loader:
             epoch = step // spe
@@ -786,8 +786,32 @@ def iter_log(path: str | os.PathLike[str]) -> Iterator[dict[str, float]]:
             yield {k: float(v) for k, v in row.items()}
 
 
-__all__ = ["DistInfo", "CachedSource", "EpochEpisodes", "HeldOutSource", "HistoryMemory", "LOG_HEADER", "RUN_FILES",
-           "TrainResult", "build_model", "build_train_dataset", "build_val_dataset", "dist_info",
-           "epoch_order", "held_out", "init_from", "kaiming_head", "make_optimizer", "iter_log", "mix_seed", "pixel_loss",
-           "poly_lr", "prepare_out", "rank_batches", "rng_state", "set_rng_state",
-           "train", "validate"]
+__all__ = [
+    "LOG_HEADER",
+    "RUN_FILES",
+    "CachedSource",
+    "DistInfo",
+    "EpochEpisodes",
+    "HeldOutSource",
+    "HistoryMemory",
+    "TrainResult",
+    "build_model",
+    "build_train_dataset",
+    "build_val_dataset",
+    "dist_info",
+    "epoch_order",
+    "held_out",
+    "init_from",
+    "iter_log",
+    "kaiming_head",
+    "make_optimizer",
+    "mix_seed",
+    "pixel_loss",
+    "poly_lr",
+    "prepare_out",
+    "rank_batches",
+    "rng_state",
+    "set_rng_state",
+    "train",
+    "validate",
+]

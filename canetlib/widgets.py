@@ -351,8 +351,10 @@ class AttentionExplorer(_Explorer):
         for run in runs:
             assert run.attention is not None
             weights.append(run.attention)
-        ious = [r.ious[-1] for r in runs] if all(r.ious is not None for r in runs) else None
-        return cls(items, weights, [r.final for r in runs], ious, _class_names(episodes))
+        finals = [r.ious[-1] if r.ious is not None else None for r in runs]
+        ious = [v for v in finals if v is not None]
+        return cls(items, weights, [r.final for r in runs],
+                   ious if len(ious) == len(runs) else None, _class_names(episodes))
 
     def _on_change(self, change: dict[str, Any]) -> None:
         self._draw()

@@ -218,13 +218,13 @@ def test_cli_bad_config_name(capsys: pytest.CaptureFixture[str], tmp_path: Path)
 def _step_of(path: Path) -> int:
     try:
         return int(torch.load(path, weights_only=True)["step"])
-    except Exception:  # not there yet
+    except (OSError, RuntimeError):  # not there yet
         return -1
 
 
 def test_sigkill_and_resume_is_exact(tmp_path: Path) -> None:
     """A run killed with SIGKILL and resumed ends with the tensors of an unbroken run."""
-    steps = "12"
+    steps = "9"
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     env = _env()
     subprocess.run([sys.executable, *_cli(whole, "--max-steps", steps)], env=env, check=True,
@@ -270,7 +270,7 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     res = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", *_cli(out, "--max-steps",
                                                                                   "2")],
-                         env=_env(), capture_output=True, text=True, timeout=180)
+                         env=_env(), capture_output=True, text=True, timeout=180, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["step"] == 2

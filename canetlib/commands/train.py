@@ -48,12 +48,11 @@ def run(args: argparse.Namespace) -> int:
                              "classes are disjoint from all 20 benchmark classes")
         from canetlib.pretrain import pretrain
 
-        res = pretrain(cfg, args.out, max_steps=args.max_steps, resume=args.resume,
+        pre = pretrain(cfg, args.out, max_steps=args.max_steps, resume=args.resume,
                        overwrite=args.overwrite, device=args.device,
                        progress=not args.no_progress)
-        if res.main:
-            print(f"pretrained {cfg.name}: step {res.step}/{res.total_steps}, "
-                  f"final loss {res.final_loss:.4f}; backbone -> {res.backbone_path}")
+        print(f"pretrained {cfg.name}: step {pre.step}/{pre.total_steps}, "
+              f"final loss {pre.final_loss:.4f}; backbone -> {pre.backbone_path}")
         return 0
     if args.fold is not None:
         cfg = cfg.replace(fold=args.fold)
