@@ -55,11 +55,22 @@ from tqdm.auto import tqdm
 from canetlib.data.download import RemoteFile, bars_enabled, ensure_dataset
 from canetlib.data.imageio import (
     PathLike,
-    atomic_path,
     read_image,
     read_label,
     read_mask,
     write_label_png,
+)
+from canetlib.data.prepared import (
+    MIN_AREA,
+    Pair,
+    area_pairs,
+    class_areas,
+    load_marker,
+    read_pairs,
+    remove_partials,
+    write_lines,
+    write_marker,
+    write_pairs,
 )
 from canetlib.data.source import IGNORE_INDEX, SPLITS, SegmentationSource
 
@@ -186,13 +197,11 @@ ANNOTATIONS_ARCHIVE = RemoteFile(
     md5="0a379cfc70b0e71301e0f377548639bd",
 )
 
-MIN_AREA = 2 * 32 * 32
 SPLIT_SCHEMES = ("interleaved", "blocks", "canet")
 #: pool name -> COCO 2014 folder (train2014 = training pool, val2014 = test pool)
 POOL_FOLDERS = {"train": "train2014", "val": "val2014"}
 PREPARE_VERSION = 1
 
-Pair = tuple[str, int]
 
 
 def prepare_command(root: PathLike) -> str:
@@ -357,15 +366,12 @@ class _ImageTask:
     category_to_class: dict[int, int]
 
 
-def _class_areas(mask: np.ndarray) -> dict[int, int]:
-    counts = np.bincount(mask.ravel(), minlength=256)
-    return {c: int(counts[c]) for c in range(1, len(COCO_CLASSES) + 1) if counts[c]}
 
 
 def _convert_image(task: _ImageTask) -> tuple[str, dict[int, int]]:
     """Write one image's masks unless done (class mask last); return its class areas."""
     if task.class_path.exists():
-        return task.image_id, _class_areas(read_mask(task.class_path))
+        return task.image_id, class_areas(read_mask(task.class_path), len(COCO_CLASSES))
     try:
         semantic, instances = render_annotations(
             task.anns, task.height, task.width, task.category_to_class
@@ -374,7 +380,7 @@ def _convert_image(task: _ImageTask) -> tuple[str, dict[int, int]]:
         raise ValueError(f"COCO image {task.image_id}: {exc}") from exc
     write_label_png(instances, task.object_path)
     write_label_png(semantic, task.class_path)
-    return task.image_id, _class_areas(semantic)
+    return task.image_id, class_areas(semantic, len(COCO_CLASSES))
 
 
 # --------------------------------------------------------------------------- prepare
@@ -439,34 +445,10 @@ def _run_tasks(
     return areas
 
 
-def _remove_partials(*folders: Path) -> None:
-    for folder in folders:
-        if folder.is_dir():
-            for stale in folder.glob(".*.part"):
-                stale.unlink(missing_ok=True)
 
 
-def _write_lines(path: Path, lines: Iterable[str]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(f"{line}\n" for line in lines))
 
 
-def _read_pairs(path: Path) -> list[Pair]:
-    pairs = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            image_id, class_id = line.split()
-            pairs.append((image_id, int(class_id)))
-    return pairs
-
-
-def _pool_pairs(tasks: list[_ImageTask], areas: dict[str, dict[int, int]]) -> list[Pair]:
-    return [
-        (t.image_id, c)
-        for t in tasks
-        for c, n in sorted(areas[t.image_id].items())
-        if n >= MIN_AREA
-    ]
 
 
 def _fold_counts(pairs: dict[str, list[Pair]]) -> dict[str, Any]:
@@ -512,21 +494,6 @@ def _print_counts(counts: dict[str, Any]) -> None:
     )
 
 
-def _load_marker(layout: CocoLayout) -> dict[str, Any] | None:
-    if not layout.marker.exists():
-        return None
-    try:
-        data = json.loads(layout.marker.read_text())
-    except ValueError:
-        return None
-    files = (layout.list_file("train"), layout.list_file("val"), layout.index_file)
-    if (
-        data.get("version") != PREPARE_VERSION
-        or data.get("min_area") != MIN_AREA
-        or not all(f.exists() for f in files)
-    ):
-        return None
-    return data["counts"]
 
 
 def _download(layout: CocoLayout, progress: bool) -> None:
@@ -554,13 +521,13 @@ def prepare_coco(
     if download:
         _download(layout, progress)
     _check_raw(layout)
-    done = _load_marker(layout)
+    done = load_marker(layout.marker, (layout.list_file("train"), layout.list_file("val"), layout.index_file), PREPARE_VERSION)
     if done is not None:
         _print_counts(done)
         return done
     for folder in (layout.class_dir, layout.object_dir, layout.lists_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    _remove_partials(layout.class_dir, layout.object_dir, layout.lists_dir, layout.out)
+    remove_partials(layout.class_dir, layout.object_dir, layout.lists_dir, layout.out)
     return _build(layout, progress, workers)
 
 
@@ -578,20 +545,17 @@ def _build(layout: CocoLayout, progress: bool, workers: int) -> dict[str, Any]:
             )
         seen.update(t.image_id for t in tasks)
         areas = _run_tasks(tasks, workers, progress, f"COCO {folder} masks")
-        pairs[pool] = _pool_pairs(tasks, areas)
+        pairs[pool] = area_pairs([t.image_id for t in tasks], areas)
         index.extend(f"{t.image_id}\t{folder}\t{t.file_name}\t{t.height}\t{t.width}" for t in tasks)
         counts[f"{pool}_images"] = len(tasks)
         counts[f"{pool}_pairs"] = len(pairs[pool])
         del tasks, areas
     for pool, ps in pairs.items():
-        _write_lines(layout.list_file(pool), (f"{i} {c}" for i, c in ps))
-    _write_lines(layout.index_file, index)
+        write_pairs(layout.list_file(pool), ps)
+    write_lines(layout.index_file, index)
     counts.update(_fold_counts(pairs))
     _print_counts(counts)
-    with atomic_path(layout.marker) as tmp:
-        tmp.write_text(
-            json.dumps({"version": PREPARE_VERSION, "min_area": MIN_AREA, "counts": counts})
-        )
+    write_marker(layout.marker, counts, PREPARE_VERSION)
     return counts
 
 
@@ -621,8 +585,8 @@ class CocoSource(SegmentationSource):
                 f"Run: {prepare_command(self.layout.root)}"
             )
         self._pairs = {
-            "train": _read_pairs(self.layout.list_file("train")),
-            "test": _read_pairs(self.layout.list_file("val")),
+            "train": read_pairs(self.layout.list_file("train")),
+            "test": read_pairs(self.layout.list_file("val")),
         }
         self._files: dict[str, Path] = {}
         for line in self.layout.index_file.read_text().splitlines():

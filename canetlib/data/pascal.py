@@ -36,8 +36,7 @@ has not been checked here.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,11 +49,21 @@ from tqdm.auto import tqdm
 from canetlib.data.download import RemoteFile, bars_enabled, ensure_dataset
 from canetlib.data.imageio import (
     PathLike,
-    atomic_path,
     read_image,
     read_label,
     read_mask,
     write_label_png,
+)
+from canetlib.data.prepared import (
+    MIN_AREA,
+    Pair,
+    area_pairs,
+    class_areas,
+    load_marker,
+    read_pairs,
+    remove_partials,
+    write_marker,
+    write_pairs,
 )
 from canetlib.data.source import IGNORE_INDEX, PASCAL_CLASSES, SPLITS, SegmentationSource
 
@@ -83,7 +92,6 @@ SBD_ARCHIVE = RemoteFile(
 )
 
 #: a pair is kept only when its class covers at least this many pixels
-MIN_AREA = 2 * 32 * 32
 NUM_FOLDS = 4
 CLASSES_PER_FOLD = 5
 #: widely used PASCAL-5i list sizes: val pairs of each fold's own classes
@@ -93,7 +101,6 @@ REFERENCE_TRAIN_PAIRS: tuple[int, ...] = (2286, 3425, 5883, 2086)
 #: bump when the prepared output changes meaning (forces a rebuild of lists)
 PREPARE_VERSION = 1
 
-Pair = tuple[str, int]
 
 
 def prepare_command(root: PathLike) -> str:
@@ -243,18 +250,8 @@ def _ensure_masks(layout: PascalLayout, image_id: str) -> np.ndarray:
     return mask
 
 
-def _class_areas(mask: np.ndarray) -> dict[int, int]:
-    """Pixel count of every class id 1..20 present in ``mask``."""
-    counts = np.bincount(mask.ravel(), minlength=256)
-    return {c: int(counts[c]) for c in range(1, len(PASCAL_CLASSES) + 1) if counts[c]}
 
 
-def _remove_partials(*folders: Path) -> None:
-    """Delete temporary ``.part`` files an interrupted run left behind."""
-    for folder in folders:
-        if folder.is_dir():
-            for stale in folder.glob(".*.part"):
-                stale.unlink(missing_ok=True)
 
 
 def _convert_all(
@@ -263,19 +260,16 @@ def _convert_all(
     """Make sure every image in ``ids`` has masks; return its class areas."""
     layout.class_dir.mkdir(parents=True, exist_ok=True)
     layout.object_dir.mkdir(parents=True, exist_ok=True)
-    _remove_partials(layout.class_dir, layout.object_dir, layout.lists_dir, layout.out)
+    remove_partials(layout.class_dir, layout.object_dir, layout.lists_dir, layout.out)
     areas: dict[str, dict[int, int]] = {}
     for image_id in tqdm(ids, desc="PASCAL masks", unit=" img", disable=not bars_enabled(progress)):
-        areas[image_id] = _class_areas(_ensure_masks(layout, image_id))
+        areas[image_id] = class_areas(_ensure_masks(layout, image_id), len(PASCAL_CLASSES))
     return areas
 
 
 # --------------------------------------------------------------------------- lists and counts
 
 
-def _pairs(ids: Iterable[str], areas: dict[str, dict[int, int]], min_area: int) -> list[Pair]:
-    """(image, class) pairs whose class covers at least ``min_area`` pixels."""
-    return [(i, c) for i in ids for c, n in sorted(areas[i].items()) if n >= min_area]
 
 
 def fold_classes(fold: int) -> list[int]:
@@ -283,30 +277,20 @@ def fold_classes(fold: int) -> list[int]:
     return list(range(CLASSES_PER_FOLD * fold + 1, CLASSES_PER_FOLD * fold + CLASSES_PER_FOLD + 1))
 
 
-def _write_pairs(path: Path, pairs: Iterable[Pair]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(f"{i} {c}\n" for i, c in pairs))
 
 
-def _read_pairs(path: Path) -> list[Pair]:
-    pairs: list[Pair] = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            image_id, class_id = line.split()
-            pairs.append((image_id, int(class_id)))
-    return pairs
 
 
 def _write_lists(layout: PascalLayout, pools: dict[str, list[Pair]]) -> dict[str, list[int]]:
     """Write the pool and per-fold lists; return per-fold pair counts for each pool."""
     counts: dict[str, list[int]] = {}
     for pool, pairs in pools.items():
-        _write_pairs(layout.list_file(pool), pairs)
+        write_pairs(layout.list_file(pool), pairs)
         counts[pool] = []
         for fold in range(NUM_FOLDS):
             own = set(fold_classes(fold))
             fold_pairs = [p for p in pairs if p[1] in own]
-            _write_pairs(layout.list_file(pool, fold), fold_pairs)
+            write_pairs(layout.list_file(pool, fold), fold_pairs)
             counts[pool].append(len(fold_pairs))
     return counts
 
@@ -324,18 +308,6 @@ def _print_counts(counts: dict[str, Any]) -> None:
         )
 
 
-def _load_marker(layout: PascalLayout) -> dict[str, Any] | None:
-    """The stored counts when a finished prepare of this version is present."""
-    if not layout.marker.exists():
-        return None
-    try:
-        data = json.loads(layout.marker.read_text())
-    except ValueError:
-        return None
-    complete = all(layout.list_file(p).exists() for p in ("train", "val"))
-    if data.get("version") != PREPARE_VERSION or data.get("min_area") != MIN_AREA or not complete:
-        return None
-    return data["counts"]
 
 
 # --------------------------------------------------------------------------- prepare
@@ -366,7 +338,7 @@ def prepare_pascal(root: PathLike, download: bool = False, progress: bool = True
     if download:
         _download(layout, progress)
     _check_raw(layout)
-    done = _load_marker(layout)
+    done = load_marker(layout.marker, [layout.list_file(p) for p in ("train", "val")], PREPARE_VERSION)
     if done is not None:
         _print_counts(done)
         return done
@@ -391,7 +363,7 @@ def _build(layout: PascalLayout, progress: bool) -> dict[str, Any]:
     """Convert masks, write lists and the marker; return the counts."""
     val_ids, train_ids = _pools(layout)
     areas = _convert_all(layout, sorted(set(val_ids) | set(train_ids)), progress)
-    pools = {"val": _pairs(val_ids, areas, MIN_AREA), "train": _pairs(train_ids, areas, MIN_AREA)}
+    pools = {"val": area_pairs(val_ids, areas), "train": area_pairs(train_ids, areas)}
     per_fold = _write_lists(layout, pools)
     counts: dict[str, Any] = {
         "val_images": len(val_ids),
@@ -404,12 +376,7 @@ def _build(layout: PascalLayout, progress: bool) -> dict[str, Any]:
         "reference_train_pairs_per_fold": list(REFERENCE_TRAIN_PAIRS),
     }
     _print_counts(counts)
-    with atomic_path(layout.marker) as tmp:
-        tmp.write_text(
-            json.dumps(
-                {"version": PREPARE_VERSION, "min_area": MIN_AREA, "counts": counts}, indent=2
-            )
-        )
+    write_marker(layout.marker, counts, PREPARE_VERSION)
     return counts
 
 
@@ -435,8 +402,8 @@ class PascalSource(SegmentationSource):
                 f"(no {self.layout.marker}). Run: {prepare_command(self.layout.root)}"
             )
         self._pairs: dict[str, list[Pair]] = {
-            "test": _read_pairs(self.layout.list_file("val")),
-            "train": _read_pairs(self.layout.list_file("train")),
+            "test": read_pairs(self.layout.list_file("val")),
+            "train": read_pairs(self.layout.list_file("train")),
         }
 
     def image_pairs(self, split: str) -> list[Pair]:
