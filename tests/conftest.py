@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -11,8 +12,12 @@ os.environ.setdefault("CANETLIB_NO_PROGRESS", "1")
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> None:
+def _seed_and_threads() -> Iterator[None]:
+    """Seed torch, and restore its thread count after tests that change it."""
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_episode(batch: int = 1, shots: int = 1, size: int = 65,

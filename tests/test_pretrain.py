@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,6 @@ def tiny(*extra: str) -> PretrainConfig:
     cfg = get_config("synthetic-pretrain", [*TINY, *extra])
     assert isinstance(cfg, PretrainConfig)
     return cfg
-
-
-@pytest.fixture(autouse=True)
-def _threads() -> Iterator[None]:
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 def test_pool_never_shows_a_benchmark_class() -> None:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,13 +38,6 @@ def tiny(*extra: str) -> TrainConfig:
     cfg = get_config("synthetic-1shot", [*TINY, *extra])
     assert isinstance(cfg, TrainConfig)
     return cfg
-
-
-@pytest.fixture(autouse=True)
-def _threads() -> Iterator[None]:
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 def _env() -> dict[str, str]:
