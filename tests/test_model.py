@@ -185,6 +185,27 @@ def test_refine_reuses_cached_features() -> None:
     torch.testing.assert_close(long.final, full.final)
 
 
+def test_cached_input_part_equals_the_plain_iom_pass() -> None:
+    from canetlib.train import kaiming_head
+
+    torch.manual_seed(0)
+    model = tiny().eval()
+    kaiming_head(model)  # N(0, 0.01) would make every pass nearly zero
+    query, supports, masks = make_episode()
+    with torch.inference_mode():
+        feats = model.encode(query, supports, masks)
+        x = feats.features
+        y = x.new_zeros(x.shape[0], 2, *x.shape[-2:])
+        plain = []
+        for _ in range(4):
+            plain.append(model.iom(x, y))
+            y = torch.softmax(plain[-1].float(), dim=1)
+        cached = model.refine(feats, 3).logits
+    assert (plain[1] - plain[0]).abs().max() > 1e-3  # the history matters
+    for a, b in zip(plain, cached):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_backbone_runs_once_per_image() -> None:
     model = tiny(fusion="attention").eval()
     calls: list[int] = []

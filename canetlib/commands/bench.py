@@ -66,7 +66,7 @@ def format_summary(r: dict[str, object]) -> str:
     if isinstance(flops, dict):
         lines.append(
             f"GFLOPs: backbone {flops['backbone_per_image']:.1f}/image, IOM pass "
-            f"{flops['iom_pass']:.1f}, episode {flops['evaluator_episode']:.0f} vs re-run "
+            f"{flops['iom_pass']:.1f} (cached refinement {flops['iom_cached_pass']:.1f}), episode {flops['evaluator_episode']:.0f} vs re-run "
             f"{flops['rerun_episode']:.0f}; arithmetic bounds: speedup "
             f"{flops['ideal_speedup_vs_rerun']:.2f}, vs floor {flops['ideal_eval_vs_floor']:.2f}")
     amp = r.get("amp_speedup_vs_fp32")

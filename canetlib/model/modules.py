@@ -170,11 +170,35 @@ class IterativeOptimization(nn.Module):
         self.aspp = ASPP(width, dropout=dropout)
         self.classifier = nn.Conv2d(width, 2, 1, bias=True)
 
-    def forward(self, x: Tensor, history: Tensor) -> Tensor:
+    def input_part(self, x: Tensor) -> Tensor:
+        """The part of F's first convolution that does not depend on the history.
+
+        F starts with ReLU and a 3x3 conv over ``cat(x, y)``; ReLU acts per
+        channel, so that conv splits exactly into ``W_x * ReLU(x) + b`` plus
+        ``W_y * ReLU(y)``. The first term is the same in every IOM pass of an
+        episode: :meth:`CANet.refine` computes it once and passes it as
+        ``x_part`` (the result equals the plain pass up to float rounding).
+        """
+        conv = self.history.body[1]
+        assert isinstance(conv, nn.Conv2d)
+        return F.conv2d(F.relu(x), conv.weight[:, : x.shape[1]], conv.bias, padding=1)
+
+    def forward(self, x: Tensor, history: Tensor, x_part: Tensor | None = None) -> Tensor:
+        """Logits ``(B, 2, h, w)`` from features ``x`` and the previous probabilities.
+
+        ``x_part``: :meth:`input_part` of ``x``, when cached across passes.
+        """
         if history.shape[-2:] != x.shape[-2:]:
             history = F.interpolate(history, size=x.shape[-2:], mode="bilinear",
                                     align_corners=True)
-        out = x + self.history(torch.cat([x, history.to(x.dtype)], dim=1))
+        history = history.to(x.dtype)
+        if x_part is None:
+            out = x + self.history(torch.cat([x, history], dim=1))
+        else:
+            relu1, conv1, relu2, conv2 = self.history.body
+            assert isinstance(conv1, nn.Conv2d)
+            h = x_part + F.conv2d(relu1(history), conv1.weight[:, x.shape[1]:], padding=1)
+            out = x + conv2(relu2(h))
         for block in self.residual:
             out = out + block(out)
         return self.classifier(self.aspp(out))
