@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "canetlib.commands.evaluate",
     "segment": "canetlib.commands.segment",
     "bench": "canetlib.commands.bench",
+    "ablate": "canetlib.commands.ablate",
 }
 
 

@@ -24,6 +24,7 @@ from canetlib.data.source import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 __all__ = [
     "GT_COLOR", "PRED_COLOR", "denormalize", "foreground", "iou_per_iteration", "overlay",
     "plot_attention", "plot_episode", "plot_iou_per_iteration", "plot_iteration",
+    "plot_paper_vs_ours",
     "plot_iterations", "to_rgb",
 ]
 
@@ -286,4 +287,43 @@ def plot_iou_per_iteration(series: dict[str, Sequence[float]] | Sequence[float],
     ax.grid(alpha=0.3)
     if any(named):
         ax.legend()
+    return fig
+
+
+def plot_paper_vs_ours(paper: dict[str, float], ours: dict[str, float],
+                       ours_std: dict[str, float] | None = None, *,
+                       paper_label: str = "paper (PASCAL-5i)",
+                       ours_label: str = "ours (embedded world)",
+                       xlabel: str = "mIoU (%)") -> Figure:
+    """The rows of an ablation table as two bar panels, the paper's beside ours.
+
+    Each panel has its own scale (the two benchmarks differ in difficulty),
+    so compare the *orderings*; each panel's best row is drawn darker.
+    ``ours_std`` adds error bars (std over seeds).
+    """
+    rows = list(paper)
+    missing = [r for r in rows if r not in ours]
+    if missing:
+        raise ValueError(f"plot_paper_vs_ours: no value of ours for rows {missing}")
+    fig = Figure(figsize=(8.0, 0.42 * len(rows) + 1.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    y = np.arange(len(rows))
+    panels = ((paper, None, paper_label, "tab:gray"), (ours, ours_std, ours_label, "tab:blue"))
+    for ax, (values, stds, label, colour) in zip(axes, panels):
+        vals = np.array([values[r] for r in rows], dtype=float)
+        err = None if stds is None else np.array([stds.get(r, 0.0) for r in rows], dtype=float)
+        alphas = [1.0 if v == vals.max() else 0.45 for v in vals]
+        bars = ax.barh(y, vals, xerr=err, color=colour, capsize=3)
+        for bar, alpha in zip(bars, alphas):
+            bar.set_alpha(alpha)
+        lo = float(np.min(vals - (err if err is not None else 0)))
+        hi = float(np.max(vals + (err if err is not None else 0)))
+        pad = max(0.15 * (hi - lo), 0.5)
+        ax.set_xlim(max(0.0, lo - pad), hi + pad)
+        ax.set_title(label)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y)
+    axes[0].set_yticklabels(rows)
+    axes[0].invert_yaxis()
     return fig

@@ -87,3 +87,16 @@ def test_shape_errors_are_named() -> None:
         visual.plot_attention(item["support_images"], item["support_masks"], [1.0])
     with pytest.raises(ValueError, match="IoUs"):
         visual.plot_iterations(np.zeros((8, 8, 3), np.uint8), probs(8, 8, 2), ious=[1.0])
+
+
+def test_paper_vs_ours_bars_mark_each_panels_best_row() -> None:
+    paper = {"a": 46.6, "b": 50.8, "c": 48.4}
+    fig = visual.plot_paper_vs_ours(paper, {"a": 20.0, "b": 18.0, "c": 25.0},
+                                    {"a": 1.0, "b": 0.5, "c": 0.8})
+    png(fig)
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_yticklabels()] == ["a", "b", "c"]
+    darkest = [max(ax.patches, key=lambda p: p.get_alpha()).get_width() for ax in (left, right)]
+    assert darkest == [50.8, 25.0]
+    with pytest.raises(ValueError, match=r"rows \['c'\]"):
+        visual.plot_paper_vs_ours(paper, {"a": 1.0, "b": 2.0})

@@ -1,0 +1,158 @@
+"""Ablations that need one trained model per row: the paper's Table 3.
+
+Table 3 of the paper (section 5.1.3) compares which backbone features the
+dense comparison uses (block2, block3, block4 and their combinations) on
+PASCAL-5i 1-shot, "without iterative optimization", and finds block2 + block3
+best (CANET-FACTS.md, Table 3). Each row is its own trained model, so the rows
+are run by commands rather than in a notebook cell:
+
+* every row starts from the same frozen backbone (the shipped
+  ``synthetic-backbone``, pretrained with block2, block3 and block4 for this
+  reason) and differs from the others only in ``blocks``;
+* our reading of "without iterative optimization": the IOM input is always
+  the empty mask during training (``mask_dropout=1.0``) and the row is
+  evaluated at CANet-Init (``--iterations 0``);
+* to fit seven trainings on a CPU, each row trains for ``epochs`` epochs of the
+  ``synthetic-1shot`` schedule (poly decay over that shorter run) instead of
+  the shipped model's 8; the rows are compared with one another, not with the
+  shipped model.
+
+:func:`table3_commands` gives the exact commands (the book prints them and
+``python -m canetlib ablate`` runs them); :func:`load_table3` reads the result
+files they write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: the block sets of Table 3, in the paper's order
+BLOCK_SETS: tuple[tuple[str, ...], ...] = (
+    ("block2",), ("block3",), ("block4",), ("block2", "block3"), ("block3", "block4"),
+    ("block2", "block4"), ("block2", "block3", "block4"))
+
+#: Table 3 of the paper: PASCAL-5i 1-shot mIoU (%) without IOM, per block set
+PAPER_TABLE3: dict[str, float] = {
+    "block2": 46.6, "block3": 50.8, "block4": 48.4, "block2+block3": 51.2,
+    "block3+block4": 49.2, "block2+block4": 49.6, "block2+block3+block4": 49.5}
+
+#: epochs per Table 3 row (of the ``synthetic-1shot`` schedule, which ships 8)
+TABLE3_EPOCHS = 3
+
+
+def row_name(blocks: Sequence[str]) -> str:
+    """``("block2", "block3")`` -> ``"block2+block3"`` (the file and folder name)."""
+    return "+".join(blocks)
+
+
+def parse_rows(text: str | None) -> list[tuple[str, ...]]:
+    """``"block2,block2+block3"`` -> block sets; ``None`` = all of :data:`BLOCK_SETS`.
+
+    Raises:
+        ValueError: a row that is not one of Table 3's.
+    """
+    if not text:
+        return list(BLOCK_SETS)
+    known = {row_name(b): b for b in BLOCK_SETS}
+    rows = []
+    for name in (t.strip() for t in text.split(",") if t.strip()):
+        if name not in known:
+            raise ValueError(f"unknown Table 3 row {name!r}; valid rows: {', '.join(known)}")
+        rows.append(known[name])
+    return rows
+
+
+@dataclass(frozen=True)
+class Table3Row:
+    """The two commands of one Table 3 row and where they write."""
+
+    name: str
+    train: list[str]
+    evaluate: list[str]
+    model: Path
+    result: Path
+
+
+def table3_rows(*, fold: int = 0, out: str | os.PathLike[str] = "runs/table3",
+                results: str | os.PathLike[str] = "data/results/table3",
+                epochs: int = TABLE3_EPOCHS, episodes: int = 1000, seeds: int = 5,
+                rows: Iterable[Sequence[str]] = BLOCK_SETS) -> list[Table3Row]:
+    """The train and evaluate argument lists of each row (validated by ``get_config``)."""
+    from canetlib.configs import get_config
+
+    made = []
+    for blocks in rows:
+        name = row_name(blocks)
+        overrides = [f"blocks={','.join(blocks)}", "mask_dropout=1.0", f"epochs={epochs}"]
+        get_config("synthetic-1shot", overrides)  # raises on a bad override
+        run_dir = Path(out) / name
+        result = Path(results) / f"{name}.json"
+        train = ["train", "--config", "synthetic-1shot", "--fold", str(fold)]
+        for o in overrides:
+            train += ["--set", o]
+        train += ["--out", str(run_dir)]
+        evaluate = ["evaluate", "--dataset", "synthetic", "--fold", str(fold), "--shots", "1",
+                    "--checkpoint", str(run_dir / "model.pt"), "--iterations", "0",
+                    "--episodes", str(episodes), "--seed", "0", "--seeds", str(seeds),
+                    "--json", str(result)]
+        made.append(Table3Row(name, train, evaluate, run_dir / "model.pt", result))
+    return made
+
+
+def table3_commands(**kwargs: Any) -> list[str]:
+    """The shell commands of :func:`table3_rows`, two per row."""
+    lines = []
+    for row in table3_rows(**kwargs):
+        for argv in (row.train, row.evaluate):
+            lines.append(" ".join(["python -m canetlib", *map(shlex.quote, argv)]))
+    return lines
+
+
+def run_table3(*, log: Callable[[str], None] = print,
+               cli: Callable[[list[str]], int] | None = None, **kwargs: Any) -> list[Path]:
+    """Run the rows of :func:`table3_rows` that have no result file yet.
+
+    A row whose ``model.pt`` exists is not trained again; a row with a
+    ``last.pt`` but no ``model.pt`` is resumed (``--resume``). Returns the
+    result files written.
+
+    Raises:
+        RuntimeError: a command failed (its exit status is named).
+    """
+    if cli is None:
+        from canetlib.cli import main as cli
+    written = []
+    for row in table3_rows(**kwargs):
+        if row.result.is_file():
+            log(f"{row.name}: {row.result} exists, skipped")
+            continue
+        steps = []
+        if not row.model.is_file():
+            resume = ["--resume"] if (row.model.parent / "last.pt").is_file() else []
+            steps.append(row.train + resume)
+        steps.append(row.evaluate)
+        for argv in steps:
+            log("python -m canetlib " + " ".join(map(shlex.quote, argv)))
+            rc = cli(argv)
+            if rc:
+                raise RuntimeError(f"Table 3 row {row.name}: `{argv[0]}` exited with {rc}")
+        written.append(row.result)
+    return written
+
+
+def load_table3(results: str | os.PathLike[str] = "data/results/table3"
+                ) -> dict[str, dict[str, Any]]:
+    """The result JSON of every Table 3 row present in ``results``, by row name."""
+    folder = Path(results)
+    found = {}
+    for blocks in BLOCK_SETS:
+        path = folder / f"{row_name(blocks)}.json"
+        if path.is_file():
+            found[row_name(blocks)] = json.loads(path.read_text())
+    return found
