@@ -22,7 +22,7 @@ def test_help_lists_all_five_commands(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     for name in ("prepare", "train", "evaluate", "segment", "bench"):
         assert name in out
-    assert list(COMMANDS) == ["prepare", "train", "evaluate", "segment", "bench"]
+    assert list(COMMANDS) == ["prepare", "train", "evaluate", "segment", "bench", "ablate"]
 
 
 @pytest.mark.parametrize("command", ["evaluate", "segment", "bench"])
