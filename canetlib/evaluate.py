@@ -48,6 +48,8 @@ REFERENCE_INPUT_SIZE = 321
 
 Size = tuple[int, int]
 Item = dict[str, Any]
+#: ``(query_image (3, H, W), probabilities (1, 2, H, W)) -> probabilities``
+Postprocess = Callable[[Tensor, Tensor], Tensor]
 
 
 # -- datasets ---------------------------------------------------------------
@@ -275,8 +277,13 @@ class _Tally:
         self.counts = dict.fromkeys(classes, 0)
         self.episodes: list[dict[str, Any]] | None = [] if keep_episodes else None
 
-    def add(self, item: Item, maps: list[Tensor]) -> None:
-        """``maps``: per-iteration ``(1, 2, h, w)`` logits or probabilities of one episode."""
+    def add(self, item: Item, maps: list[Tensor],
+            postprocess: Postprocess | None = None, logits: bool = True) -> None:
+        """``maps``: per-iteration ``(1, 2, h, w)`` logits or probabilities of one episode.
+
+        ``postprocess(query_image, probabilities)`` refines each iteration's
+        probabilities at the query's original size before the argmax.
+        """
         target = item["query_mask"]
         cid = int(item["class_id"])
         if cid not in self.counts:
@@ -286,6 +293,10 @@ class _Tally:
         target = target.to(maps[0].device)
         ious = []
         for meter, m in zip(self.meters, maps):
+            if postprocess is not None:
+                m = _upsample(m.float(), target.shape[-2:])
+                m = postprocess(item["query_image"].to(m.device),
+                                torch.softmax(m, dim=1) if logits else m)
             pred = binary_prediction(m, target.shape[-2:])
             meter.update(pred, target[None], [cid])
             if self.episodes is not None:
@@ -310,7 +321,8 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
              input_size: int | Sequence[int] | str | None = None,
              device: str | torch.device | None = None, amp: bool | None = None,
              progress: bool = False, num_workers: int = 0,
-             classes: Sequence[int] | None = None, per_episode: bool = False) -> dict[str, Any]:
+             classes: Sequence[int] | None = None, per_episode: bool = False,
+             postprocess: Postprocess | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on every episode of ``dataset``.
 
     Args:
@@ -328,6 +340,9 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
         num_workers: DataLoader workers.
         classes: test class ids (default: from the dataset).
         per_episode: also return every episode's IoU per iteration.
+        postprocess: refines each iteration's ``(1, 2, H, W)`` probabilities at
+            the original size from the query image, e.g. a
+            :class:`canetlib.crf.DenseCRF` (Table 4's "CANet-Init + DenseCRF").
 
     Returns:
         ``miou``/``fbiou`` (final iteration, %), ``miou_per_iteration`` /
@@ -366,7 +381,8 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
                     maps, _ = iteration_probabilities(model, query, supports, masks, iterations,
                                                       scales)
                     for j, item in enumerate(group):
-                        tally.add(item, [m[j:j + 1] for m in maps])
+                        tally.add(item, [m[j:j + 1] for m in maps], postprocess,
+                                  logits=tuple(scales) == (1.0,))
     finally:
         if dev.type == "cuda" and use_amp and not was_cl:
             model.use_channels_last(False)
@@ -375,6 +391,8 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
     settings = {"iterations": iterations, "scales": list(scales), "batch_size": batch_size,
                 "input_size": list(size) if size is not None else None, "device": str(dev),
                 "amp": use_amp}
+    if postprocess is not None:
+        settings["postprocess"] = getattr(postprocess, "settings", lambda: repr(postprocess))()
     return _summarise(tally, class_names(dataset, class_ids), seconds, settings)
 
 

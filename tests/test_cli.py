@@ -86,6 +86,14 @@ def test_evaluate_seeds_multi_scale_and_boxes(shipped: Path, tmp_path: Path) -> 
     assert data["settings"]["box_support"] is True and data["episodes"] == 12
 
 
+def test_evaluate_dense_crf(shipped: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    data = evaluate_json(tmp_path, "--dense-crf", "--input-size", "64")
+    assert data["settings"]["dense_crf"] is True
+    assert data["settings"]["postprocess"]["iterations"] == 5
+    assert ", DenseCRF" in capsys.readouterr().out
+
+
 def test_kshot_needs_a_fusion(shipped: Path, tmp_path: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["evaluate", "--dataset", "synthetic", "--episodes", "2", "--shots", "2",

@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="support masks are the box of one instance (paper section 4.4)")
     p.add_argument("--fusion", choices=FUSION_CHOICES, default=None,
                    help="override the k-shot fusion of the checkpoint (Table 5)")
+    p.add_argument("--dense-crf", action="store_true",
+                   help="refine every iteration's prediction with a DenseCRF (Table 4; "
+                        "canetlib.crf.DenseCRF defaults)")
     p.add_argument("--batch-size", type=int, default=8, help="episodes per forward pass")
     p.add_argument("--input-size", default=None,
                    help="model input side, or 'native' (default: the checkpoint's training "
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         "dataset": args.dataset, "root": args.root, "fold": args.fold, "shots": args.shots,
         "episodes_per_seed": args.episodes, "checkpoint": str(args.checkpoint),
         "fusion": model.fusion, "multi_scale": args.multi_scale,
-        "box_support": args.box_support,
+        "box_support": args.box_support, "dense_crf": args.dense_crf,
     }
 
     def factory(seed: int) -> Any:
@@ -94,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size, "input_size": _input_size(args, ckpt), "device": device,
         "amp": False if args.no_amp else None, "progress": not args.no_progress,
         "num_workers": args.num_workers, "per_episode": args.per_episode}
+    if args.dense_crf:
+        from canetlib.crf import DenseCRF
+
+        kw["postprocess"] = DenseCRF()
     seeds = list(range(args.seed, args.seed + args.seeds))
     if len(seeds) == 1:
         result = evaluate(model, factory(seeds[0]), **kw)
@@ -120,7 +127,8 @@ def format_table(result: dict[str, Any]) -> str:
     head = (f"{s['dataset']} fold {s['fold']}, {s['shots']}-shot, {s['episodes_per_seed']} "
             f"episodes x {len(s['seeds'])} seed(s) {s['seeds']}, checkpoint {s['checkpoint']}"
             f"{', multi-scale' if s['multi_scale'] else ''}"
-            f"{', box supports' if s['box_support'] else ''}")
+            f"{', box supports' if s['box_support'] else ''}"
+            f"{', DenseCRF' if s.get('dense_crf') else ''}")
     lines = [head, f"{'iteration':<16}{'mIoU':>14}{'FB-IoU':>14}"]
     std = "miou_per_iteration_std" in result
     last = len(result["miou_per_iteration"]) - 1

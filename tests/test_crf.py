@@ -1,0 +1,91 @@
+"""DenseCRF: snaps a blurred prediction to colour edges, keeps shapes, names bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from evalfakes import FakeEpisodes, tiny_model
+
+from canetlib.crf import DenseCRF
+from canetlib.data.source import IMAGENET_MEAN, IMAGENET_STD
+from canetlib.evaluate import evaluate
+
+
+def two_regions(h: int = 90, w: int = 120) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An image with a colour edge at w/2, a truth mask, and noisy probabilities off by 15 px."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.zeros(3, h, w, dtype=torch.uint8)
+    image[:, :, : w // 2] = torch.tensor([30, 60, 200], dtype=torch.uint8)[:, None, None]
+    image[:, :, w // 2:] = torch.tensor([220, 180, 20], dtype=torch.uint8)[:, None, None]
+    truth = torch.zeros(h, w, dtype=torch.long)
+    truth[:, w // 2:] = 1
+    fg = torch.full((h, w), 0.35)
+    fg[:, w // 2 - 15:] = 0.65
+    fg = (fg + 0.2 * torch.randn(h, w, generator=g)).clamp(0.02, 0.98)
+    return image, truth, torch.stack([1 - fg, fg])
+
+
+def iou(pred: torch.Tensor, truth: torch.Tensor) -> float:
+    return float(((pred == 1) & (truth == 1)).sum() / ((pred == 1) | (truth == 1)).sum())
+
+
+def test_crf_moves_the_boundary_to_the_colour_edge() -> None:
+    image, truth, probs = two_regions()
+    before = iou(probs.argmax(0), truth)
+    after = DenseCRF()(image, probs)
+    assert after.shape == probs.shape
+    torch.testing.assert_close(after.sum(0), torch.ones(probs.shape[1:]))
+    assert before < 0.85 and iou(after.argmax(0), truth) > 0.97
+
+
+def test_normalised_image_batched_probs_and_no_iterations() -> None:
+    image, truth, probs = two_regions(40, 50)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    normalised = (image.float() / 255 - mean) / std
+    a = DenseCRF()(image, probs)
+    b = DenseCRF()(normalised, probs[None])
+    assert b.shape == (1, *probs.shape)
+    torch.testing.assert_close(a, b[0], atol=1e-4, rtol=1e-4)
+    # zero mean-field steps return the (grid-resampled) input
+    same = DenseCRF(iterations=0, max_side=64)(image, probs)
+    torch.testing.assert_close(same, probs)
+
+
+def test_grid_size_changes_little() -> None:
+    image, truth, probs = two_regions()
+    fine = DenseCRF(max_side=120)(image, probs).argmax(0)
+    coarse = DenseCRF(max_side=40)(image, probs).argmax(0)
+    assert (fine == coarse).float().mean() > 0.97
+
+
+def test_bad_input_is_named() -> None:
+    image, _, probs = two_regions(20, 30)
+    with pytest.raises(ValueError, match="probs must be"):
+        DenseCRF()(image, probs[:1])
+    with pytest.raises(ValueError, match="probabilities' size"):
+        DenseCRF()(image[:, :10], probs)
+    with pytest.raises(ValueError, match="iterations"):
+        DenseCRF(iterations=-1)
+    with pytest.raises(ValueError, match="widths"):
+        DenseCRF(appearance_rgb=0)
+
+
+def test_evaluator_applies_the_postprocess_at_original_size() -> None:
+    model, data = tiny_model(), FakeEpisodes(4)
+    seen: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def spy(image: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        seen.append((tuple(image.shape), tuple(probs.shape)))
+        assert torch.allclose(probs.sum(1), torch.ones(()))  # probabilities, not logits
+        return probs.flip(1)  # swap background and foreground
+
+    plain = evaluate(model, data, iterations=1, input_size=24)
+    flipped = evaluate(model, data, iterations=1, input_size=24, postprocess=spy)
+    assert len(seen) == 2 * len(data)
+    for i, (img, pr) in enumerate(seen):
+        h, w = data[i // 2]["query_mask"].shape
+        assert img == (3, h, w) and pr == (1, 2, h, w)
+    assert flipped["miou"] != pytest.approx(plain["miou"])
+    crf = evaluate(model, data, iterations=0, input_size=24, postprocess=DenseCRF())
+    assert crf["settings"]["postprocess"]["appearance_rgb"] == 13.0
