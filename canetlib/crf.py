@@ -49,7 +49,7 @@ class DenseCRF:
     appearance_rgb: float = 13.0
     smoothness_weight: float = 3.0
     smoothness_xy: float = 3.0
-    max_side: int = 48
+    max_side: int = 40
 
     def __post_init__(self) -> None:
         if self.iterations < 0 or self.max_side < 2:
