@@ -249,17 +249,20 @@ class PretrainConfig(_Config):
     ``resnet-tiny`` backbone with a temporary head on images of glyph classes
     that are disjoint from the 20 benchmark classes: per-pixel segmentation
     into the pretraining classes (plus background) and image-level
-    multi-label classification. Only the backbone is kept.
+    multi-label classification. Only the backbone is kept. All three blocks
+    are pretrained (the pixel head reads block2 + block3 + block4) so that
+    the Table 3 rows (:mod:`canetlib.ablations`) can compare any of them on
+    one backbone; the shipped CANet models use block2 + block3 only.
     """
 
     name: str = "synthetic-pretrain"
     backbone_widths: tuple[int, ...] = (32, 64, 128, 256)
-    blocks: tuple[str, ...] = ("block2", "block3")
+    blocks: tuple[str, ...] = ("block2", "block3", "block4")
     image_size: int = 128
-    images_per_class: int = 16
+    images_per_class: int = 32
     mosaic: float = 0.5
     batch_size: int = 32
-    steps: int = 1100
+    steps: int = 2200
     lr: float = 0.05
     warmup: int = 50
     momentum: float = 0.9
@@ -269,7 +272,7 @@ class PretrainConfig(_Config):
     seed: int = 0
     save_every: int = 100
     num_workers: int = 1
-    threads: int | None = 1
+    threads: int | None = 2
     amp: bool | None = None
     channels_last: bool = True
 
