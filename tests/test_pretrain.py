@@ -48,8 +48,12 @@ def test_pretrain_then_load_into_canet(tmp_path: Path) -> None:
     model = CANet(pretrained=False, backbone="resnet-tiny", backbone_widths=(8, 16, 16, 16),
                   width=16)
     load_backbone(model, res.backbone_path)
-    for k, v in res.net.backbone.state_dict().items():
-        assert torch.equal(model.backbone.state_dict()[k], v.cpu())
+    pretrained = res.net.backbone.state_dict()
+    assert any(k.startswith("layer4.") for k in pretrained)  # block4 pretrained too (Table 3)
+    mine = model.backbone.state_dict()
+    assert not any(k.startswith("layer4.") for k in mine)  # block2 + block3 model: not built
+    for k, v in mine.items():
+        assert torch.equal(v, pretrained[k].cpu())
     assert not any(p.requires_grad for p in model.backbone.parameters())  # frozen
     # a trainer config pointing at it trains on top of it
     from canetlib.train import build_model
