@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from canetlib.data.source import IMAGENET_MEAN, IMAGENET_STD
+from canetlib.data.episodes import denormalise_image
 
 __all__ = ["DenseCRF"]
 
@@ -134,6 +134,4 @@ def _rgb255(image: Tensor) -> Tensor:
     """``(3, H, W)`` normalised float or uint8 -> float RGB in 0..255."""
     if image.dtype == torch.uint8:
         return image.float()
-    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
-    return ((image.float() * std + mean) * 255.0).clamp(0, 255)
+    return denormalise_image(image) * 255.0

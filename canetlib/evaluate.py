@@ -212,6 +212,11 @@ def _stack(items: list[Item], size: Size | None,
             torch.stack(ms).to(device, non_blocking=True))
 
 
+def returns_logits(scales: Sequence[float]) -> bool:
+    """Whether :func:`iteration_probabilities` gives logits (one scale) or probabilities."""
+    return tuple(scales) == (1.0,)
+
+
 def iteration_probabilities(model: CANet, query: Tensor, supports: Tensor, masks: Tensor,
                             iterations: int, scales: Sequence[float] = (1.0,)
                             ) -> tuple[list[Tensor], Tensor | None]:
@@ -223,7 +228,7 @@ def iteration_probabilities(model: CANet, query: Tensor, supports: Tensor, masks
     averaged over the scales; supports pass the backbone once, the query once
     per scale. The second value is the attention weights ``(B, k)`` or ``None``.
     """
-    if tuple(scales) == (1.0,):
+    if returns_logits(scales):
         out = model.refine(model.encode(query, supports, masks), iterations)
         return [lg.float() for lg in out.logits], out.attention
     size = tuple(query.shape[-2:])
@@ -382,7 +387,7 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
                                                       scales)
                     for j, item in enumerate(group):
                         tally.add(item, [m[j:j + 1] for m in maps], postprocess,
-                                  logits=tuple(scales) == (1.0,))
+                                  logits=returns_logits(scales))
     finally:
         if dev.type == "cuda" and use_amp and not was_cl:
             model.use_channels_last(False)

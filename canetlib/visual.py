@@ -19,7 +19,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from canetlib.data.source import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from canetlib.data.episodes import denormalise_image
+from canetlib.data.source import IGNORE_INDEX
 
 __all__ = [
     "GT_COLOR", "PRED_COLOR", "denormalize", "foreground", "iou_per_iteration", "overlay",
@@ -42,9 +43,7 @@ def denormalize(image: Tensor) -> np.ndarray:
         t = t[0]
     if t.dim() != 3 or t.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(t.shape)}")
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    rgb = (t * std + mean).clamp(0, 1).mul(255).round().byte()
+    rgb = denormalise_image(t).mul(255).round().byte()
     return rgb.permute(1, 2, 0).numpy()
 
 

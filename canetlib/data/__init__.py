@@ -15,6 +15,7 @@ from canetlib.data.episodes import (
     EpisodeDataset,
     EpisodeSpec,
     collate_episodes,
+    denormalise_image,
     image_to_tensor,
 )
 from canetlib.data.source import (
@@ -114,6 +115,7 @@ __all__ = [
     "SegmentationSource",
     "SyntheticSource",
     "collate_episodes",
+    "denormalise_image",
     "image_to_tensor",
     "make_dataset",
     "make_source",

@@ -93,6 +93,14 @@ def image_to_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(normalise_image(np.asarray(image)))
 
 
+def denormalise_image(image: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`image_to_tensor`: ``(3, H, W)`` normalised -> float RGB in [0, 1]
+    (same device)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
+    return (image.float() * std + mean).clamp(0, 1)
+
+
 def target_mask(semantic: np.ndarray, class_id: int) -> np.ndarray:
     """Binary episode mask of ``class_id``: 1 on it, 255 where ignored, 0 elsewhere
     (objects of other classes are background, as in PASCAL-5i)."""

@@ -228,7 +228,7 @@ class CANet(nn.Module):
             y = x.new_zeros(x.shape[0], 2, *x.shape[-2:])
         else:
             y = history.repeat_interleave(feats.groups, dim=0) if feats.groups > 1 else history
-        # the history-free half of the IOM's first conv is the same in every pass
+        # the history-free part of the IOM's first conv is the same in every pass
         x_part = self.iom.input_part(x) if iterations > 0 else None
         outs: list[Tensor] = []
         for _ in range(iterations + 1):

@@ -179,9 +179,13 @@ class IterativeOptimization(nn.Module):
         episode: :meth:`CANet.refine` computes it once and passes it as
         ``x_part`` (the result equals the plain pass up to float rounding).
         """
+        conv = self._first_conv()
+        return F.conv2d(F.relu(x), conv.weight[:, : x.shape[1]], conv.bias, padding=1)
+
+    def _first_conv(self) -> nn.Conv2d:
         conv = self.history.body[1]
         assert isinstance(conv, nn.Conv2d)
-        return F.conv2d(F.relu(x), conv.weight[:, : x.shape[1]], conv.bias, padding=1)
+        return conv
 
     def forward(self, x: Tensor, history: Tensor, x_part: Tensor | None = None) -> Tensor:
         """Logits ``(B, 2, h, w)`` from features ``x`` and the previous probabilities.
@@ -195,10 +199,10 @@ class IterativeOptimization(nn.Module):
         if x_part is None:
             out = x + self.history(torch.cat([x, history], dim=1))
         else:
-            relu1, conv1, relu2, conv2 = self.history.body
-            assert isinstance(conv1, nn.Conv2d)
-            h = x_part + F.conv2d(relu1(history), conv1.weight[:, x.shape[1]:], padding=1)
-            out = x + conv2(relu2(h))
+            # the history's share of the first conv; then the rest of F (ReLU, conv)
+            w_y = self._first_conv().weight[:, x.shape[1]:]
+            h = x_part + F.conv2d(F.relu(history), w_y, padding=1)
+            out = x + self.history.body[3](self.history.body[2](h))
         for block in self.residual:
             out = out + block(out)
         return self.classifier(self.aspp(out))
