@@ -48,6 +48,8 @@ RUN_CONTROL_FIELDS = frozenset({
 HEAD_INITS = ("reference", "kaiming")
 #: ``"sgd"`` (paper: momentum, L2 weight decay) or ``"adamw"`` (decoupled decay)
 OPTIMIZERS = ("sgd", "adamw")
+#: what validation holds out of the training pool (see canetlib.train.HeldOutSource)
+VAL_BY = ("images", "classes")
 
 
 class _Config:
@@ -148,6 +150,13 @@ class TrainConfig(_Config):
     ``batch_size`` episodes per step (global over all processes), ``epochs``,
     poly decay ``lr * (1 - step / total) ** poly_power`` (0 = constant, as the
     reference), ``mask_dropout`` = pr of section 4.2.
+
+    Validation (never on test episodes): every ``validate_every`` epochs on
+    ``val_episodes`` episodes of the held-out part of the training pool,
+    either ``val_fraction`` of the training images (``val_by="images"``: seen
+    classes, new images) or ``val_classes`` of the fold's training classes
+    (``val_by="classes"``: classes the model never trained on, like the test
+    classes; use it to choose settings for unseen-class generalisation).
     """
 
     name: str = "custom"
@@ -192,6 +201,8 @@ class TrainConfig(_Config):
     validate_every: int = 0
     val_episodes: int = 300
     val_fraction: float = 0.0
+    val_by: str = "images"
+    val_classes: int = 3
 
     def validate(self) -> None:
         from canetlib.model import BACKBONES, FUSIONS
@@ -221,9 +232,17 @@ class TrainConfig(_Config):
             raise ValueError("num_workers and validate_every must be >= 0")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.validate_every and self.val_fraction == 0.0:
+        if self.val_by not in VAL_BY:
+            raise ValueError(f"val_by must be one of {VAL_BY}, got {self.val_by!r}")
+        if self.val_by == "classes" and self.val_classes < 1:
+            raise ValueError(f"val_classes must be >= 1, got {self.val_classes}")
+        if self.val_by == "classes" and self.val_fraction > 0:
+            raise ValueError("val_fraction holds out images (val_by=images); with "
+                             "val_by=classes leave it at 0")
+        if self.validate_every and self.val_by == "images" and self.val_fraction == 0.0:
             raise ValueError("validate_every needs held-out images: set val_fraction "
-                             "(e.g. val_fraction=0.1); test episodes are never used")
+                             "(e.g. val_fraction=0.1) or val_by=classes; test episodes are "
+                             "never used")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.head_init not in HEAD_INITS:

@@ -29,7 +29,11 @@ Design choices that make a run reproducible and resumable:
   result. Optional validation (``validate_every``) uses episodes of the
   *training* classes drawn from held-out training images (a seeded hash of the
   image id sends a fraction ``val_fraction`` of the training pool to
-  validation; those images are then excluded from training).
+  validation; those images are then excluded from training). With
+  ``val_by="classes"`` a seeded ``val_classes`` of the fold's training classes
+  are held out instead: the model trains on the others and is validated on
+  classes it never saw, which is what the benchmark measures, still without a
+  test class or a test image.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from canetlib import checkpoint as ckpt_io
-from canetlib.configs import TrainConfig
+from canetlib.configs import VAL_BY, TrainConfig
 from canetlib.data.source import SegmentationSource
 from canetlib.inputs import IGNORE_INDEX
 from canetlib.model import CANet
@@ -124,7 +128,13 @@ class DistInfo:
 
 
 def dist_info() -> DistInfo:
-    """Read torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``."""
+    """The caller's process group if one is running, else torchrun's
+    ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(),
+                        int(os.environ.get("LOCAL_RANK", "0")))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
@@ -133,9 +143,14 @@ def dist_info() -> DistInfo:
 
 
 def _init_distributed(info: DistInfo, device: torch.device) -> bool:
-    """Start the process group (nccl on CUDA, gloo on CPU); False without torchrun."""
+    """Start the process group (nccl on CUDA, gloo on CPU); False without torchrun.
+
+    A group the caller started (of any size, one process too) is used as it is.
+    """
     import torch.distributed as dist
 
+    if dist.is_available() and dist.is_initialized():
+        return True
     if info.world <= 1:
         return False
     if not dist.is_initialized():
@@ -323,26 +338,62 @@ class CachedSource(_Delegate):
 
 
 class HeldOutSource(_Delegate):
-    """The training pool of a source with a seeded fraction of its images held out.
+    """The training pool of a source with a seeded part of it held out for validation.
 
-    ``part="train"`` keeps the images :func:`held_out` rejects (the training
-    episodes); ``part="val"`` keeps the held-out ones and presents them as the
-    ``"test"`` split of the fold's *training* classes, so that validation
-    episodes are sampled like test episodes (no augmentation, original size)
-    without ever touching a test image or a test class.
+    ``by="images"``: a fraction ``fraction`` of the training images (seeded
+    hash of the id, :func:`held_out`). ``part="train"`` keeps the other images
+    (the training episodes); ``part="val"`` keeps the held-out ones and
+    presents them as the ``"test"`` split of the fold's *training* classes.
+
+    ``by="classes"``: ``classes`` of the fold's training classes (a seeded
+    choice, :meth:`held_classes`). ``part="train"`` trains on the other
+    training classes; ``part="val"`` presents the held-out classes as the
+    ``"test"`` split over the training images, so validation measures classes
+    the model never learned, as the benchmark does. (As with PASCAL-5i's test
+    classes, an image may serve both: trained on for a kept class, with the
+    held-out class's pixels as background, and validated on for the held-out one.)
+
+    Either way validation episodes are sampled like test episodes (no
+    augmentation, original size) and never touch a test image or a test class.
     """
 
-    def __init__(self, inner: SegmentationSource, seed: int, fraction: float, part: str) -> None:
+    def __init__(self, inner: SegmentationSource, seed: int, fraction: float, part: str,
+                 by: str = "images", classes: int = 0) -> None:
         if part not in ("train", "val"):
             raise ValueError(f"part must be 'train' or 'val', got {part!r}")
+        if by not in VAL_BY:
+            raise ValueError(f"by must be one of {VAL_BY}, got {by!r}")
         super().__init__(inner)
         self.seed, self.fraction, self.part = seed, fraction, part
+        self.by, self.classes_held = by, int(classes)
+
+    def held_classes(self, fold: int) -> list[int]:
+        """The training classes held out for validation (``by="classes"``), sorted.
+
+        A fixed seeded choice per fold and count, the same for every training
+        seed, so that runs with different seeds are validated on the same classes.
+        """
+        pool = self.inner.train_classes(fold)
+        if not 0 < self.classes_held < len(pool):
+            raise ValueError(f"val_classes must be in 1..{len(pool) - 1} (the fold has "
+                             f"{len(pool)} training classes), got {self.classes_held}")
+        return sorted(random.Random(mix_seed(0, fold, 1)).sample(pool, self.classes_held))
+
+    def train_classes(self, fold: int) -> list[int]:
+        pool = self.inner.train_classes(fold)
+        if self.by == "classes":
+            held = set(self.held_classes(fold))
+            return [c for c in pool if c not in held]
+        return pool
 
     def test_classes(self, fold: int) -> list[int]:
-        return self.inner.train_classes(fold) if self.part == "val" else \
-            self.inner.test_classes(fold)
+        if self.part == "train":
+            return self.inner.test_classes(fold)
+        return self.held_classes(fold) if self.by == "classes" else self.inner.train_classes(fold)
 
     def image_pairs(self, split: str) -> list[tuple[str, int]]:
+        if self.by == "classes":  # the classes decide; every training image stays
+            return self.inner.image_pairs("train")
         want = self.part == "val"
         return [(i, c) for i, c in self.inner.image_pairs("train")
                 if held_out(i, self.seed, self.fraction) == want]
@@ -360,8 +411,9 @@ def build_train_dataset(cfg: TrainConfig) -> Any:
     from canetlib.data import make_dataset
 
     source = _source(cfg)
-    if cfg.val_fraction > 0:
-        source = HeldOutSource(source, cfg.seed, cfg.val_fraction, "train")
+    if cfg.val_fraction > 0 or cfg.val_by == "classes":
+        source = HeldOutSource(source, cfg.seed, cfg.val_fraction, "train", cfg.val_by,
+                               cfg.val_classes)
     episodes = cfg.episodes
     if episodes is None:  # one episode per training pair, as the reference's epoch
         probe = make_dataset(cfg.dataset, fold=cfg.fold, split="train", shots=cfg.shots,
@@ -374,10 +426,12 @@ def build_train_dataset(cfg: TrainConfig) -> Any:
 
 
 def build_val_dataset(cfg: TrainConfig) -> Any:
-    """Validation episodes: training classes on held-out training images, test-style."""
+    """Validation episodes, test-style: training classes on held-out training images,
+    or (``val_by="classes"``) held-out training classes."""
     from canetlib.data import make_dataset
 
-    source = HeldOutSource(_source(cfg), cfg.seed, cfg.val_fraction, "val")
+    source = HeldOutSource(_source(cfg), cfg.seed, cfg.val_fraction, "val", cfg.val_by,
+                           cfg.val_classes)
     return make_dataset(cfg.dataset, fold=cfg.fold, split="test", shots=cfg.shots,
                         episodes=cfg.val_episodes, seed=cfg.seed, source=source)
 
@@ -762,7 +816,7 @@ def _check_resumable(state: dict[str, Any], cfg: TrainConfig, path: Path) -> Non
 
 # --------------------------------------------------------------------------- validation
 def validate(model: CANet, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
-    """mIoU/FB-IoU on held-out images of the training classes (never test episodes)."""
+    """mIoU/FB-IoU on the held-out part of the training pool (never test episodes)."""
     from canetlib.evaluate import evaluate
 
     res = evaluate(model, build_val_dataset(cfg), iterations=cfg.iterations, device=device,

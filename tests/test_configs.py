@@ -67,10 +67,13 @@ def test_overrides_are_typed() -> None:
     ("mask_dropout=1.5", "mask_dropout"),
     ("backbone=resnet18", "backbone must be one of"),
     ("validate_every=1", "val_fraction"),
+    ("val_by=labels", "val_by must be one of"),
+    ("val_by=classes;val_fraction=0.1", "leave it at 0"),
+    ("val_classes=0;val_by=classes", "val_classes must be >= 1"),
 ])
 def test_bad_overrides(item: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        get_config("pascal-1shot", [item])
+        get_config("pascal-1shot", item.split(";"))
 
 
 def test_tiny_backbone_needs_no_imagenet() -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -290,3 +291,68 @@ def test_five_shot_starts_from_the_one_shot_model(tmp_path: Path) -> None:
     assert res.step == 2
     with pytest.raises(FileNotFoundError):
         build_model(cfg.replace(fold=1))  # fold 1 never starts from fold 0's model
+
+
+def test_validation_classes_are_held_out_of_training() -> None:
+    from canetlib.data import make_source
+
+    src = make_source("synthetic", train_images_per_class=3)
+    train_src = HeldOutSource(src, 0, 0.0, "train", by="classes", classes=3)
+    val_src = HeldOutSource(src, 0, 0.0, "val", by="classes", classes=3)
+    held = val_src.held_classes(0)
+    assert len(held) == 3 and set(held) <= set(src.train_classes(0))
+    assert held == train_src.held_classes(0)  # one seeded choice for both parts
+    assert val_src.test_classes(0) == held  # validation = classes never trained on
+    assert sorted(train_src.train_classes(0)) == sorted(set(src.train_classes(0)) - set(held))
+    assert not set(val_src.test_classes(0)) & set(src.test_classes(0))  # never a test class
+    assert all(not i.startswith("test/") for i, _ in val_src.image_pairs("test"))
+    # the same classes for every training seed; other folds hold out other classes
+    assert HeldOutSource(src, 7, 0.0, "val", by="classes", classes=3).held_classes(0) == held
+    assert val_src.held_classes(1) != held and set(val_src.held_classes(1)) <= set(
+        src.train_classes(1))
+    with pytest.raises(ValueError, match="val_classes must be in 1..14"):
+        HeldOutSource(src, 0, 0.0, "val", by="classes", classes=15).held_classes(0)
+
+
+def test_class_validation_run(tmp_path: Path) -> None:
+    cfg = tiny("epochs=2", "val_by=classes", "val_classes=3", "validate_every=1",
+               "val_episodes=4")
+    res = train(cfg, tmp_path, progress=False)
+    assert [v["epoch"] for v in res.validation] == [1, 2]
+    rows = (tmp_path / "val.csv").read_text().splitlines()
+    assert len(rows) == 3
+    from canetlib.train import build_train_dataset, build_val_dataset
+
+    train_classes = {c for _, c in build_train_dataset(cfg).pairs}
+    val_classes = set(build_val_dataset(cfg).classes)
+    assert len(val_classes) == 3 and not train_classes & val_classes
+
+
+def test_runs_inside_the_callers_process_group(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-process gloo group the caller started: DDP is used and changes nothing."""
+    import torch.distributed as dist
+    import torch.nn.parallel
+
+    wrapped: list[int] = []
+
+    class SpyDDP(torch.nn.parallel.DistributedDataParallel):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            wrapped.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", SpyDDP)
+    plain = train(tiny(), tmp_path / "plain", max_steps=3, progress=False)
+    assert not wrapped
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        grouped = train(tiny(), tmp_path / "grouped", max_steps=3, progress=False)
+        assert dist.is_initialized()  # the caller's group is left running
+        assert wrapped == [1]
+    finally:
+        dist.destroy_process_group()
+    assert grouped.losses == plain.losses
+    a, b = plain.model.state_dict(), grouped.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
