@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,91 @@ def test_cli_dry_run_and_bad_row(capsys):
     assert len(out) == 2 and "--set epochs=1" in out[0] and "--iterations 0" in out[1]
     assert main(["ablate", "--rows", "nope"]) == 2
     assert "unknown Table 3 row" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- validation sweep
+def _rows(*pairs):
+    return [{"epoch": e, "miou": m, "fbiou": 50.0} for e, m in pairs]
+
+
+def test_sweep_decision_rule(tmp_path):
+    from canetlib.sweep import decide, load_sweep
+
+    (tmp_path / "round1.json").write_text(json.dumps({
+        "base": _rows((4, 40.0), (8, 30.0)), "a": _rows((4, 99.0), (8, 31.5))}))
+    (tmp_path / "round2.json").write_text(json.dumps({
+        "base-seed1": _rows((8, 29.0)), "b": _rows((8, 30.5)), "empty": []}))
+    summary = load_sweep(tmp_path)
+    d = decide(summary)
+    # the last epoch counts (a's epoch-4 peak does not); noise = |30 - 29|
+    assert d.scores["a"] == 31.5 and "empty" not in d.scores
+    assert d.best == "a" and d.gain == pytest.approx(1.5) and d.noise == pytest.approx(1.0)
+    assert d.adopt
+    summary["base-seed1"] = _rows((8, 32.0))  # noisier base: the same gain is not enough
+    assert not decide(summary).adopt
+    with pytest.raises(ValueError, match="no validated run 'base-seed1'"):
+        decide({"base": _rows((8, 1.0)), "a": _rows((8, 2.0))})
+    (tmp_path / "round3.json").write_text(json.dumps({"a": _rows((8, 1.0))}))
+    with pytest.raises(ValueError, match="'a' occurs twice"):
+        load_sweep(tmp_path)
+    assert load_sweep(tmp_path / "missing") == {}
+
+
+def test_shipped_sweep_results_keep_the_base_settings():
+    """The shipped sweep (data/results/val_sweep) and the shipped config agree."""
+    from canetlib.configs import get_config
+    from canetlib.sweep import decide, load_sweep
+
+    summary = load_sweep(Path(__file__).resolve().parent.parent / "data/results/val_sweep")
+    d = decide(summary)
+    assert not d.adopt  # so synthetic-1shot keeps its settings:
+    cfg = get_config("synthetic-1shot")
+    assert (cfg.dropout, cfg.weight_decay, cfg.lr, cfg.width, cfg.epochs) == (
+        0.1, 1e-4, 1e-3, 64, 8)
+
+
+def test_val_sweep_script_runs_and_summarises(tmp_path):
+    """scripts/val_sweep.sh end to end with tiny settings (two variants)."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHON=sys.executable, CANETLIB_NO_PROGRESS="1",
+               PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               SWEEP_EXTRA="backbone_widths=8,16,16,16 backbone_checkpoint=none train_size=64 "
+                           "episodes=8 batch_size=2 epochs=4 val_episodes=4 world_images=3 "
+                           "num_workers=0")
+    res = subprocess.run(["bash", str(root / "scripts/val_sweep.sh"), str(tmp_path), "0",
+                          "base:", "wide:width=24"], env=env, capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert sorted(summary) == ["base", "wide"]
+    assert [r["epoch"] for r in summary["wide"]] == [4]
+    import torch
+
+    state = torch.load(tmp_path / "wide" / "last.pt", weights_only=True)
+    assert state["train_config"]["width"] == 24 and state["train_config"]["val_by"] == "classes"
+
+
+def test_gpu_check_script_parses():
+    root = Path(__file__).resolve().parent.parent
+    import subprocess
+
+    for script in ("gpu_check.sh", "val_sweep.sh"):
+        subprocess.run(["bash", "-n", str(root / "scripts" / script)], check=True)
+
+
+def test_sweep_readme_table_matches_the_results():
+    from canetlib.sweep import final_scores, load_sweep
+
+    folder = Path(__file__).resolve().parent.parent / "data/results/val_sweep"
+    scores = final_scores(load_sweep(folder))
+    rows = {}
+    for line in (folder / "README.md").read_text().splitlines():
+        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in scores:
+            rows[cells[0]] = float(cells[2])
+    assert rows.keys() == scores.keys()
+    for name, value in rows.items():
+        assert value == round(scores[name], 1), name
