@@ -153,8 +153,7 @@ def _init_distributed(info: DistInfo, device: torch.device) -> bool:
         return True
     if info.world <= 1:
         return False
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return True
 
 

@@ -312,6 +312,8 @@ def test_validation_classes_are_held_out_of_training() -> None:
         src.train_classes(1))
     with pytest.raises(ValueError, match="val_classes must be in 1..14"):
         HeldOutSource(src, 0, 0.0, "val", by="classes", classes=15).held_classes(0)
+    with pytest.raises(ValueError, match="by must be one of"):
+        HeldOutSource(src, 0, 0.0, "val", by="labels")
 
 
 def test_class_validation_run(tmp_path: Path) -> None:
