@@ -3,7 +3,7 @@
 Table 3 of the paper (section 5.1.3) compares which backbone features the
 dense comparison uses (block2, block3, block4 and their combinations) on
 PASCAL-5i 1-shot, "without iterative optimization", and finds block2 + block3
-best (CANET-FACTS.md, Table 3). Each row is its own trained model, so the rows
+best (paper, Table 3). Each row is its own trained model, so the rows
 are run by commands rather than in a notebook cell:
 
 * every row starts from the same frozen backbone (the shipped

@@ -97,18 +97,33 @@ def load(name_or_path: str | os.PathLike[str],
     return ckpt
 
 
+#: backbones whose weights come from an installed package: checkpoints leave them out
+PACKAGED_BACKBONES = ("efficientnet-lite0",)
+
+
+def _packaged_backbone(config: Mapping[str, Any]) -> bool:
+    return config.get("backbone") in PACKAGED_BACKBONES
+
+
 def model_payload(model: CANet, half: bool = False) -> dict[str, Any]:
-    """The part of a checkpoint that rebuilds the model."""
+    """The part of a checkpoint that rebuilds the model.
+
+    A backbone whose ImageNet weights come from a pip package
+    (``efficientnet-lite0``) is frozen and identical everywhere, so only the
+    head is stored; loading takes the backbone from the package.
+    """
+    skip = "backbone." if _packaged_backbone(model.config) else None
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
-             for k, v in model.state_dict().items()}
+             for k, v in model.state_dict().items() if skip is None or not k.startswith(skip)}
     return {"format": FORMAT, "version": VERSION, "model_config": dict(model.config),
             "model": state}
 
 
 def build_model(config: Mapping[str, Any]) -> CANet:
-    """Rebuild a random-weight :class:`CANet` from a stored ``model_config``."""
+    """Rebuild a :class:`CANet` from a stored ``model_config``: random head weights, and
+    a random backbone unless its weights come from a package (loaded from there)."""
     kw = dict(config)
-    return CANet(pretrained=False, backbone=kw.pop("backbone"), blocks=tuple(kw.pop("blocks")),
+    return CANet(pretrained=_packaged_backbone(kw), backbone=kw.pop("backbone"), blocks=tuple(kw.pop("blocks")),
                  fusion=kw.pop("fusion"), width=kw.pop("width"),
                  iterations=kw.pop("iterations"), dropout=kw.pop("dropout"),
                  backbone_widths=kw.pop("backbone_widths"))
@@ -140,6 +155,8 @@ def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.d
 def load_state(model: CANet, state: Mapping[str, torch.Tensor], source: str) -> None:
     """``load_state_dict`` with an error that names every mismatch."""
     own = model.state_dict()
+    if _packaged_backbone(model.config):  # the package's weights, already in the model
+        state = {**{k: v for k, v in own.items() if k.startswith("backbone.")}, **state}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"

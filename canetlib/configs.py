@@ -1,7 +1,7 @@
 """Named training configurations and ``--set key=value`` overrides.
 
 The defaults of :class:`TrainConfig` are the paper's recipe for PASCAL-5i
-(section 5.1 "Implementation details", CANET-FACTS.md §1): SGD with learning
+(section 5.1 "Implementation details"): SGD with learning
 rate 0.0025, momentum 0.9 and weight decay 5e-4, 4 episodes a batch (8 on
 COCO), 200 epochs, pixel cross-entropy with 255 ignored, and the IOM fed last
 epoch's prediction that is reset to the empty mask with probability
@@ -122,7 +122,13 @@ class TrainConfig(_Config):
     number of episodes in one epoch (``None``: one per training (image, class)
     pair, the reference's epoch) and ``train_size`` the square crop the
     episodes are resized to; ``world_images`` shrinks the synthetic world's
-    training pool (images per class; ``None`` = the world's default).
+    training pool (images per class; ``None`` = the world's default);
+    ``world_per_fold`` draws the world's training pool for the run's fold, so
+    no training image shows one of the fold's test classes (``False``: the
+    old world, whose distractors leak them as background), and
+    ``world_base_classes`` adds that many one-glyph base classes from the
+    disjoint glyph pool to the training classes (see
+    :class:`canetlib.data.SyntheticSource`).
 
     Model: the keyword arguments of :class:`canetlib.CANet`, plus
     ``backbone_checkpoint`` (a shipped name or path whose backbone weights are
@@ -168,6 +174,8 @@ class TrainConfig(_Config):
     episodes: int | None = None
     train_size: int = 321
     world_images: int | None = None
+    world_per_fold: bool = True
+    world_base_classes: int = 0
     # -- model
     backbone: str = "resnet50"
     backbone_widths: tuple[int, ...] | None = None
@@ -315,10 +323,19 @@ _PAPER = TrainConfig()
 #: stage runs in about 10-15 minutes on two CPU cores (data/checkpoints/README.md)
 _SYNTHETIC = TrainConfig(
     name="synthetic-1shot", dataset="synthetic", episodes=1600, train_size=128,
+    world_per_fold=False,  # the shipped resnet-tiny models were trained on the leaky world
     backbone="resnet-tiny", backbone_widths=(32, 64, 128, 256), width=64, dropout=0.1,
     head_init="kaiming", pretrained=False, backbone_checkpoint="synthetic-backbone",
     optimizer="adamw", lr=1e-3, weight_decay=1e-4, batch_size=8, epochs=8, poly_power=0.9,
     save_every=100, threads=1, num_workers=1, cache_images=True)
+
+#: the offline world on a real ImageNet backbone (EfficientNet-Lite0 from its pip
+#: package), a training pool drawn per fold (no test class in any training image)
+#: and 200 one-glyph base classes beside the fold's 15 training classes
+_SYNTHETIC_IMAGENET = dataclasses.replace(
+    _SYNTHETIC, name="synthetic-imagenet-1shot", episodes=3200, world_per_fold=True,
+    world_base_classes=200, backbone="efficientnet-lite0", backbone_widths=None,
+    pretrained=True, backbone_checkpoint=None)
 
 CONFIGS: dict[str, TrainConfig | PretrainConfig] = {
     "pascal-1shot": dataclasses.replace(_PAPER, name="pascal-1shot"),
@@ -334,6 +351,11 @@ CONFIGS: dict[str, TrainConfig | PretrainConfig] = {
         _SYNTHETIC, name="synthetic-5shot", shots=5, fusion="attention",
         init_checkpoint="synthetic-1shot-fold{fold}", episodes=1200, epochs=2, batch_size=4,
         lr=5e-4),
+    "synthetic-imagenet-1shot": _SYNTHETIC_IMAGENET,
+    "synthetic-imagenet-5shot": dataclasses.replace(
+        _SYNTHETIC_IMAGENET, name="synthetic-imagenet-5shot", shots=5, fusion="attention",
+        init_checkpoint="synthetic-imagenet-1shot-fold{fold}", episodes=1200, epochs=2,
+        batch_size=4, lr=5e-4),
     "synthetic-pretrain": PretrainConfig(),
 }
 

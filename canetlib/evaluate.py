@@ -1,6 +1,6 @@
 """The few-shot evaluator: every IOM iteration, original-size IoU, no test-set selection.
 
-What it does for each batch of test episodes (CANET-FACTS.md section 4):
+What it does for each batch of test episodes:
 
 1. brings query and supports to a common model input size (see
    :func:`resolve_input_size`), support masks with nearest-neighbour;
@@ -279,6 +279,8 @@ class _Tally:
 
     def __init__(self, classes: list[int], iterations: int, keep_episodes: bool) -> None:
         self.meters = [FewShotMeter(classes) for _ in range(iterations + 1)]
+        #: the support-free "mark every object" baseline, on the same episodes
+        self.all_objects = FewShotMeter(classes)
         self.counts = dict.fromkeys(classes, 0)
         self.episodes: list[dict[str, Any]] | None = [] if keep_episodes else None
 
@@ -295,6 +297,9 @@ class _Tally:
             raise ValueError(f"episode {item.get('index')} has class {cid}, which is not one of "
                              f"the dataset's test classes {sorted(self.counts)}")
         self.counts[cid] += 1
+        if "query_all_objects" in item:
+            every = (item["query_all_objects"] == 1).long()[None]
+            self.all_objects.update(every, target[None].cpu(), [cid])
         target = target.to(maps[0].device)
         ious = []
         for meter, m in zip(self.meters, maps):
@@ -415,6 +420,9 @@ def _summarise(tally: _Tally, names: dict[int, str], seconds: float,
         "miou_per_iteration": [100 * m.miou() for m in meters],
         "fbiou_per_iteration": [100 * m.fbiou() for m in meters],
         "per_class_iou": {names[c]: 100 * v for c, v in final.items()},
+        # the support-free baseline: every object of the query marked foreground
+        "all_objects_miou": 100 * tally.all_objects.miou() if tally.all_objects.episodes
+        else None,
         "per_class_iou_per_iteration": {names[c]: [100 * m.class_iou()[c] for m in meters]
                                         for c in final},
         "classes": [{"id": c, "name": names[c], "episodes": tally.counts[c]} for c in names],
@@ -429,8 +437,39 @@ def _summarise(tally: _Tally, names: dict[int, str], seconds: float,
     return result
 
 
+# -- the training-free yardstick -------------------------------------------------
+#: episodes and seed of the training-class episodes the prototype threshold is fitted on
+BASELINE_FIT_EPISODES = 300
+BASELINE_FIT_SEED = 0
+
+
+def fit_prototype_baseline(model: Any, dataset: str, *, root: str | None = None, fold: int = 0,
+                           shots: int = 1, input_size: int | None = None,
+                           episodes: int = BASELINE_FIT_EPISODES,
+                           seed: int = BASELINE_FIT_SEED) -> tuple[Any, dict[str, Any]]:
+    """A :class:`~canetlib.model.baseline.PrototypeMatcher` on ``model``'s frozen backbone,
+    its threshold fitted on test-style episodes of the fold's *training* classes.
+
+    Returns the matcher and the fit (threshold, its training-class mIoU, the curve).
+    For the embedded world the training pool is the one drawn for ``fold`` (no
+    test class in any image), as the shipped models are trained on.
+    """
+    from canetlib.data import make_dataset, make_source
+    from canetlib.data.source import TrainingClassesAsTest
+    from canetlib.model.baseline import PrototypeMatcher, fit_threshold
+
+    kw = {"fold": fold} if dataset == "synthetic" else {}
+    source = TrainingClassesAsTest(make_source(dataset, root, **kw))
+    fit_set = make_dataset(dataset, fold=fold, split="test", shots=shots, episodes=episodes,
+                           seed=seed, source=source)
+    matcher = PrototypeMatcher.from_model(model)
+    fit = fit_threshold(matcher, fit_set, input_size=input_size or default_input_size(dataset))
+    fit.update({"episodes": episodes, "seed": seed, "classes": "training classes of the fold"})
+    return matcher, fit
+
+
 # -- several seeds --------------------------------------------------------------
-SEED_KEYS = ("miou", "fbiou", "miou_init")
+SEED_KEYS = ("miou", "fbiou", "miou_init", "all_objects_miou")
 SEED_LIST_KEYS = ("miou_per_iteration", "fbiou_per_iteration")
 
 
@@ -449,6 +488,8 @@ def evaluate_seeds(model: CANet, seeds: Iterable[int], dataset_factory: Callable
     runs = [evaluate(model, dataset_factory(s), **kw) for s in seeds]
     out: dict[str, Any] = {"seeds": seeds, "runs": runs}
     for key in SEED_KEYS:
+        if any(r.get(key) is None for r in runs):
+            continue
         out[key], out[f"{key}_std"] = mean_std([r[key] for r in runs])
     for key in SEED_LIST_KEYS:
         stats = [mean_std(vals) for vals in zip(*(r[key] for r in runs))]

@@ -1,4 +1,4 @@
-"""Few-shot segmentation metrics as the field defines them (CANET-FACTS.md §4).
+"""Few-shot segmentation metrics as the field defines them.
 
 * **mIoU**: for each test class, sum the foreground intersections and unions
   over all of that class's episodes, divide, then average over the classes

@@ -1,7 +1,7 @@
 """Offline backbone pretraining: the miniature of ImageNet pretraining.
 
 CANet starts from an ImageNet-pretrained ResNet-50 that stays frozen (paper
-section 5.1; CANET-FACTS.md §2). Offline there is no ImageNet, so the
+section 5.1). Offline there is no ImageNet, so the
 ``resnet-tiny`` backbone is pretrained here on the embedded *pretraining
 classes* (:class:`canetlib.data.PretrainingPool`: several hundred OpenMoji
 glyph classes, none of them one of the 20 benchmark categories), then frozen

@@ -275,8 +275,14 @@ def rank_batches(cfg: TrainConfig, epoch: int, info: DistInfo, episodes: int
 
 def _source_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     kw: dict[str, Any] = {}
-    if cfg.dataset == "synthetic" and cfg.world_images is not None:
-        kw["train_images_per_class"] = cfg.world_images
+    if cfg.dataset == "synthetic":
+        if cfg.world_images is not None:
+            kw["train_images_per_class"] = cfg.world_images
+        if cfg.world_per_fold:
+            kw["fold"] = cfg.fold
+            kw["base_classes"] = cfg.world_base_classes
+        elif cfg.world_base_classes:
+            raise ValueError("world_base_classes needs world_per_fold=true")
     return kw
 
 

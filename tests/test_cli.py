@@ -101,3 +101,15 @@ def test_kshot_needs_a_fusion(shipped: Path, tmp_path: Path,
     assert rc == 2 and "--fusion" in capsys.readouterr().err
     data = evaluate_json(tmp_path, "--shots", "2", "--fusion", "mask-avg", "--input-size", "64")
     assert data["settings"]["fusion"] == "mask-avg" and data["settings"]["shots"] == 2
+
+
+def test_evaluate_reports_both_baselines_in_the_same_run(
+        shipped: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = evaluate_json(tmp_path, "--baseline", "prototype")
+    proto = data["baselines"]["prototype"]
+    assert 0.0 <= proto["miou"] <= 100.0 and 0.0 <= data["all_objects_miou"] <= 100.0
+    fit = proto["fit"]
+    assert fit["classes"] == "training classes of the fold" and fit["episodes"] == 300
+    assert str(fit["threshold"]) in fit["curve"]  # JSON keys are strings
+    table = capsys.readouterr().out
+    assert "every object of the query marked" in table and "prototype matcher" in table

@@ -182,3 +182,32 @@ def test_pretraining_samples_are_deterministic() -> None:
     assert not np.array_equal(a, val.sample(3)[0])
     with pytest.raises(IndexError):
         pool.sample(len(pool))
+
+
+# -- a world drawn for one fold -------------------------------------------------------------
+def test_one_fold_world_never_shows_a_test_class_in_training_images() -> None:
+    import numpy as np
+
+    world = SyntheticSource(fold=0, train_images_per_class=4, test_images_per_class=2)
+    assert all(c > 5 for _, c in world.image_pairs("train"))
+    for image_id in world.image_ids("train"):
+        labels = set(np.unique(world.load_mask(image_id)).tolist()) - {0, 255}
+        assert labels and not labels & {1, 2, 3, 4, 5}, image_id
+    # the test pool is the same picture whatever the fold
+    old = SyntheticSource(train_images_per_class=4, test_images_per_class=2)
+    for image_id in world.image_ids("test")[:6]:
+        assert (world.load_mask(image_id) == old.load_mask(image_id)).all()
+
+
+def test_base_classes_train_only_and_fold_is_checked() -> None:
+    world = SyntheticSource(fold=2, base_classes=3, base_images_per_class=2,
+                            train_images_per_class=2, test_images_per_class=2)
+    assert world.train_classes(2)[-3:] == [21, 22, 23]
+    assert world.test_classes(2) == [11, 12, 13, 14, 15]
+    assert world.class_names[20].endswith("(base)")
+    assert {world.primary_class(i) for i in world.image_ids("train")[-6:]} == {21, 22, 23}
+    assert all(c <= 20 for _, c in world.image_pairs("test"))
+    with pytest.raises(ValueError, match="drawn for fold 2"):
+        world.train_classes(0)
+    with pytest.raises(ValueError, match="need fold"):
+        SyntheticSource(base_classes=3)

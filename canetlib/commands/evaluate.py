@@ -32,6 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dense-crf", action="store_true",
                    help="refine every iteration's prediction with a DenseCRF (Table 4; "
                         "canetlib.crf.DenseCRF defaults)")
+    p.add_argument("--baseline", choices=["prototype"], default=None,
+                   help="also score the training-free prototype matcher on the checkpoint's "
+                        "frozen backbone, on the same episodes (threshold fitted on "
+                        "training-class episodes)")
     p.add_argument("--batch-size", type=int, default=8, help="episodes per forward pass")
     p.add_argument("--input-size", default=None,
                    help="model input side, or 'native' (default: the checkpoint's training "
@@ -102,11 +106,26 @@ def run(args: argparse.Namespace) -> int:
 
         kw["postprocess"] = DenseCRF()
     seeds = list(range(args.seed, args.seed + args.seeds))
-    if len(seeds) == 1:
-        result = evaluate(model, factory(seeds[0]), **kw)
-        result["seed"] = seeds[0]
-    else:
-        result = evaluate_seeds(model, seeds, factory, **kw)
+
+    def measure(predictor: Any, **extra: Any) -> dict[str, Any]:
+        if len(seeds) == 1:
+            out = evaluate(predictor, factory(seeds[0]), **{**kw, **extra})
+            out["seed"] = seeds[0]
+            return out
+        return evaluate_seeds(predictor, seeds, factory, **{**kw, **extra})
+
+    result = measure(model)
+    if args.baseline == "prototype":
+        from canetlib.evaluate import fit_prototype_baseline
+
+        size = kw["input_size"] if isinstance(kw["input_size"], int) else None
+        matcher, fit = fit_prototype_baseline(model, args.dataset, root=args.root,
+                                              fold=args.fold, shots=args.shots,
+                                              input_size=size)
+        base = measure(matcher, iterations=0, postprocess=None, scales=(1.0,))
+        result["baselines"] = {"prototype": {
+            "miou": base["miou"], "miou_std": base.get("miou_std"), "fbiou": base["fbiou"],
+            "per_class_iou": base["per_class_iou"], "fit": fit}}
     result["settings"] = {**settings, **result["settings"], "seeds": seeds}
     print(format_table(result))
     if args.json:
@@ -141,6 +160,17 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{_label(t, last):<16}{ms:>14}{fs:>14}")
     lines.append("per-class IoU (final): " + ", ".join(
         f"{name} {v:.1f}" for name, v in result["per_class_iou"].items()))
+    def pm(key: str, src: dict[str, Any] = result) -> str:
+        std = src.get(f"{key}_std")
+        return f"{src[key]:.1f}" + (f" +/- {std:.1f}" if std is not None else "")
+
+    if result.get("all_objects_miou") is not None:
+        lines.append(f"baseline, every object of the query marked: mIoU {pm('all_objects_miou')}")
+    proto = (result.get("baselines") or {}).get("prototype")
+    if proto is not None:
+        lines.append(f"baseline, training-free prototype matcher (threshold "
+                     f"{proto['fit']['threshold']:.2f} from training classes): mIoU "
+                     f"{pm('miou', proto)}")
     missing = result.get("missing_classes") or []
     if missing:
         lines.append("classes without an episode (left out of the mean): " + ", ".join(missing))

@@ -96,3 +96,37 @@ class SegmentationSource(ABC):
         Used for bounding-box supports (paper section 4.4): the box of one
         randomly chosen instance becomes the support mask.
         """
+
+
+class TrainingClassesAsTest(SegmentationSource):
+    """The training pool and a fold's training classes, presented as its test split.
+
+    Test-style episodes (no augmentation, original sizes) of classes a model
+    *is* trained on, drawn from images it is trained on: what a parameter that
+    must not see the test classes (the prototype baseline's threshold, say)
+    is chosen on. ``make_dataset(..., split="test", source=TrainingClassesAsTest(src))``.
+    """
+
+    def __init__(self, inner: SegmentationSource) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.class_names = inner.class_names
+        self.num_folds = inner.num_folds
+
+    def test_classes(self, fold: int) -> list[int]:
+        return self.inner.train_classes(fold)
+
+    def train_classes(self, fold: int) -> list[int]:
+        return self.inner.train_classes(fold)
+
+    def image_pairs(self, split: str) -> list[tuple[str, int]]:
+        return self.inner.image_pairs("train")
+
+    def load_image(self, image_id: str) -> np.ndarray:
+        return self.inner.load_image(image_id)
+
+    def load_mask(self, image_id: str) -> np.ndarray:
+        return self.inner.load_mask(image_id)
+
+    def load_instances(self, image_id: str, class_id: int) -> np.ndarray:
+        return self.inner.load_instances(image_id, class_id)

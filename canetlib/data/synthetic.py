@@ -540,6 +540,17 @@ class SyntheticSource(SegmentationSource):
             if its non-ignore pixels cover at least this fraction of the image
             (PASCAL-5i drops objects under 2 x 32 x 32 px, about 1 % of a VOC image).
         cache_dir: disk cache folder (default ``cache_root()``).
+        fold: draw the *training* pool for this fold: its images never show the
+            fold's test classes, not even as background distractors (PASCAL-5i
+            does show them, unlabelled, in some training images: the field's
+            "base-class bias"; a world drawn for all folds at once, ``fold=None``,
+            repeats that leak at a far higher rate, 61 % of training images on
+            fold 0). The test pool is the same for every ``fold``.
+        base_classes: extra training classes, one glyph each from the disjoint
+            pretraining glyphs (``PRETRAIN_GLYPHS``), ids ``21..20 + n``, in the
+            training pool only (like COCO-20i's 60 base classes, they give the
+            comparison more classes to learn from than the fold's 15). Needs ``fold``.
+        base_images_per_class: training images made for each base class.
     """
 
     name = "synthetic"
@@ -555,6 +566,9 @@ class SyntheticSource(SegmentationSource):
         main_glyph_prob: float = 0.85,
         min_area_frac: float = 0.015,
         cache_dir: str | os.PathLike[str] | None = None,
+        fold: int | None = None,
+        base_classes: int = 0,
+        base_images_per_class: int = 40,
     ) -> None:
         if seed < 0:
             raise ValueError(f"synthetic: seed must be >= 0, got {seed}")
@@ -577,6 +591,21 @@ class SyntheticSource(SegmentationSource):
         self.min_area_frac = float(min_area_frac)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
         self._sides = np.arange(lo, hi + 1, 8) if hi - lo >= 8 else np.array([lo])
+        if fold is not None and not 0 <= fold < self.num_folds:
+            raise ValueError(f"synthetic: fold must be in 0..{self.num_folds - 1} or None, "
+                             f"got {fold}")
+        if not 0 <= base_classes <= MAX_BASE_CLASSES:
+            raise ValueError(f"synthetic: base_classes must be in 0..{MAX_BASE_CLASSES}, "
+                             f"got {base_classes}")
+        if base_classes and fold is None:
+            raise ValueError("synthetic: base_classes need fold= (a world drawn for one fold)")
+        if base_images_per_class < 1:
+            raise ValueError("synthetic: base_images_per_class must be >= 1")
+        self.fold = None if fold is None else int(fold)
+        self.base_glyphs: tuple[str, ...] = base_glyphs()[: int(base_classes)]
+        self.base_images_per_class = int(base_images_per_class)
+        self.class_names = PASCAL_CLASSES + tuple(
+            f"{glyph_name(g).lower()} (base)" for g in self.base_glyphs)
         self.fingerprint = self._fingerprint()
 
     # -- identity ---------------------------------------------------------------------------
@@ -591,22 +620,66 @@ class SyntheticSource(SegmentationSource):
             "area": self.min_area_frac,
             "glyphs": CLASS_GLYPHS,
         }
+        if self.fold is not None:  # the old worlds keep their fingerprints (caches)
+            spec["fold"] = self.fold
+            spec["base"] = [list(self.base_glyphs), self.base_images_per_class]
         return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+    # -- folds --------------------------------------------------------------------------------
+    def test_classes(self, fold: int) -> list[int]:
+        """The fold's 5 benchmark classes (PASCAL-5i order); base classes are never tested."""
+        self._check_fold(fold)
+        return list(range(5 * fold + 1, 5 * fold + 6))
+
+    def train_classes(self, fold: int) -> list[int]:
+        """The other 15 benchmark classes, then the base classes (if any)."""
+        self._check_fold(fold)
+        if self.fold is not None and fold != self.fold:
+            raise ValueError(f"synthetic: this world's training pool was drawn for fold "
+                             f"{self.fold} (it shows fold {self.fold}'s training classes "
+                             f"only); build SyntheticSource(fold={fold}) for fold {fold}")
+        held = set(self.test_classes(fold))
+        bench = [c for c in range(1, len(PASCAL_CLASSES) + 1) if c not in held]
+        return bench + list(range(len(PASCAL_CLASSES) + 1, self.num_classes + 1))
+
+    def _pool_size(self, split: str) -> int:
+        if split == "train" and self.fold is not None:
+            return (self.images_per_class["train"] * 15
+                    + self.base_images_per_class * len(self.base_glyphs))
+        return self.images_per_class[split] * len(PASCAL_CLASSES)
 
     def image_ids(self, split: str) -> list[str]:
         """Every image id of a pool, ``"<split>/<n:06d>"``."""
         _check_split(split)
-        return [f"{split}/{n:06d}" for n in range(self.images_per_class[split] * self.num_classes)]
+        return [f"{split}/{n:06d}" for n in range(self._pool_size(split))]
 
     def _parse(self, image_id: str) -> tuple[str, int]:
         match = re.fullmatch(r"(train|test)/(\d{6})", image_id)
-        if match is None or int(match[2]) >= self.images_per_class[match[1]] * self.num_classes:
+        if match is None or int(match[2]) >= self._pool_size(match[1]):
             raise ValueError(f"synthetic: unknown image id {image_id!r}")
         return match[1], int(match[2])
 
     def primary_class(self, image_id: str) -> int:
         """The class the image was made for (1 or 2 instances of it are drawn)."""
-        return self._parse(image_id)[1] % self.num_classes + 1
+        split, n = self._parse(image_id)
+        if split == "test" or self.fold is None:
+            return n % len(PASCAL_CLASSES) + 1
+        pool = self.train_classes(self.fold)
+        bench = self.images_per_class["train"] * 15
+        if n < bench:
+            return pool[n % 15]
+        return pool[15 + (n - bench) % len(self.base_glyphs)]
+
+    def _distractor_classes(self, image_id: str, primary: int) -> list[int]:
+        """Classes an image's other objects are drawn from.
+
+        Test pool, or a world for all folds: the other 19 benchmark classes.
+        Training pool of a one-fold world: the fold's other training classes
+        (base classes included), never one of its test classes.
+        """
+        if image_id.startswith("test/") or self.fold is None:
+            return [c for c in range(1, len(PASCAL_CLASSES) + 1) if c != primary]
+        return [c for c in self.train_classes(self.fold) if c != primary]
 
     def _rng(self, image_id: str, stream: int) -> np.random.Generator:
         seq = np.random.SeedSequence([self.seed, _stable_hash(image_id), stream])
@@ -614,6 +687,8 @@ class SyntheticSource(SegmentationSource):
 
     # -- layout -------------------------------------------------------------------------------
     def _pick_glyph(self, rng: np.random.Generator, class_id: int) -> str:
+        if class_id > len(PASCAL_CLASSES):
+            return self.base_glyphs[class_id - len(PASCAL_CLASSES) - 1]
         glyphs = CLASS_GLYPHS[PASCAL_CLASSES[class_id - 1]]
         if len(glyphs) == 1 or rng.random() < self.main_glyph_prob:
             return glyphs[0]
@@ -625,7 +700,7 @@ class SyntheticSource(SegmentationSource):
         rng = self._rng(image_id, 0)
         h, w = int(rng.choice(self._sides)), int(rng.choice(self._sides))
         n_targets = 1 + int(rng.random() < _P_TWO_TARGETS)
-        others = [c for c in range(1, self.num_classes + 1) if c != primary]
+        others = self._distractor_classes(image_id, primary)
         n_distractors = int(rng.integers(_DISTRACTORS[0], _DISTRACTORS[1] + 1))
         distractors = [int(c) for c in rng.choice(others, size=n_distractors, replace=False)]
         boxes: list[tuple[float, float, float, float]] = []
@@ -905,6 +980,27 @@ _PRETRAIN_HEX = """
 1FAD4 1FAD5 1FAD6 1FAD7 1FAD8 1FAD9 1FAE7
 """
 PRETRAIN_GLYPHS: tuple[str, ...] = tuple(_PRETRAIN_HEX.split())
+#: most base classes a one-fold world can add (class ids stay below the 255 ignore label)
+MAX_BASE_CLASSES = 200
+#: a base glyph's opaque area must cover this fraction of (longest side)^2: thin glyphs
+#: (a skateboard, a probing cane) would fall under the pair size rule in most images
+_BASE_MIN_FILL = 0.3
+
+
+@cache
+def base_glyphs() -> tuple[str, ...]:
+    """The glyphs of the base classes: a fixed seeded order of the pretraining glyphs,
+    compact ones only (``_BASE_MIN_FILL``), ``MAX_BASE_CLASSES`` of them. Rasterises
+    the candidates on first call (cached on disk afterwards)."""
+    order = np.random.default_rng(20190601).permutation(len(PRETRAIN_GLYPHS))
+    chosen: list[str] = []
+    for i in order:
+        alpha = render_glyph(PRETRAIN_GLYPHS[int(i)])[..., 3]
+        if (alpha >= 128).sum() >= _BASE_MIN_FILL * max(alpha.shape) ** 2:
+            chosen.append(PRETRAIN_GLYPHS[int(i)])
+        if len(chosen) == MAX_BASE_CLASSES:
+            break
+    return tuple(chosen)
 
 
 def glyph_name(hexcode: str) -> str:

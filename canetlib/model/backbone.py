@@ -8,7 +8,7 @@ conv1..layer3 (8,543,296 parameters) and nothing after it.
 
 Backbones are frozen: :func:`freeze` removes their gradients and
 :class:`canetlib.CANet` keeps them in eval mode so BatchNorm statistics never
-move (the reference code left them in training mode; see CANET-FACTS.md §3).
+move (the reference code left them in training mode).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 BLOCKS = ("block2", "block3", "block4")
-BACKBONES = ("resnet50", "vgg16", "resnet-tiny")
+BACKBONES = ("resnet50", "vgg16", "resnet-tiny", "efficientnet-lite0")
 
 
 def _deepest(blocks: Sequence[str]) -> int:
@@ -186,11 +186,17 @@ def _load_torchvision(build):  # type: ignore[no-untyped-def]
 
 def build_backbone(name: str, blocks: Sequence[str], pretrained: bool,
                    widths: Sequence[int] | None = None) -> nn.Module:
-    """Build a frozen backbone by name (``resnet50``, ``vgg16``, ``resnet-tiny``)."""
+    """Build a frozen backbone by name (``resnet50``, ``vgg16``, ``resnet-tiny``,
+    ``efficientnet-lite0``)."""
     if name == "resnet50":
         net: nn.Module = ResNet50Backbone(blocks, pretrained)
     elif name == "vgg16":
         net = VGG16Backbone(blocks, pretrained)
+    elif name == "efficientnet-lite0":
+        # ImageNet weights from a pip package: "pretrained" works offline
+        from canetlib.model.efficientnet import EfficientNetLiteBackbone
+
+        net = EfficientNetLiteBackbone(blocks, pretrained)
     elif name == "resnet-tiny":
         if pretrained:
             raise ValueError("resnet-tiny has no ImageNet weights: build it with "

@@ -2,7 +2,7 @@
 
 Paper sections 4.1 (dense comparison module), 4.2 (iterative optimization
 module, eq. 1) and 4.3 (attention for k-shot, eq. 2). Where the paper is
-silent we follow the reference implementation (CANET-FACTS.md §2): dilation 2
+silent we follow the reference implementation: dilation 2
 in the encoder and comparison convolutions, ``Dropout2d(0.5)`` after the head
 convolutions, pre-activation residual blocks without BatchNorm, N(0, 0.01)
 weight initialisation, logits out (softmax outside the classifier).

@@ -1,0 +1,174 @@
+"""A training-free yardstick: prototype matching on the frozen backbone's features.
+
+What CANet's dense comparison learns to do (section 4.1) can be done without
+any learning: pool the support's features over its mask into a prototype
+(:func:`~canetlib.model.modules.masked_average_pooling`, the prototypical-network
+idea), compare the prototype with every query location by cosine
+similarity, and call a location foreground where the similarity exceeds one
+threshold. The threshold is the matcher's only parameter; it is chosen on
+episodes of the *training* classes (:func:`fit_threshold`), never on test
+episodes.
+
+:class:`PrototypeMatcher` has the interface of :class:`~canetlib.CANet` that the
+evaluator uses (``encode``, ``extract``, ``prototypes``, ``compare``,
+``refine``), so :func:`canetlib.evaluate.evaluate` measures it exactly as it
+measures CANet, in the same run if wanted. It has no IOM: every "iteration"
+is the same map. For k shots the k prototypes are averaged.
+
+Each backbone level is compared on its own and the similarities averaged, so a
+level with many channels or large activations does not drown the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from canetlib.model.canet import CANetOutput, EpisodeFeatures
+from canetlib.model.modules import masked_average_pooling
+
+#: sharpness of the logits ``gain * (similarity - threshold)``; the argmax does not depend on it
+_GAIN = 20.0
+
+
+class PrototypeMatcher(nn.Module):
+    """Masked average pooling + cosine similarity + a threshold; no trained weight.
+
+    Args:
+        backbone: a frozen backbone returning a dict of feature maps (e.g. a
+            :class:`~canetlib.CANet`'s ``backbone``; it is shared, not copied).
+        blocks: which of its feature levels to compare (default block2 + block3).
+        threshold: cosine similarity above which a location is foreground.
+    """
+
+    fusion = "prototype-avg"
+
+    def __init__(self, backbone: nn.Module, blocks: Sequence[str] = ("block2", "block3"),
+                 threshold: float = 0.5) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.blocks = tuple(blocks)
+        self.threshold = float(threshold)
+        self._channels_last = False
+        self.config: dict[str, Any] = {"baseline": "prototype", "blocks": list(self.blocks),
+                                       "threshold": self.threshold}
+
+    @classmethod
+    def from_model(cls, model: nn.Module, threshold: float = 0.5) -> PrototypeMatcher:
+        """The matcher on a CANet's own frozen backbone and compared blocks."""
+        return cls(getattr(model, "backbone"), getattr(model, "blocks"), threshold)
+
+    def train(self, mode: bool = True) -> PrototypeMatcher:
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def use_channels_last(self, enabled: bool = True) -> PrototypeMatcher:
+        self._channels_last = enabled
+        return self
+
+    # -- the CANet interface the evaluator uses ------------------------------------
+    def extract(self, images: Tensor) -> Tensor:
+        """Per-level L2-normalised features, concatenated: ``(N, sum C, h, w)``."""
+        with torch.inference_mode():
+            feats = self.backbone(images)
+            return torch.cat([F.normalize(feats[b].float(), dim=1) for b in self.blocks], dim=1)
+
+    def _split(self, x: Tensor) -> list[Tensor]:
+        sizes = [int(getattr(self.backbone, "channels")[b]) for b in self.blocks]
+        return list(torch.split(x, sizes, dim=1))
+
+    def prototypes(self, support_feats: Tensor, support_masks: Tensor) -> Tensor:
+        """Masked average pooling per support: ``(B*k, C, h, w)`` -> ``(B, k, C)``."""
+        b, k = support_masks.shape[:2]
+        fg = (support_masks.flatten(0, 1) == 1).to(support_feats.dtype)
+        return masked_average_pooling(support_feats, fg).view(b, k, -1)
+
+    def similarity(self, query_feats: Tensor, prototypes: Tensor) -> Tensor:
+        """Mean over levels of the cosine between each query location and the mean prototype.
+
+        ``(B, C, h, w)`` and ``(B, k, C)`` -> ``(B, h, w)`` in [-1, 1].
+        """
+        proto = prototypes.mean(dim=1)
+        sims = [F.cosine_similarity(q, p[:, :, None, None], dim=1, eps=1e-6)
+                for q, p in zip(self._split(query_feats), self._split(proto))]
+        return torch.stack(sims).mean(dim=0)
+
+    def compare(self, query_feats: Tensor, prototypes: Tensor) -> EpisodeFeatures:
+        return EpisodeFeatures(self.similarity(query_feats, prototypes)[:, None], 1, None)
+
+    def refine(self, feats: EpisodeFeatures, iterations: int,
+               history: Tensor | None = None) -> CANetOutput:
+        """Background/foreground logits ``(B, 2, h, w)``; the same for every iteration."""
+        score = _GAIN * (feats.features - self.threshold)
+        logits = torch.cat([torch.zeros_like(score), score], dim=1)
+        return CANetOutput([logits] * (iterations + 1), None)
+
+    def encode(self, query: Tensor, supports: Tensor, support_masks: Tensor) -> EpisodeFeatures:
+        b = query.shape[0]
+        flat = supports.flatten(0, 1)
+        if query.shape[-2:] == flat.shape[-2:]:
+            feats = self.extract(torch.cat([query, flat], dim=0))
+            qf, sf = feats[:b], feats[b:]
+        else:
+            qf, sf = self.extract(query), self.extract(flat)
+        return self.compare(qf, self.prototypes(sf, support_masks))
+
+    def forward(self, query: Tensor, supports: Tensor, support_masks: Tensor,
+                iterations: int = 0) -> CANetOutput:
+        if supports.dim() == 4:
+            supports, support_masks = supports[:, None], support_masks[:, None]
+        return self.refine(self.encode(query, supports, support_masks), iterations)
+
+
+#: thresholds tried by :func:`fit_threshold`
+THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(21))
+
+
+@torch.inference_mode()
+def fit_threshold(matcher: PrototypeMatcher, dataset: Any, *,
+                  thresholds: Sequence[float] = THRESHOLDS, input_size: int | None = None,
+                  batch_size: int = 8) -> dict[str, Any]:
+    """Choose the threshold with the best class-pooled mIoU on ``dataset``.
+
+    ``dataset`` must hold episodes of classes the matcher will *not* be
+    tested on (the fold's training classes, see
+    :func:`canetlib.data.train_class_episodes`). IoU is pooled per class at the
+    original query size with 255 ignored, as the evaluator does; every
+    threshold is scored on the same similarity maps. Sets ``matcher.threshold``
+    and returns ``{"threshold", "miou", "curve": {threshold: mIoU}}``.
+    """
+    from canetlib.evaluate import _stack  # the evaluator's own batching and resizing
+
+    ts = torch.tensor([float(t) for t in thresholds])
+    inter: dict[int, Tensor] = {}
+    union: dict[int, Tensor] = {}
+    n = len(dataset)
+    for start in range(0, n, batch_size):
+        items = [dataset[i] for i in range(start, min(n, start + batch_size))]
+        size = (input_size, input_size) if input_size else None
+        query, supports, masks = _stack(items, size, torch.device("cpu"))
+        sim = matcher.encode(query, supports, masks).features
+        for j, item in enumerate(items):
+            target = item["query_mask"]
+            s = F.interpolate(sim[j:j + 1], size=tuple(target.shape[-2:]), mode="bilinear",
+                              align_corners=True)[0, 0]
+            valid = target != 255
+            fg = (target == 1) & valid
+            pred = (s[None] > ts[:, None, None]) & valid[None]
+            c = int(item["class_id"])
+            i_ = (pred & fg[None]).sum(dim=(1, 2)).double()
+            u_ = (pred | fg[None]).sum(dim=(1, 2)).double()
+            inter[c] = inter.get(c, torch.zeros_like(i_)) + i_
+            union[c] = union.get(c, torch.zeros_like(u_)) + u_
+    per_class = torch.stack([inter[c] / union[c].clamp_min(1) for c in sorted(inter)])
+    miou = per_class.mean(dim=0)
+    best = int(torch.argmax(miou))
+    matcher.threshold = round(float(ts[best]), 6)
+    matcher.config["threshold"] = matcher.threshold
+    return {"threshold": matcher.threshold, "miou": 100 * float(miou[best]),
+            "curve": {round(float(t), 6): 100 * float(m) for t, m in zip(ts, miou)}}

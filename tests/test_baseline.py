@@ -1,0 +1,88 @@
+"""The training-free prototype baseline and the all-objects baseline (canetlib.model.baseline)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from canetlib.evaluate import evaluate
+from canetlib.model.baseline import PrototypeMatcher, fit_threshold
+
+
+class ColourBackbone(nn.Module):
+    """Features = the pixel colours on a 1/8 grid: a backbone whose answer is known."""
+
+    channels = {"block2": 3, "block3": 3}
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        f = nn.functional.avg_pool2d(x, 8)
+        return {"block2": f, "block3": f}
+
+
+def two_colour_episode(size: int = 64) -> dict[str, Tensor]:
+    """Query: a red square (the class) and a blue square; support: a red square."""
+    red, blue, grey = torch.tensor([2.0, -1, -1]), torch.tensor([-1.0, -1, 2]), torch.tensor(
+        [0.1, 0.1, 0.1])
+    q = grey[:, None, None].repeat(1, size, size)
+    q[:, 8:24, 8:24] = red[:, None, None]
+    q[:, 40:56, 40:56] = blue[:, None, None]
+    target = torch.zeros(size, size, dtype=torch.long)
+    target[8:24, 8:24] = 1
+    s = grey[:, None, None].repeat(1, size, size)
+    s[:, 32:56, 16:40] = red[:, None, None]
+    smask = torch.zeros(size, size, dtype=torch.long)
+    smask[32:56, 16:40] = 1
+    every = target.clone()
+    every[40:56, 40:56] = 1
+    return {"query_image": q, "query_mask": target, "query_all_objects": every,
+            "support_images": s[None], "support_masks": smask[None], "class_id": 1, "index": 0}
+
+
+class Episodes(torch.utils.data.Dataset):
+    classes = [1]
+
+    def __init__(self, n: int = 2) -> None:
+        self.items = [two_colour_episode() for _ in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return self.items[i]
+
+
+def test_matcher_finds_the_support_colour_and_not_the_other() -> None:
+    matcher = PrototypeMatcher(ColourBackbone(), threshold=0.5)
+    item = two_colour_episode()
+    out = matcher(item["query_image"][None], item["support_images"][None],
+                  item["support_masks"][None])
+    fg = out.final[0, 1] > out.final[0, 0]  # (8, 8) grid
+    assert fg[1:3, 1:3].all()  # the red square
+    assert not fg[5:7, 5:7].any()  # the blue square
+    assert not fg[0, 4:].any()  # background
+
+
+def test_evaluator_scores_matcher_and_all_objects_on_the_same_episodes() -> None:
+    matcher = PrototypeMatcher(ColourBackbone(), threshold=0.5)
+    res = evaluate(matcher, Episodes(), iterations=0, input_size="native", device="cpu")
+    # the red square only, blurred by upsampling the 8 x 8 grid: well above marking both
+    assert res["miou"] > 60.0
+    # marking both squares: intersection 16x16, union 2 x 16x16
+    assert abs(res["all_objects_miou"] - 50.0) < 1e-6
+
+
+def test_threshold_is_fitted_and_set() -> None:
+    matcher = PrototypeMatcher(ColourBackbone(), threshold=0.99)
+    fit = fit_threshold(matcher, Episodes(), thresholds=(-0.5, 0.0, 0.5, 0.99))
+    assert matcher.threshold == fit["threshold"] == 0.5
+    assert fit["miou"] == max(fit["curve"].values()) > fit["curve"][0.99] > fit["curve"][-0.5]
+
+
+def test_from_model_shares_the_frozen_backbone() -> None:
+    from canetlib import CANet
+
+    model = CANet(pretrained=False, backbone="resnet-tiny", backbone_widths=(8, 8, 8, 8),
+                  width=8)
+    matcher = PrototypeMatcher.from_model(model)
+    assert matcher.backbone is model.backbone and matcher.blocks == model.blocks
+    assert sum(p.numel() for p in matcher.parameters() if p.requires_grad) == 0
