@@ -86,3 +86,18 @@ def test_from_model_shares_the_frozen_backbone() -> None:
     matcher = PrototypeMatcher.from_model(model)
     assert matcher.backbone is model.backbone and matcher.blocks == model.blocks
     assert sum(p.numel() for p in matcher.parameters() if p.requires_grad) == 0
+
+
+def test_area_resize_keeps_a_thin_support_object() -> None:
+    import pytest
+
+    from canetlib.model.modules import masked_average_pooling
+
+    feats = torch.arange(16.0).view(1, 1, 4, 4)
+    mask = torch.zeros(1, 32, 32)
+    mask[0, :, 9] = 1.0  # a 1-pixel line inside grid column 1, between bilinear samples
+    area = masked_average_pooling(feats, mask, resize="area")
+    assert torch.allclose(area, feats[0, 0, :, 1].mean().view(1, 1), atol=0.02)  # eps
+    assert float(masked_average_pooling(feats, mask)) == 0.0  # bilinear sampling misses it
+    with pytest.raises(ValueError, match="bilinear' or 'area"):
+        masked_average_pooling(feats, mask, resize="nearest")

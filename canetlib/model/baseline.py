@@ -43,16 +43,19 @@ class PrototypeMatcher(nn.Module):
             :class:`~canetlib.CANet`'s ``backbone``; it is shared, not copied).
         blocks: which of its feature levels to compare (default block2 + block3).
         threshold: cosine similarity above which a location is foreground.
+        mask_resize: how the support mask reaches the feature grid
+            (:func:`~canetlib.model.modules.masked_average_pooling`).
     """
 
     fusion = "prototype-avg"
 
     def __init__(self, backbone: nn.Module, blocks: Sequence[str] = ("block2", "block3"),
-                 threshold: float = 0.5) -> None:
+                 threshold: float = 0.5, mask_resize: str = "bilinear") -> None:
         super().__init__()
         self.backbone = backbone
         self.blocks = tuple(blocks)
         self.threshold = float(threshold)
+        self.mask_resize = mask_resize
         self._channels_last = False
         self.config: dict[str, Any] = {"baseline": "prototype", "blocks": list(self.blocks),
                                        "threshold": self.threshold}
@@ -86,7 +89,7 @@ class PrototypeMatcher(nn.Module):
         """Masked average pooling per support: ``(B*k, C, h, w)`` -> ``(B, k, C)``."""
         b, k = support_masks.shape[:2]
         fg = (support_masks.flatten(0, 1) == 1).to(support_feats.dtype)
-        return masked_average_pooling(support_feats, fg).view(b, k, -1)
+        return masked_average_pooling(support_feats, fg, resize=self.mask_resize).view(b, k, -1)
 
     def similarity(self, query_feats: Tensor, prototypes: Tensor) -> Tensor:
         """Mean over levels of the cosine between each query location and the mean prototype.
