@@ -91,13 +91,12 @@ def test_from_model_shares_the_frozen_backbone() -> None:
 def test_area_resize_keeps_a_thin_support_object() -> None:
     import pytest
 
-    from canetlib.model.modules import masked_average_pooling
-
     feats = torch.arange(16.0).view(1, 1, 4, 4)
-    mask = torch.zeros(1, 32, 32)
-    mask[0, :, 9] = 1.0  # a 1-pixel line inside grid column 1, between bilinear samples
-    area = masked_average_pooling(feats, mask, resize="area")
-    assert torch.allclose(area, feats[0, 0, :, 1].mean().view(1, 1), atol=0.02)  # eps
-    assert float(masked_average_pooling(feats, mask)) == 0.0  # bilinear sampling misses it
+    mask = torch.zeros(1, 1, 32, 32, dtype=torch.long)
+    mask[0, 0, :, 9] = 1  # a 1-pixel line inside grid column 1, between bilinear samples
+    area = PrototypeMatcher(ColourBackbone(), mask_resize="area").prototypes(feats, mask)
+    assert torch.allclose(area.flatten(), feats[0, 0, :, 1].mean().view(1), atol=0.02)  # eps
+    bilinear = PrototypeMatcher(ColourBackbone()).prototypes(feats, mask)
+    assert float(bilinear.flatten()[0]) == 0.0  # bilinear sampling misses the line
     with pytest.raises(ValueError, match="bilinear' or 'area"):
-        masked_average_pooling(feats, mask, resize="nearest")
+        PrototypeMatcher(ColourBackbone(), mask_resize="nearest")

@@ -43,8 +43,10 @@ class PrototypeMatcher(nn.Module):
             :class:`~canetlib.CANet`'s ``backbone``; it is shared, not copied).
         blocks: which of its feature levels to compare (default block2 + block3).
         threshold: cosine similarity above which a location is foreground.
-        mask_resize: how the support mask reaches the feature grid
-            (:func:`~canetlib.model.modules.masked_average_pooling`).
+        mask_resize: how the support mask reaches the feature grid: ``"bilinear"``
+            sampling as :func:`~canetlib.model.modules.masked_average_pooling` (the
+            paper's), or ``"area"``, the fraction of each grid cell that is foreground
+            (bilinear ``align_corners=True`` reads single pixels and can miss thin objects).
     """
 
     fusion = "prototype-avg"
@@ -55,6 +57,8 @@ class PrototypeMatcher(nn.Module):
         self.backbone = backbone
         self.blocks = tuple(blocks)
         self.threshold = float(threshold)
+        if mask_resize not in ("bilinear", "area"):
+            raise ValueError(f"mask_resize must be 'bilinear' or 'area', got {mask_resize!r}")
         self.mask_resize = mask_resize
         self._channels_last = False
         self.config: dict[str, Any] = {"baseline": "prototype", "blocks": list(self.blocks),
@@ -89,7 +93,9 @@ class PrototypeMatcher(nn.Module):
         """Masked average pooling per support: ``(B*k, C, h, w)`` -> ``(B, k, C)``."""
         b, k = support_masks.shape[:2]
         fg = (support_masks.flatten(0, 1) == 1).to(support_feats.dtype)
-        return masked_average_pooling(support_feats, fg, resize=self.mask_resize).view(b, k, -1)
+        if self.mask_resize == "area":  # fraction of each grid cell that is foreground
+            fg = F.adaptive_avg_pool2d(fg[:, None], support_feats.shape[-2:])[:, 0]
+        return masked_average_pooling(support_feats, fg).view(b, k, -1)
 
     def similarity(self, query_feats: Tensor, prototypes: Tensor) -> Tensor:
         """Mean over levels of the cosine between each query location and the mean prototype.

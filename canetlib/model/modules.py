@@ -26,16 +26,11 @@ def conv_block(cin: int, cout: int, kernel: int = 3, dilation: int = 1,
                          nn.ReLU(inplace=True), nn.Dropout2d(dropout))
 
 
-def masked_average_pooling(features: Tensor, mask: Tensor, eps: float = MAP_EPS,
-                           resize: str = "bilinear") -> Tensor:
+def masked_average_pooling(features: Tensor, mask: Tensor, eps: float = MAP_EPS) -> Tensor:
     """Average ``features`` over the foreground of ``mask`` (section 4.1).
 
     The binary mask is bilinearly resized to the feature grid, multiplied
     with the features, summed, and divided by the mask's area (+ ``eps``).
-    ``resize="area"`` averages the mask over each grid cell instead (the
-    fraction of the cell that is foreground); bilinear ``align_corners=True``
-    sampling, the paper's and the reference's, reads single pixels and can
-    miss thin objects.
 
     Args:
         features: ``(N, C, h, w)``.
@@ -47,13 +42,7 @@ def masked_average_pooling(features: Tensor, mask: Tensor, eps: float = MAP_EPS,
         mask = mask.unsqueeze(1)
     mask = mask.to(features.dtype)
     if mask.shape[-2:] != features.shape[-2:]:
-        if resize == "area":
-            mask = F.adaptive_avg_pool2d(mask, features.shape[-2:])
-        elif resize == "bilinear":
-            mask = F.interpolate(mask, size=features.shape[-2:], mode="bilinear",
-                                 align_corners=True)
-        else:
-            raise ValueError(f"resize must be 'bilinear' or 'area', got {resize!r}")
+        mask = F.interpolate(mask, size=features.shape[-2:], mode="bilinear", align_corners=True)
     area = mask.sum(dim=(2, 3))
     return (features * mask).sum(dim=(2, 3)) / (area + eps)
 
