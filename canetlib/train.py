@@ -58,7 +58,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from canetlib import checkpoint as ckpt_io
 from canetlib.configs import VAL_BY, TrainConfig
-from canetlib.data.source import SegmentationSource
+from canetlib.data.source import DelegatingSource, SegmentationSource
 from canetlib.inputs import IGNORE_INDEX
 from canetlib.model import CANet
 from canetlib.runtime import amp_dtype, autocast, default_device, progress_enabled
@@ -286,35 +286,7 @@ def _source_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     return kw
 
 
-class _Delegate(SegmentationSource):
-    """A source that forwards everything to ``inner`` (base of the wrappers below)."""
-
-    def __init__(self, inner: SegmentationSource) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.class_names = inner.class_names
-        self.num_folds = inner.num_folds
-
-    def test_classes(self, fold: int) -> list[int]:
-        return self.inner.test_classes(fold)
-
-    def train_classes(self, fold: int) -> list[int]:
-        return self.inner.train_classes(fold)
-
-    def image_pairs(self, split: str) -> list[tuple[str, int]]:
-        return self.inner.image_pairs(split)
-
-    def load_image(self, image_id: str) -> np.ndarray:
-        return self.inner.load_image(image_id)
-
-    def load_mask(self, image_id: str) -> np.ndarray:
-        return self.inner.load_mask(image_id)
-
-    def load_instances(self, image_id: str, class_id: int) -> np.ndarray:
-        return self.inner.load_instances(image_id, class_id)
-
-
-class CachedSource(_Delegate):
+class CachedSource(DelegatingSource):
     """Keeps every image and mask it has read in memory (``cache_images=True``).
 
     For the synthetic world this renders each scene once per process instead
@@ -342,7 +314,7 @@ class CachedSource(_Delegate):
                          lambda: self.inner.load_instances(image_id, class_id))
 
 
-class HeldOutSource(_Delegate):
+class HeldOutSource(DelegatingSource):
     """The training pool of a source with a seeded part of it held out for validation.
 
     ``by="images"``: a fraction ``fraction`` of the training images (seeded

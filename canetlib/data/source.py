@@ -98,14 +98,8 @@ class SegmentationSource(ABC):
         """
 
 
-class TrainingClassesAsTest(SegmentationSource):
-    """The training pool and a fold's training classes, presented as its test split.
-
-    Test-style episodes (no augmentation, original sizes) of classes a model
-    *is* trained on, drawn from images it is trained on: what a parameter that
-    must not see the test classes (the prototype baseline's threshold, say)
-    is chosen on. ``make_dataset(..., split="test", source=TrainingClassesAsTest(src))``.
-    """
+class DelegatingSource(SegmentationSource):
+    """A source that forwards everything to ``inner`` (base of the source wrappers)."""
 
     def __init__(self, inner: SegmentationSource) -> None:
         self.inner = inner
@@ -114,13 +108,13 @@ class TrainingClassesAsTest(SegmentationSource):
         self.num_folds = inner.num_folds
 
     def test_classes(self, fold: int) -> list[int]:
-        return self.inner.train_classes(fold)
+        return self.inner.test_classes(fold)
 
     def train_classes(self, fold: int) -> list[int]:
         return self.inner.train_classes(fold)
 
     def image_pairs(self, split: str) -> list[tuple[str, int]]:
-        return self.inner.image_pairs("train")
+        return self.inner.image_pairs(split)
 
     def load_image(self, image_id: str) -> np.ndarray:
         return self.inner.load_image(image_id)
@@ -130,3 +124,19 @@ class TrainingClassesAsTest(SegmentationSource):
 
     def load_instances(self, image_id: str, class_id: int) -> np.ndarray:
         return self.inner.load_instances(image_id, class_id)
+
+
+class TrainingClassesAsTest(DelegatingSource):
+    """The training pool and a fold's training classes, presented as its test split.
+
+    Test-style episodes (no augmentation, original sizes) of classes a model
+    *is* trained on, drawn from images it is trained on: what a parameter that
+    must not see the test classes (the prototype baseline's threshold, say)
+    is chosen on. ``make_dataset(..., split="test", source=TrainingClassesAsTest(src))``.
+    """
+
+    def test_classes(self, fold: int) -> list[int]:
+        return self.inner.train_classes(fold)
+
+    def image_pairs(self, split: str) -> list[tuple[str, int]]:
+        return self.inner.image_pairs("train")

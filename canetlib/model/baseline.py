@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from canetlib.model.canet import CANetOutput, EpisodeFeatures
+from canetlib.model.canet import CANet, CANetOutput, EpisodeFeatures
 from canetlib.model.modules import masked_average_pooling
 
 #: sharpness of the logits ``gain * (similarity - threshold)``; the argmax does not depend on it
@@ -117,15 +117,8 @@ class PrototypeMatcher(nn.Module):
         logits = torch.cat([torch.zeros_like(score), score], dim=1)
         return CANetOutput([logits] * (iterations + 1), None)
 
-    def encode(self, query: Tensor, supports: Tensor, support_masks: Tensor) -> EpisodeFeatures:
-        b = query.shape[0]
-        flat = supports.flatten(0, 1)
-        if query.shape[-2:] == flat.shape[-2:]:
-            feats = self.extract(torch.cat([query, flat], dim=0))
-            qf, sf = feats[:b], feats[b:]
-        else:
-            qf, sf = self.extract(query), self.extract(flat)
-        return self.compare(qf, self.prototypes(sf, support_masks))
+    #: backbone once per image, query and supports batched: CANet's own encode
+    encode = CANet.encode
 
     def forward(self, query: Tensor, supports: Tensor, support_masks: Tensor,
                 iterations: int = 0) -> CANetOutput:
