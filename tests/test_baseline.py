@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from canetlib.evaluate import evaluate
-from canetlib.model.baseline import PrototypeMatcher, fit_threshold
+from canetlib.evaluate import evaluate, fit_threshold
+from canetlib.model.baseline import PrototypeMatcher
 
 
 class ColourBackbone(nn.Module):

@@ -6,7 +6,7 @@ any learning: pool the support's features over its mask into a prototype
 idea), compare the prototype with every query location by cosine
 similarity, and call a location foreground where the similarity exceeds one
 threshold. The threshold is the matcher's only parameter; it is chosen on
-episodes of the *training* classes (:func:`fit_threshold`), never on test
+episodes of the *training* classes (:func:`canetlib.evaluate.fit_threshold`), never on test
 episodes.
 
 :class:`PrototypeMatcher` has the interface of :class:`~canetlib.CANet` that the
@@ -125,52 +125,3 @@ class PrototypeMatcher(nn.Module):
         if supports.dim() == 4:
             supports, support_masks = supports[:, None], support_masks[:, None]
         return self.refine(self.encode(query, supports, support_masks), iterations)
-
-
-#: thresholds tried by :func:`fit_threshold`
-THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(21))
-
-
-@torch.inference_mode()
-def fit_threshold(matcher: PrototypeMatcher, dataset: Any, *,
-                  thresholds: Sequence[float] = THRESHOLDS, input_size: int | None = None,
-                  batch_size: int = 8) -> dict[str, Any]:
-    """Choose the threshold with the best class-pooled mIoU on ``dataset``.
-
-    ``dataset`` must hold episodes of classes the matcher will *not* be
-    tested on (the fold's training classes, see
-    :func:`canetlib.data.train_class_episodes`). IoU is pooled per class at the
-    original query size with 255 ignored, as the evaluator does; every
-    threshold is scored on the same similarity maps. Sets ``matcher.threshold``
-    and returns ``{"threshold", "miou", "curve": {threshold: mIoU}}``.
-    """
-    from canetlib.evaluate import _stack  # the evaluator's own batching and resizing
-
-    ts = torch.tensor([float(t) for t in thresholds])
-    inter: dict[int, Tensor] = {}
-    union: dict[int, Tensor] = {}
-    n = len(dataset)
-    for start in range(0, n, batch_size):
-        items = [dataset[i] for i in range(start, min(n, start + batch_size))]
-        size = (input_size, input_size) if input_size else None
-        query, supports, masks = _stack(items, size, torch.device("cpu"))
-        sim = matcher.encode(query, supports, masks).features
-        for j, item in enumerate(items):
-            target = item["query_mask"]
-            s = F.interpolate(sim[j:j + 1], size=tuple(target.shape[-2:]), mode="bilinear",
-                              align_corners=True)[0, 0]
-            valid = target != 255
-            fg = (target == 1) & valid
-            pred = (s[None] > ts[:, None, None]) & valid[None]
-            c = int(item["class_id"])
-            i_ = (pred & fg[None]).sum(dim=(1, 2)).double()
-            u_ = (pred | fg[None]).sum(dim=(1, 2)).double()
-            inter[c] = inter.get(c, torch.zeros_like(i_)) + i_
-            union[c] = union.get(c, torch.zeros_like(u_)) + u_
-    per_class = torch.stack([inter[c] / union[c].clamp_min(1) for c in sorted(inter)])
-    miou = per_class.mean(dim=0)
-    best = int(torch.argmax(miou))
-    matcher.threshold = round(float(ts[best]), 6)
-    matcher.config["threshold"] = matcher.threshold
-    return {"threshold": matcher.threshold, "miou": 100 * float(miou[best]),
-            "curve": {round(float(t), 6): 100 * float(m) for t, m in zip(ts, miou)}}
