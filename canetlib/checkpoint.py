@@ -16,18 +16,23 @@ by ``CANETLIB_CHECKPOINTS``) and are resolved by name.
 from __future__ import annotations
 
 import os
-import tempfile
-from types import EllipsisType
 from collections.abc import Mapping
+from types import EllipsisType
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from canetlib.data.imageio import atomic_path
 from canetlib.model import CANet
 
 FORMAT = "canetlib"
 VERSION = 1
+#: ``kind`` of a backbone-only checkpoint (:func:`canetlib.pretrain.backbone_payload`)
+BACKBONE_KIND = "backbone"
+#: the ``model_config`` keys that rebuild a :class:`CANet`
+MODEL_KEYS = ("backbone", "blocks", "fusion", "width", "iterations", "dropout",
+              "backbone_widths")
 
 
 def shipped_dir() -> Path:
@@ -61,21 +66,14 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
 def save_atomic(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``obj`` with ``torch.save`` to a temp file in the same folder, then rename.
 
-    A run killed mid-write leaves the previous file intact.
+    A run killed mid-write leaves the previous file intact; the file gets the
+    usual permissions (umask respected).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(dict(obj), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        torch.save(dict(obj), f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 
@@ -94,7 +92,33 @@ def load(name_or_path: str | os.PathLike[str],
     for key in ("model_config", "model"):
         if key not in ckpt:
             raise ValueError(f"{path}: checkpoint lacks {key!r}")
+    check_finite(ckpt["model"], str(path))
     return ckpt
+
+
+def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse a state dict holding NaN or infinite weights (names the first bad tensor)."""
+    for name, tensor in state.items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and \
+                not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(f"{source}: tensor {name!r} holds {bad} NaN or infinite "
+                             "value(s); the checkpoint is corrupt or from a diverged run")
+
+
+def model_config(ckpt: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The ``model_config`` of a CANet checkpoint, refusing backbone-only files and
+    configs that lack a key (both named in the error)."""
+    if ckpt.get("kind") == BACKBONE_KIND:
+        raise ValueError(f"{source} is a backbone checkpoint (a pretrained feature extractor, "
+                         "no segmentation head), not a CANet model; use it as a training "
+                         "config's backbone_checkpoint and give a model checkpoint here")
+    config = dict(ckpt["model_config"])
+    missing = [key for key in MODEL_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"{source}: model_config lacks {', '.join(map(repr, missing))}; "
+                         f"a CANet checkpoint needs {', '.join(MODEL_KEYS)}")
+    return config
 
 
 #: backbones whose weights come from an installed package: checkpoints leave them out
@@ -122,11 +146,11 @@ def model_payload(model: CANet, half: bool = False) -> dict[str, Any]:
 def build_model(config: Mapping[str, Any]) -> CANet:
     """Rebuild a :class:`CANet` from a stored ``model_config``: random head weights, and
     a random backbone unless its weights come from a package (loaded from there)."""
-    kw = dict(config)
-    return CANet(pretrained=_packaged_backbone(kw), backbone=kw.pop("backbone"), blocks=tuple(kw.pop("blocks")),
-                 fusion=kw.pop("fusion"), width=kw.pop("width"),
-                 iterations=kw.pop("iterations"), dropout=kw.pop("dropout"),
-                 backbone_widths=kw.pop("backbone_widths"))
+    kw = model_config({"model_config": config}, "model_config")
+    return CANet(pretrained=_packaged_backbone(kw), backbone=kw["backbone"],
+                 blocks=tuple(kw["blocks"]), fusion=kw["fusion"], width=kw["width"],
+                 iterations=kw["iterations"], dropout=kw["dropout"],
+                 backbone_widths=kw["backbone_widths"])
 
 
 def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
@@ -138,7 +162,7 @@ def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.d
     ``"attention"`` on a checkpoint without the attention branch is an error.
     """
     ckpt = load(name_or_path, map_location)
-    config = dict(ckpt["model_config"])
+    config = model_config(ckpt, str(name_or_path))
     if fusion is not ...:
         if fusion == "attention" and config.get("fusion") != "attention":
             raise ValueError(f"{name_or_path}: has no attention branch; choose fusion from "

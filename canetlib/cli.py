@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 #: command name -> module; the order is the order of ``--help``
 COMMANDS: dict[str, str] = {
@@ -40,12 +43,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: an option value made of negative numbers, e.g. ``-50,-50,20,20`` (argparse would
+#: take it for an option)
+_NEGATIVE_VALUE = re.compile(r"^-[\d.]+(,-?[\d.]+)+$")
+
+
+def glue_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--opt -5,-5,20,20`` -> ``--opt=-5,-5,20,20`` so that argparse accepts it."""
+    out: list[str] = []
+    for arg in argv:
+        if out and _NEGATIVE_VALUE.match(arg) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line naming the path(s) of an ``OSError`` (permission, full disk, ...)."""
+    if err.filename is None:
+        return str(err)
+    paths = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+    return f"{err.strerror or type(err).__name__}: {paths}"
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: Any = None, line: str | None = None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; errors print one clear line."""
+    """Parse ``argv`` and run the command; errors print one clear line.
+
+    Exit status: 0 done, 2 bad input or an OS error (named path), 130 Ctrl-C.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(glue_negative_values(sys.argv[1:] if argv is None else argv))
     try:
-        return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args._run(args) or 0)
+    except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130

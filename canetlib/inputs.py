@@ -6,16 +6,28 @@ fails loudly at the door instead of producing a silently wrong mask.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 IGNORE_INDEX = 255
+#: smallest image side the model accepts: two cells of its stride-8 feature grid
+#: (a smaller input gives a 1x1 grid, hence the same probability everywhere)
+MIN_SIDE = 16
+
+
+def check_size(height: int, width: int, name: str) -> None:
+    """An image of ``height x width`` pixels must be at least :data:`MIN_SIDE` a side."""
+    if min(height, width) < MIN_SIDE:
+        raise ValueError(f"{name} is {width}x{height} pixels; the model needs at least "
+                         f"{MIN_SIDE}x{MIN_SIDE} (two cells of its stride-8 feature grid)")
 
 
 def check_images(images: Tensor, name: str) -> None:
-    """``images`` must be float ``(..., 3, H, W)``."""
+    """``images`` must be finite float ``(..., 3, H, W)``, at least :data:`MIN_SIDE` a side."""
     if not torch.is_tensor(images):
         raise ValueError(f"{name}: expected a tensor, got {type(images).__name__}")
     if images.dim() < 4:
@@ -26,6 +38,11 @@ def check_images(images: Tensor, name: str) -> None:
                          f"in shape {tuple(images.shape)}; convert grayscale/RGBA to RGB first")
     if not images.is_floating_point():
         raise ValueError(f"{name}: expected a float tensor (normalised RGB), got {images.dtype}")
+    check_size(images.shape[-2], images.shape[-1], name)
+    if not bool(torch.isfinite(images).all()):
+        bad = int((~torch.isfinite(images)).sum())
+        raise ValueError(f"{name}: {bad} value(s) are NaN or infinite; images must hold "
+                         "finite numbers")
 
 
 def check_mask_values(mask: Tensor, name: str) -> None:
@@ -77,21 +94,50 @@ def check_target(image: Tensor, mask: Tensor, name: str = "query") -> None:
     check_mask_values(mask, f"{name} mask")
 
 
+def check_iterations(iterations: int) -> None:
+    """IOM refinements must be an integer >= 0."""
+    if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) \
+            or iterations < 0:
+        raise ValueError(f"iterations must be an integer >= 0 (IOM refinements after "
+                         f"CANet-Init), got {iterations!r}")
+
+
+def check_scales(scales: Sequence[float], height: int, width: int) -> None:
+    """Query scales must be finite, > 0, and keep a ``height x width`` query usable."""
+    if len(scales) == 0:
+        raise ValueError("scales is empty; use (1.0,) for a single-scale test")
+    for s in scales:
+        if not (isinstance(s, numbers.Real) and math.isfinite(s) and s > 0):
+            raise ValueError(f"scales must be finite numbers > 0, got {tuple(scales)}")
+        check_size(round(height * s), round(width * s), f"the query at scale {s:g}")
+
+
+def check_box(box: Sequence[float]) -> list[float]:
+    """A box ``(x0, y0, x1, y1)`` of four finite numbers, returned as floats."""
+    if len(box) != 4:
+        raise ValueError(f"a box is (x0, y0, x1, y1), got {tuple(box)}")
+    values = [float(v) for v in box]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"box {tuple(box)}: coordinates must be finite numbers (pixels)")
+    return values
+
+
 def box_to_mask(box: Sequence[float], size: tuple[int, int],
                 dtype: torch.dtype = torch.long) -> Tensor:
     """Turn a box ``(x0, y0, x1, y1)`` (pixels, inclusive-exclusive) into a support mask.
 
     Paper section 4.4: the whole box of the object is treated as foreground.
-    The box is clipped to the image; an empty box raises ``ValueError``.
+    The box is clipped to the image (negative coordinates are fine); a box
+    that is empty inside the image, or not four finite numbers, raises ``ValueError``.
     """
-    if len(box) != 4:
-        raise ValueError(f"a box is (x0, y0, x1, y1), got {tuple(box)}")
+    check_box(box)
     h, w = size
     x0, y0, x1, y1 = (int(round(float(v))) for v in box)
     x0, x1 = max(0, x0), min(w, x1)
     y0, y1 = max(0, y0), min(h, y1)
     if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"box {tuple(box)} is empty inside a {w}x{h} image")
+        raise ValueError(f"box {tuple(box)} is empty inside a {w}x{h} image (a box is "
+                         "x0,y0,x1,y1 in pixels with x0 < x1 and y0 < y1, clipped to the image)")
     mask = torch.zeros(h, w, dtype=dtype)
     mask[y0:y1, x0:x1] = 1
     return mask

@@ -41,12 +41,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from canetlib import checkpoint as ckpt_io
 from canetlib.configs import PretrainConfig
+from canetlib.data.imageio import check_writable
 from canetlib.model import CANet
 from canetlib.model.backbone import TinyResNetBackbone, freeze
 from canetlib.runtime import autocast, default_device, progress_enabled
 from canetlib.train import (
     LOG_HEADER,
     _truncate_log,
+    check_max_steps,
     dist_info,
     epoch_order,
     mix_seed,
@@ -56,7 +58,7 @@ from canetlib.train import (
 )
 
 #: ``kind`` of a backbone-only checkpoint
-BACKBONE_KIND = "backbone"
+BACKBONE_KIND = ckpt_io.BACKBONE_KIND
 
 
 class PretrainNet(nn.Module):
@@ -151,17 +153,20 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike[str], *, max_steps: int
     Same folder rules as :func:`canetlib.train.train` (refuse another run
     without ``resume``/``overwrite``; ``resume`` continues exactly).
     """
+    check_max_steps(max_steps)
     if dist_info().world > 1:
         raise ValueError("backbone pretraining runs in one process; start it without torchrun")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dev = default_device(device)
     out = Path(out)
+    check_writable(out, folder=True)
     resume_from = prepare_out(out, resume, overwrite, extra=("backbone.pt",))
     out.mkdir(parents=True, exist_ok=True)
     state = ckpt_io.load(resume_from) if resume_from else None
     if state is not None:
         _check_resumable(state, cfg, resume_from)  # type: ignore[arg-type]
+        check_max_steps(max_steps, int(state["step"]), resume_from)
 
     pool = build_pool(cfg)
     samples = PretrainSamples(pool, cfg.mosaic, cfg.seed)
@@ -203,7 +208,7 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike[str], *, max_steps: int
             epoch, pos = divmod(step, spe)
             order = epoch_order(cfg.seed, epoch, len(samples))
             batches = [[(epoch, i) for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
-                       for b in range(spe)][pos:][:end - step]
+                       for b in range(spe)][pos:][:max(0, end - step)]
             loader = DataLoader(samples, batch_sampler=batches, collate_fn=_collate,
                                 num_workers=cfg.num_workers)
             tick = time.perf_counter()

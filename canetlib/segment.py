@@ -27,13 +27,18 @@ from torch import Tensor
 from canetlib.data.episodes import image_to_tensor
 from canetlib.data.imageio import read_image
 from canetlib.evaluate import REFERENCE_INPUT_SIZE, resize_episode
-from canetlib.inputs import IGNORE_INDEX, box_to_mask
+from canetlib.inputs import IGNORE_INDEX, box_to_mask, check_iterations, check_size
 from canetlib.model import CANet
 
 __all__ = [
-    "Segmentation", "as_mask", "as_rgb", "load_mask", "model_for_shots", "run_segmentation",
-    "segment_images", "write_outputs",
+    "MASK_RULE", "Segmentation", "as_mask", "as_rgb", "load_mask", "model_for_shots",
+    "overlay_path", "run_segmentation", "segment_images", "write_outputs",
 ]
+
+#: how a mask file or array is read (quoted when a mask marks no object)
+MASK_RULE = ("the object is 1 in a 0/1 mask (255 = ignore), >= 128 in a gray-level mask "
+             "such as 0/255, and any nonzero index in a palette PNG; binarise a "
+             "class-index mask first (mask == class)")
 
 ImageLike = Image.Image | np.ndarray | str | os.PathLike[str]
 Annotation = Image.Image | np.ndarray | Tensor | Sequence[float] | str | os.PathLike[str]
@@ -76,6 +81,15 @@ def as_rgb(image: ImageLike, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, :3])
 
 
+def as_model_rgb(image: ImageLike, name: str) -> np.ndarray:
+    """:func:`as_rgb`, refusing images smaller than the model's grid
+    (:data:`canetlib.inputs.MIN_SIDE`)."""
+    rgb = as_rgb(image, name)
+    named = f"{name} {image}" if isinstance(image, (str, os.PathLike)) else name
+    check_size(rgb.shape[0], rgb.shape[1], named)
+    return rgb
+
+
 def load_mask(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a mask image: palette PNGs give their indices, other modes their gray levels."""
     p = Path(path)
@@ -98,10 +112,11 @@ def as_mask(annotation: Annotation, size: tuple[int, int],
             name: str = "support mask") -> np.ndarray:
     """A mask (array, PIL, path) or box ``(x0, y0, x1, y1)`` -> ``(H, W)`` uint8 0/1/255.
 
-    Mask conventions: booleans; 0/1 (optionally with 255 = ignore); otherwise
-    gray levels >= 128 are the object (0/255 masks, anti-aliased masks).
-    ``size`` is the support image's ``(H, W)``; masks of another size and
-    empty masks are errors.
+    Mask conventions (:data:`MASK_RULE`): booleans; 0/1 (optionally with 255 =
+    ignore); otherwise gray levels >= 128 are the object (0/255 masks,
+    anti-aliased masks). ``size`` is the support image's ``(H, W)``; masks of
+    another size, empty masks (the error lists the values found) and masks
+    holding only 255 are errors; a mask without background warns.
     """
     if isinstance(annotation, (str, os.PathLike)):
         arr = load_mask(annotation)
@@ -116,7 +131,8 @@ def as_mask(annotation: Annotation, size: tuple[int, int],
         if arr.ndim == 1:
             if arr.size != 4:
                 raise ValueError(f"{name}: a box is x0,y0,x1,y1, got {tuple(arr.tolist())}")
-            return box_to_mask([float(v) for v in arr], size).numpy().astype(np.uint8)
+            box = box_to_mask([float(v) for v in arr], size).numpy().astype(np.uint8)
+            return _check_coverage(box, box, f"{name} (box)")
     if arr.ndim == 3:
         arr = arr.max(axis=2)
     if arr.ndim != 2:
@@ -124,19 +140,36 @@ def as_mask(annotation: Annotation, size: tuple[int, int],
     if tuple(arr.shape) != tuple(size):
         raise ValueError(f"{name} is {arr.shape[1]}x{arr.shape[0]} but its support image is "
                          f"{size[1]}x{size[0]} (width x height); they must match")
-    mask = _binarize(arr)
-    if not (mask == 1).any():
-        raise ValueError(f"{name} is empty: no foreground pixel marks the object")
-    return mask
+    return _check_coverage(_binarize(arr, name), arr, name)
 
 
-def _binarize(arr: np.ndarray) -> np.ndarray:
+def _binarize(arr: np.ndarray, name: str) -> np.ndarray:
+    """0/1/255 mask from the stored values (see :data:`MASK_RULE`)."""
     if arr.dtype == bool:
         return arr.astype(np.uint8)
     values = set(np.unique(arr).tolist())
+    if values == {IGNORE_INDEX}:
+        raise ValueError(f"{name} holds only {IGNORE_INDEX}: as a 0/255 mask it marks the whole "
+                         f"image as the object, as a 0/1/{IGNORE_INDEX} mask every pixel is "
+                         "'ignore'; either way no background is left to compare with. Mark "
+                         "only the object")
     if values <= {0, 1, IGNORE_INDEX} and 1 in values:
         return arr.astype(np.uint8)
     return (arr >= 128).astype(np.uint8)
+
+
+def _check_coverage(mask: np.ndarray, raw: np.ndarray, name: str) -> np.ndarray:
+    """Refuse a mask without object pixels, warn about one without background."""
+    if not (mask == 1).any():
+        found = np.unique(raw)
+        shown = ", ".join(str(v) for v in found[:8].tolist()) + (" ..." if found.size > 8 else "")
+        raise ValueError(f"{name} is empty: no pixel marks the object (values found: {shown}; "
+                         f"{MASK_RULE})")
+    if not (mask == 0).any():
+        warnings.warn(f"{name} marks the whole image as the object (no background pixel): "
+                      "the support then stands for the whole picture, not one object, and the "
+                      "result is unreliable; mark only the object", UserWarning, stacklevel=2)
+    return mask
 
 
 # -- the model -------------------------------------------------------------------
@@ -180,8 +213,11 @@ def run_segmentation(model: CANet, query: ImageLike, supports: Sequence[ImageLik
     if len(supports) != len(masks):
         raise ValueError(f"{len(supports)} support images but {len(masks)} masks/boxes: every "
                          "support needs its mask or box")
-    q_rgb = as_rgb(query, "query")
-    s_rgb = [as_rgb(s, f"support {i + 1}") for i, s in enumerate(supports)]
+    check_iterations(iterations)
+    if size is not None:
+        check_size(size, size, "the model input (size)")
+    q_rgb = as_model_rgb(query, "query")
+    s_rgb = [as_model_rgb(s, f"support {i + 1}") for i, s in enumerate(supports)]
     s_masks = [torch.from_numpy(as_mask(m, s.shape[:2], f"support mask {i + 1}")).long()
                for i, (m, s) in enumerate(zip(masks, s_rgb))]
     q_t = image_to_tensor(q_rgb)
@@ -221,6 +257,14 @@ def segment_images(model: CANet, query: ImageLike, supports: Sequence[ImageLike]
     return result.mask, result.probs
 
 
+def overlay_path(out: str | os.PathLike[str]) -> Path:
+    """Where :func:`write_outputs` puts the overlay of mask ``out`` (a ``.png``)."""
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must name a .png file, got {out}")
+    return out.with_name(f"{out.stem}_overlay.png")
+
+
 def write_outputs(query: ImageLike, mask: np.ndarray,
                   out: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write the mask PNG (0/255) at ``out`` and ``OUT_overlay.png`` beside it."""
@@ -228,9 +272,7 @@ def write_outputs(query: ImageLike, mask: np.ndarray,
     from canetlib.visual import PRED_COLOR, overlay
 
     out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"--out must name a .png file, got {out}")
-    over = out.with_name(f"{out.stem}_overlay.png")
+    over = overlay_path(out)
     with atomic_path(out) as tmp:
         Image.fromarray((mask > 0).astype(np.uint8) * 255).save(tmp, format="PNG")
     with atomic_path(over) as tmp:

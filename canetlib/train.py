@@ -58,6 +58,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from canetlib import checkpoint as ckpt_io
 from canetlib.configs import VAL_BY, TrainConfig
+from canetlib.data.imageio import check_writable
 from canetlib.data.source import DelegatingSource, SegmentationSource
 from canetlib.inputs import IGNORE_INDEX
 from canetlib.model import CANet
@@ -322,27 +323,28 @@ class HeldOutSource(DelegatingSource):
     (the training episodes); ``part="val"`` keeps the held-out ones and
     presents them as the ``"test"`` split of the fold's *training* classes.
 
-    ``by="classes"``: ``classes`` of the fold's training classes (a seeded
-    choice, :meth:`held_classes`). ``part="train"`` trains on the other
-    training classes; ``part="val"`` presents the held-out classes as the
-    ``"test"`` split over the training images, so validation measures classes
-    the model never learned, as the benchmark does. (As with PASCAL-5i's test
-    classes, an image may serve both: trained on for a kept class, with the
-    held-out class's pixels as background, and validated on for the held-out one.)
+    ``by="classes"``: ``classes`` of fold ``fold``'s benchmark training classes
+    (a seeded choice, :meth:`held_classes`; never an extra base class, whose one
+    drawing would make validation easier than the test). ``part="train"`` trains on the other
+    training classes and only on images that show none of the held-out ones;
+    ``part="val"`` presents the held-out classes as the ``"test"`` split over
+    the images that show one of them, so validation measures classes *and*
+    images the model never saw, as the benchmark does. (An image counts as
+    showing a class when it is one of the source's ``image_pairs`` for it.)
 
     Either way validation episodes are sampled like test episodes (no
     augmentation, original size) and never touch a test image or a test class.
     """
 
     def __init__(self, inner: SegmentationSource, seed: int, fraction: float, part: str,
-                 by: str = "images", classes: int = 0) -> None:
+                 by: str = "images", classes: int = 0, fold: int = 0) -> None:
         if part not in ("train", "val"):
             raise ValueError(f"part must be 'train' or 'val', got {part!r}")
         if by not in VAL_BY:
             raise ValueError(f"by must be one of {VAL_BY}, got {by!r}")
         super().__init__(inner)
         self.seed, self.fraction, self.part = seed, fraction, part
-        self.by, self.classes_held = by, int(classes)
+        self.by, self.classes_held, self.fold = by, int(classes), int(fold)
 
     def held_classes(self, fold: int) -> list[int]:
         """The training classes held out for validation (``by="classes"``), sorted.
@@ -350,7 +352,7 @@ class HeldOutSource(DelegatingSource):
         A fixed seeded choice per fold and count, the same for every training
         seed, so that runs with different seeds are validated on the same classes.
         """
-        pool = self.inner.train_classes(fold)
+        pool = self.inner.benchmark_train_classes(fold)
         if not 0 < self.classes_held < len(pool):
             raise ValueError(f"val_classes must be in 1..{len(pool) - 1} (the fold has "
                              f"{len(pool)} training classes), got {self.classes_held}")
@@ -369,8 +371,11 @@ class HeldOutSource(DelegatingSource):
         return self.held_classes(fold) if self.by == "classes" else self.inner.train_classes(fold)
 
     def image_pairs(self, split: str) -> list[tuple[str, int]]:
-        if self.by == "classes":  # the classes decide; every training image stays
-            return self.inner.image_pairs("train")
+        if self.by == "classes":  # an image showing a held-out class is validation's
+            pairs = self.inner.image_pairs("train")
+            held = set(self.held_classes(self.fold))
+            shown = {i for i, c in pairs if c in held}
+            return [(i, c) for i, c in pairs if (i in shown) == (self.part == "val")]
         want = self.part == "val"
         return [(i, c) for i, c in self.inner.image_pairs("train")
                 if held_out(i, self.seed, self.fraction) == want]
@@ -390,7 +395,7 @@ def build_train_dataset(cfg: TrainConfig) -> Any:
     source = _source(cfg)
     if cfg.val_fraction > 0 or cfg.val_by == "classes":
         source = HeldOutSource(source, cfg.seed, cfg.val_fraction, "train", cfg.val_by,
-                               cfg.val_classes)
+                               cfg.val_classes, cfg.fold)
     episodes = cfg.episodes
     if episodes is None:  # one episode per training pair, as the reference's epoch
         probe = make_dataset(cfg.dataset, fold=cfg.fold, split="train", shots=cfg.shots,
@@ -408,7 +413,7 @@ def build_val_dataset(cfg: TrainConfig) -> Any:
     from canetlib.data import make_dataset
 
     source = HeldOutSource(_source(cfg), cfg.seed, cfg.val_fraction, "val", cfg.val_by,
-                           cfg.val_classes)
+                           cfg.val_classes, cfg.fold)
     return make_dataset(cfg.dataset, fold=cfg.fold, split="test", shots=cfg.shots,
                         episodes=cfg.val_episodes, seed=cfg.seed, source=source)
 
@@ -535,6 +540,19 @@ def prepare_out(out: Path, resume: bool, overwrite: bool,
     return None
 
 
+def check_max_steps(max_steps: int | None, done: int = 0, path: Path | None = None) -> None:
+    """``max_steps`` must be >= 1 and, when resuming from ``path`` at step ``done``,
+    not below ``done`` (a resumed run never goes back or overwrites a later checkpoint)."""
+    if max_steps is None:
+        return
+    if max_steps < 1:
+        raise ValueError(f"--max-steps must be >= 1, got {max_steps}")
+    if max_steps < done:
+        raise ValueError(f"--max-steps {max_steps} is below step {done}, where {path} already "
+                         "is; nothing was trained or written. Give --max-steps above "
+                         f"{done} (or leave it out) to continue the run")
+
+
 def _truncate_log(path: Path, step: int) -> None:
     """Drop log rows past ``step`` (written by a killed run after its last checkpoint)."""
     if not path.is_file():
@@ -580,8 +598,11 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, max_steps: int | Non
 
     Raises:
         ValueError: bad folder state, a checkpoint of another config or
-            architecture, or a NaN/inf loss (the message names the step).
+            architecture, ``max_steps`` below 1 or below the step ``resume``
+            starts from (nothing written), or a NaN/inf loss (the message names the step).
+        OSError: ``out`` cannot be written (checked before any work).
     """
+    check_max_steps(max_steps)
     info = dist_info()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -599,6 +620,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, max_steps: int | Non
     # rank 0 decides about the folder; the others follow its decision
     resume_from: Path | None = None
     if info.main:
+        check_writable(out, folder=True)
         resume_from = prepare_out(out, resume, overwrite)
         out.mkdir(parents=True, exist_ok=True)
     if distributed:
@@ -611,6 +633,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, max_steps: int | Non
     state = ckpt_io.load(resume_from, map_location="cpu") if resume_from else None
     if state is not None:
         _check_resumable(state, cfg, resume_from)  # type: ignore[arg-type]
+        check_max_steps(max_steps, int(state["step"]), resume_from)
     ds = dataset if dataset is not None else build_train_dataset(cfg)
     episodes = len(ds)
     spe = episodes // cfg.batch_size
@@ -663,7 +686,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, max_steps: int | Non
         first_epoch, pos = divmod(step, spe)
         last_epoch = (end - 1) // spe
         batches = [b for e in range(first_epoch, last_epoch + 1)
-                   for b in rank_batches(cfg, e, info, episodes)][pos:][:end - step]
+                   for b in rank_batches(cfg, e, info, episodes)][pos:][:max(0, end - step)]
         loader: Any = DataLoader(wrapped, batch_sampler=batches, collate_fn=collate,
                                  num_workers=cfg.num_workers) if batches else []
         tick = time.perf_counter()
@@ -829,6 +852,7 @@ __all__ = [
     "build_model",
     "build_train_dataset",
     "build_val_dataset",
+    "check_max_steps",
     "dist_info",
     "epoch_order",
     "held_out",

@@ -27,7 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from canetlib.bench import run_benchmark
     from canetlib.commands.evaluate import write_json
+    from canetlib.data.imageio import check_writable
 
+    if args.json:
+        check_writable(args.json)
     result = run_benchmark(
         args.device, repeats=args.repeats, warmup=args.warmup, size=args.size,
         backbone=args.backbone, iterations=args.iterations, batch=args.batch,

@@ -72,10 +72,13 @@ def _validate(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from canetlib import checkpoint
+    from canetlib.data.imageio import check_writable
     from canetlib.evaluate import MULTI_SCALE, build_dataset, evaluate, evaluate_seeds
     from canetlib.runtime import default_device
 
     _validate(args)
+    if args.json:
+        check_writable(args.json)
     device = default_device(args.device)
     ckpt = checkpoint.load(args.checkpoint)
     fusion: Any = ... if args.fusion is None else (None if args.fusion == "none" else args.fusion)

@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from canetlib.data.imageio import check_writable
+
+    check_writable(args.root, folder=True)
     if args.dataset == "pascal":
         from canetlib.data.pascal import prepare_pascal
 

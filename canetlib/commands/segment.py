@@ -46,13 +46,13 @@ class _Annotation(argparse.Action):
 
 
 def _parse_box(text: str, parser: argparse.ArgumentParser) -> list[float]:
+    from canetlib.inputs import check_box
+
     try:
-        box = [float(v) for v in text.split(",")]
+        return check_box([float(v) for v in text.split(",")])
     except ValueError:
-        box = []
-    if len(box) != 4:
-        parser.error(f"--support-box expects x0,y0,x1,y1 in pixels, got {text!r}")
-    return box
+        parser.error(f"--support-box expects four finite numbers x0,y0,x1,y1 in pixels, "
+                     f"got {text!r}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,16 +60,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--support", dest="supports", action=_Support, required=True, metavar="IMG",
                    help="a support image; repeat for k shots, each followed by its annotation")
     p.add_argument("--support-mask", action=_Annotation, kind="mask", metavar="PNG",
-                   help="mask of the preceding --support (same size; object = 1 or >= 128)")
+                   help="mask of the preceding --support (same size; object = 1 in a 0/1 "
+                        "mask, >= 128 in a gray one, any nonzero index in a palette PNG; "
+                        "255 = ignore in a 0/1 mask)")
     p.add_argument("--support-box", action=_Annotation, kind="box", metavar="x0,y0,x1,y1",
-                   help="box of the object in the preceding --support (pixels)")
+                   help="box of the object in the preceding --support (pixels, clipped to "
+                        "the image; negative values work as --support-box=-5,-5,40,30)")
     p.add_argument("--query", required=True, metavar="IMG", help="the image to segment")
     p.add_argument("--out", required=True, metavar="OUT.png",
                    help="binary mask PNG (0/255); the overlay goes to OUT_overlay.png")
     p.add_argument("--iterations", type=int, default=4, help="IOM refinements after CANet-Init")
     p.add_argument("--size", type=int, default=None,
-                   help="square model input side (default: the checkpoint's training crop "
-                        "size, else 321)")
+                   help="square model input side, at least 16 (default: the checkpoint's "
+                        "training crop size, else 321)")
     p.add_argument("--multi-scale", action="store_true", help="query at 0.7, 1 and 1.3")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if any)")
 
@@ -78,9 +81,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from canetlib import checkpoint
+    from canetlib.data.imageio import check_writable
+    from canetlib.inputs import check_size
     from canetlib.model import MULTI_SCALE
     from canetlib.runtime import default_device
-    from canetlib.segment import run_segmentation, write_outputs
+    from canetlib.segment import overlay_path, run_segmentation, write_outputs
 
     missing = [s["image"] for s in args.supports if s["mask"] is None and s["box"] is None]
     if missing:
@@ -91,12 +96,15 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"file not found: {path}")
     if args.iterations < 0:
         raise ValueError(f"--iterations must be >= 0, got {args.iterations}")
-    if Path(args.out).suffix.lower() != ".png":
-        raise ValueError(f"--out must name a .png file, got {args.out}")
+    if args.size is not None:
+        check_size(args.size, args.size, "--size")
+    for path in (args.out, overlay_path(args.out)):
+        check_writable(path)
     device = default_device(args.device)
     ckpt = checkpoint.load(args.checkpoint)
-    size = args.size or int((ckpt.get("train_config") or {}).get("train_size") or 321)
-    one_shot = ckpt["model_config"].get("fusion") is None
+    size = args.size if args.size is not None else \
+        int((ckpt.get("train_config") or {}).get("train_size") or 321)
+    one_shot = checkpoint.model_config(ckpt, args.checkpoint)["fusion"] is None
     del ckpt
     k = len(args.supports)
     if k > 1 and one_shot:

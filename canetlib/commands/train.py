@@ -10,6 +10,9 @@ pretraining of the offline miniature (:mod:`canetlib.pretrain`) instead.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+from pathlib import Path
 
 from canetlib.configs import CONFIGS, PretrainConfig, get_config
 
@@ -38,6 +41,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _train(args)
+    except KeyboardInterrupt:
+        print(interrupted_message(args), file=sys.stderr)
+        return 130
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that continues the run of ``args`` where its last.pt stopped."""
+    words = ["python", "-m", "canetlib", "train", "--config", args.config, "--out", args.out]
+    if args.fold is not None:
+        words += ["--fold", str(args.fold)]
+    for item in args.overrides:
+        words += ["--set", item]
+    for flag, value in (("--max-steps", args.max_steps), ("--save-every", args.save_every)):
+        if value is not None:
+            words += [flag, str(value)]
+    return shlex.join([*words, "--resume"])
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """What Ctrl-C during training prints: the last checkpoint and how to resume."""
+    last = Path(args.out) / "last.pt"
+    if not last.is_file():
+        return (f"interrupted (Ctrl-C) before the first checkpoint; nothing to resume in "
+                f"{args.out} (start again with --overwrite)")
+    return (f"interrupted (Ctrl-C); the last checkpoint is {last} (intact); resume with: "
+            f"{resume_command(args)}")
+
+
+def _train(args: argparse.Namespace) -> int:
     changes = {}
     if args.save_every is not None:
         changes["save_every"] = args.save_every

@@ -17,7 +17,7 @@ deliberately *not* applied: masks are stored in the raw pixel layout.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,9 +28,11 @@ from PIL import Image
 __all__ = [
     "PathLike",
     "atomic_path",
+    "check_writable",
     "read_image",
     "read_label",
     "read_mask",
+    "temp_beside",
     "voc_palette",
     "write_label_png",
 ]
@@ -149,18 +151,53 @@ def voc_palette() -> list[int]:
 _VOC_PALETTE = voc_palette()
 
 
+def temp_beside(final: Path, suffix: str = ".part") -> Path:
+    """Create an empty, uniquely named hidden file beside ``final`` and return its path.
+
+    Unlike :func:`tempfile.mkstemp` (always mode 0600) the file gets the usual
+    permissions, ``0666`` less the umask, so that the renamed output does too.
+    """
+    for _ in range(100):
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"cannot create a temporary file beside {final}")
+
+
+def check_writable(path: PathLike, folder: bool = False) -> Path:
+    """Raise an ``OSError`` naming ``path`` unless it can be written now; create nothing.
+
+    ``path`` is a file to (over)write, or with ``folder=True`` a folder to
+    write files into. Missing folders count as writable when their nearest
+    existing parent is a writable folder. Call it before long work so that
+    an unwritable output fails at once instead of after the work.
+    """
+    p = Path(path)
+    if p.is_dir() and not folder:
+        raise IsADirectoryError(f"cannot write {p}: it is a folder; name a file")
+    probe = p if folder else p.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(f"cannot write {p}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {p}: no write permission in {probe}")
+    return p
+
+
 @contextmanager
 def atomic_path(final: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it onto ``final`` on success.
 
     The temporary name ends in ``.part``; on error it is removed and ``final``
-    is left untouched.
+    is left untouched. The result has the usual permissions (umask respected).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_beside(final)
     try:
         yield tmp
         os.replace(tmp, final)

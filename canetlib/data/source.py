@@ -61,6 +61,11 @@ class SegmentationSource(ABC):
         held = set(self.test_classes(fold))
         return [c for c in range(1, self.num_classes + 1) if c not in held]
 
+    def benchmark_train_classes(self, fold: int) -> list[int]:
+        """The fold's training classes that belong to the benchmark proper (what
+        class-level validation holds out); sources with extra base classes drop them."""
+        return self.train_classes(fold)
+
     def classes(self, fold: int, split: str) -> list[int]:
         """Training classes for ``split="train"``, test classes for ``"test"``."""
         if split not in SPLITS:
@@ -112,6 +117,9 @@ class DelegatingSource(SegmentationSource):
 
     def train_classes(self, fold: int) -> list[int]:
         return self.inner.train_classes(fold)
+
+    def benchmark_train_classes(self, fold: int) -> list[int]:
+        return self.inner.benchmark_train_classes(fold)
 
     def image_pairs(self, split: str) -> list[tuple[str, int]]:
         return self.inner.image_pairs(split)

@@ -642,6 +642,11 @@ class SyntheticSource(SegmentationSource):
         bench = [c for c in range(1, len(PASCAL_CLASSES) + 1) if c not in held]
         return bench + list(range(len(PASCAL_CLASSES) + 1, self.num_classes + 1))
 
+    def benchmark_train_classes(self, fold: int) -> list[int]:
+        """The fold's 15 benchmark training classes (no base class): several drawings
+        each, like the test classes."""
+        return [c for c in self.train_classes(fold) if c <= len(PASCAL_CLASSES)]
+
     def _pool_size(self, split: str) -> int:
         if split == "train" and self.fold is not None:
             return (self.images_per_class["train"] * 15

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from canetlib.inputs import check_episode
+from canetlib.inputs import check_episode, check_iterations, check_scales
 from canetlib.model.backbone import BACKBONES, build_backbone, count_parameters
 from canetlib.model.modules import (
     AttentionFusion,
@@ -223,6 +223,7 @@ class CANet(nn.Module):
             history: ``(B, 2, h, w)`` probabilities fed to the first pass
                 (training feeds last epoch's prediction); ``None`` = empty mask.
         """
+        check_iterations(iterations)
         x = feats.features
         if history is None:
             y = x.new_zeros(x.shape[0], 2, *x.shape[-2:])
@@ -300,6 +301,7 @@ class CANet(nn.Module):
         iterations = self.iterations if iterations is None else iterations
         size = tuple(size) if size is not None else tuple(query.shape[-2:])
         scales = tuple(scales)
+        check_scales(scales, *query.shape[-2:])
         if scales == (1.0,):
             out = self.refine(self.encode(query, supports, support_masks), iterations)
             return Prediction(out.probabilities(size), out.attention)
