@@ -9,14 +9,17 @@ loads with ``torch.load(..., weights_only=True)``:
 * training runs add ``step``, ``epoch``, ``optimizer``, ``rng``, ``history``,
   ``train_config`` so that ``--resume`` continues exactly.
 
-Shipped checkpoints live in ``data/checkpoints/NAME.pt`` (or the folder named
-by ``CANETLIB_CHECKPOINTS``) and are resolved by name.
+Shipped checkpoints live inside the package, in ``canetlib/weights/NAME.pt``
+(package data, so a wheel installed from git, on Colab say, carries them; every
+``*.pt`` in that folder ships), or in the folder named by
+``CANETLIB_CHECKPOINTS``, and are resolved by name.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from importlib import resources
 from types import EllipsisType
 from pathlib import Path
 from typing import Any
@@ -35,12 +38,24 @@ MODEL_KEYS = ("backbone", "blocks", "fusion", "width", "iterations", "dropout",
               "backbone_widths")
 
 
+#: the package folder that holds the shipped ``*.pt`` files and their README
+WEIGHTS_PACKAGE_DIR = "weights"
+
+
 def shipped_dir() -> Path:
-    """Folder of the shipped checkpoints (``CANETLIB_CHECKPOINTS`` overrides)."""
+    """Folder of the shipped checkpoints (``CANETLIB_CHECKPOINTS`` overrides).
+
+    By default ``canetlib/weights`` of the imported package: the source tree in an
+    editable install, ``site-packages/canetlib/weights`` in an installed wheel.
+    """
     env = os.environ.get("CANETLIB_CHECKPOINTS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "data" / "checkpoints"
+    folder = resources.files("canetlib").joinpath(WEIGHTS_PACKAGE_DIR)
+    if isinstance(folder, Path):
+        return folder
+    # not on a plain file system (a zip import, say): the folder beside this module
+    return Path(__file__).resolve().parent / WEIGHTS_PACKAGE_DIR
 
 
 def shipped_names() -> list[str]:

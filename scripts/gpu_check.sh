@@ -6,7 +6,7 @@
 #    one-GPU machine);
 # 2. `canetlib bench` on CUDA: fp32 and AMP + channels_last;
 # 3. the shipped checkpoints evaluated on CUDA with AMP (1000 episodes x seeds 0..4), to compare
-#    with the CPU numbers in data/checkpoints/README.md.
+#    with the CPU numbers in canetlib/weights/README.md.
 # Every step writes into OUT_DIR; the script goes on after a failing step and exits non-zero.
 set -uo pipefail
 out=${1:?usage: bash scripts/gpu_check.sh OUT_DIR}
