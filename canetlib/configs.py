@@ -127,8 +127,10 @@ class TrainConfig(_Config):
     no training image shows one of the fold's test classes (``False``: the
     old world, whose distractors leak them as background), and
     ``world_base_classes`` adds that many one-glyph base classes from the
-    disjoint glyph pool to the training classes (see
-    :class:`canetlib.data.SyntheticSource`).
+    disjoint glyph pool to the training classes, and ``world_held_glyphs``
+    keeps one glyph of every class (``HELD_OUT_GLYPHS``) out of the training
+    pool, so that ``evaluate --glyphs held`` can score the model on artwork it
+    never saw (see :class:`canetlib.data.SyntheticSource`).
 
     Model: the keyword arguments of :class:`canetlib.CANet`, plus
     ``backbone_checkpoint`` (a shipped name or path whose backbone weights are
@@ -176,6 +178,7 @@ class TrainConfig(_Config):
     world_images: int | None = None
     world_per_fold: bool = True
     world_base_classes: int = 0
+    world_held_glyphs: bool = False
     # -- model
     backbone: str = "resnet50"
     backbone_widths: tuple[int, ...] | None = None
@@ -255,6 +258,9 @@ class TrainConfig(_Config):
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.head_init not in HEAD_INITS:
             raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
+        if self.world_held_glyphs and self.dataset != "synthetic":
+            raise ValueError("world_held_glyphs needs dataset=synthetic (it holds glyphs of "
+                             "the embedded world out of training)")
         if self.backbone == "resnet-tiny" and self.pretrained:
             raise ValueError("resnet-tiny has no ImageNet weights: set pretrained=false and "
                              "backbone_checkpoint=synthetic-backbone (see canetlib.pretrain)")

@@ -275,10 +275,14 @@ def rank_batches(cfg: TrainConfig, epoch: int, info: DistInfo, episodes: int
 
 
 def _source_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """The training source's keyword arguments from the ``world_*`` fields (synthetic
+    world only)."""
     kw: dict[str, Any] = {}
     if cfg.dataset == "synthetic":
         if cfg.world_images is not None:
             kw["train_images_per_class"] = cfg.world_images
+        if cfg.world_held_glyphs:
+            kw["held_glyphs"] = True
         if cfg.world_per_fold:
             kw["fold"] = cfg.fold
             kw["base_classes"] = cfg.world_base_classes

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +18,7 @@ from canetlib.data import (
 from canetlib.data import synthetic as syn
 from canetlib.data.synthetic import (
     CLASS_GLYPHS,
+    HELD_OUT_GLYPHS,
     PRETRAIN_GLYPHS,
     PretrainingPool,
     SyntheticSource,
@@ -211,3 +215,81 @@ def test_base_classes_train_only_and_fold_is_checked() -> None:
         world.train_classes(0)
     with pytest.raises(ValueError, match="need fold"):
         SyntheticSource(base_classes=3)
+
+
+# -- held-out glyphs (issue 10: the comparison must not depend on the exact artwork) --------
+def _object_glyphs(world: SyntheticSource, image_ids: list[str]) -> list[tuple[str, str]]:
+    """(class name, glyph) of every object of the given images' layouts."""
+    return [(PASCAL_CLASSES[o.class_id - 1], o.glyph)
+            for i in image_ids for o in world.layout(i).objects]
+
+
+def test_held_out_glyphs_never_reach_the_training_pool() -> None:
+    assert HELD_OUT_GLYPHS["bird"] == CLASS_GLYPHS["bird"][-1] and "bicycle" not in HELD_OUT_GLYPHS
+    world = SyntheticSource(fold=1, held_glyphs=True, train_images_per_class=3,
+                            test_images_per_class=1)
+    seen = _object_glyphs(world, world.image_ids("train"))
+    assert len(seen) > 100 and not {g for _, g in seen} & set(HELD_OUT_GLYPHS.values())
+    assert len({g for _, g in seen}) > 20  # the other glyphs of a class still appear
+    default = SyntheticSource(fold=1, train_images_per_class=3, test_images_per_class=1)
+    assert {g for _, g in _object_glyphs(default, default.image_ids("train"))} & set(
+        HELD_OUT_GLYPHS.values())  # without the option this sample does show some
+
+
+def test_held_glyph_test_pool_shows_only_held_out_glyphs() -> None:
+    world = SyntheticSource(held_glyphs=True, test_glyphs="held", train_images_per_class=1,
+                            test_images_per_class=2)
+    default = SyntheticSource(train_images_per_class=1, test_images_per_class=2)
+    ids = world.image_ids("test")
+    for name, glyph in _object_glyphs(world, ids):
+        assert glyph == HELD_OUT_GLYPHS.get(name, CLASS_GLYPHS[name][0]), (name, glyph)
+    for i in ids[:4]:  # same image sizes and classes as the default pool, other artwork
+        a, b = world.layout(i), default.layout(i)
+        assert (a.height, a.width) == (b.height, b.width)
+        assert world.primary_class(i) == default.primary_class(i)
+    ds = make_dataset("synthetic", fold=0, split="test", episodes=2, train_images_per_class=1,
+                      test_images_per_class=2, held_glyphs=True, test_glyphs="held")
+    assert ds.source.test_glyphs == "held" and ds.source.held_glyphs
+    with pytest.raises(ValueError, match="test_glyphs"):
+        SyntheticSource(test_glyphs="new")
+
+
+def test_held_glyph_options_leave_the_default_world_alone() -> None:
+    kw = {"train_images_per_class": 3, "test_images_per_class": 1}
+    default = SyntheticSource(fold=0, **kw)
+    held = SyntheticSource(fold=0, held_glyphs=True, **kw)
+    held_test = SyntheticSource(fold=0, test_glyphs="held", **kw)
+    assert len({default.fingerprint, held.fingerprint, held_test.fingerprint}) == 3
+    spec = {"version": syn.WORLD_VERSION, "openmoji": syn.openmoji_version(), "seed": 0,
+            "per_class": {"train": 3, "test": 1}, "size": (160, 200), "main": 0.85,
+            "area": 0.015, "glyphs": CLASS_GLYPHS, "fold": 0, "base": [[], 40]}
+    old = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    assert default.fingerprint == old  # the caches of the worlds before the option stay valid
+    assert SyntheticSource(fold=0, held_glyphs=False, test_glyphs="all", **kw).fingerprint \
+        == default.fingerprint
+    for i in default.image_ids("test")[:4]:  # held_glyphs alone keeps the test pool
+        assert np.array_equal(default.load_image(i), held.load_image(i))
+
+
+def test_held_glyphs_reach_training_and_evaluation() -> None:
+    import argparse
+
+    from canetlib.commands import evaluate as cli
+    from canetlib.configs import TrainConfig
+    from canetlib.train import _source_kwargs
+
+    cfg = TrainConfig(dataset="synthetic", world_held_glyphs=True)
+    cfg.validate()
+    assert _source_kwargs(cfg)["held_glyphs"] is True
+    assert "held_glyphs" not in _source_kwargs(TrainConfig(dataset="synthetic"))
+    with pytest.raises(ValueError, match="world_held_glyphs needs dataset=synthetic"):
+        TrainConfig(dataset="pascal", world_held_glyphs=True).validate()
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    base = ["--dataset", "synthetic", "--checkpoint", "x"]
+    assert cli.source_kwargs(parser.parse_args(base)) == {}
+    args = parser.parse_args([*base, "--glyphs", "held"])
+    assert cli.source_kwargs(args) == {"test_glyphs": "held"}
+    args.dataset = "pascal"
+    with pytest.raises(ValueError, match="--glyphs held needs --dataset synthetic"):
+        cli._validate(args)

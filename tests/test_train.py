@@ -306,6 +306,12 @@ def test_validation_classes_are_held_out_of_training() -> None:
     assert sorted(train_src.train_classes(0)) == sorted(set(src.train_classes(0)) - set(held))
     assert not set(val_src.test_classes(0)) & set(src.test_classes(0))  # never a test class
     assert all(not i.startswith("test/") for i, _ in val_src.image_pairs("test"))
+    # no training image shows a held-out class; every validation image shows one
+    assert not {c for _, c in train_src.image_pairs("train")} & set(held)
+    val_images = {i for i, _ in val_src.image_pairs("test")}
+    assert val_images and not val_images & {i for i, _ in train_src.image_pairs("train")}
+    assert all(any(c in held for i2, c in val_src.image_pairs("test") if i2 == i)
+               for i in val_images)
     # the same classes for every training seed; other folds hold out other classes
     assert HeldOutSource(src, 7, 0.0, "val", by="classes", classes=3).held_classes(0) == held
     assert val_src.held_classes(1) != held and set(val_src.held_classes(1)) <= set(
@@ -358,3 +364,13 @@ def test_runs_inside_the_callers_process_group(tmp_path: Path,
     a, b = plain.model.state_dict(), grouped.model.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_validation_classes_are_benchmark_classes_not_base_classes() -> None:
+    from canetlib.data import make_source
+
+    src = make_source("synthetic", train_images_per_class=3, fold=0, base_classes=5,
+                      base_images_per_class=2)
+    held = HeldOutSource(src, 0, 0.0, "val", by="classes", classes=3, fold=0).held_classes(0)
+    assert set(held) <= set(src.benchmark_train_classes(0))
+    assert max(src.benchmark_train_classes(0)) <= 20 < max(src.train_classes(0))

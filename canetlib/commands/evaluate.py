@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 HELP = ("evaluate a checkpoint on seeded test episodes (mIoU, FB-IoU per IOM iteration, "
@@ -25,6 +26,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=int, default=4, help="IOM refinements after CANet-Init")
     p.add_argument("--multi-scale", action="store_true",
                    help="query at 0.7, 1 and 1.3, probabilities averaged (paper)")
+    p.add_argument("--glyphs", choices=["all", "held"], default="all",
+                   help="synthetic only: 'held' draws every test object of a class with the "
+                        "class's held-out glyph (HELD_OUT_GLYPHS; never in the training pool "
+                        "of a world_held_glyphs model)")
     p.add_argument("--box-support", action="store_true",
                    help="support masks are the box of one instance (paper section 4.4)")
     p.add_argument("--fusion", choices=FUSION_CHOICES, default=None,
@@ -68,6 +73,13 @@ def _validate(args: argparse.Namespace) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.iterations < 0:
         raise ValueError(f"--iterations must be >= 0, got {args.iterations}")
+    if args.glyphs != "all" and args.dataset != "synthetic":
+        raise ValueError(f"--glyphs {args.glyphs} needs --dataset synthetic")
+
+
+def source_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Options of the evaluated source: the held-out-glyph test pool for ``--glyphs held``."""
+    return {"test_glyphs": args.glyphs} if args.glyphs != "all" else {}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,16 +100,20 @@ def run(args: argparse.Namespace) -> int:
                          "--fusion mask-avg, feature-avg or mask-or (or use an attention "
                          "checkpoint)")
     del ckpt["model"]
+    if args.glyphs == "held" and not (ckpt.get("train_config") or {}).get("world_held_glyphs"):
+        print(f"note: {args.checkpoint} was not trained with world_held_glyphs, so its training "
+              "pool showed the held-out glyphs", file=sys.stderr)
     settings = {
         "dataset": args.dataset, "root": args.root, "fold": args.fold, "shots": args.shots,
         "episodes_per_seed": args.episodes, "checkpoint": str(args.checkpoint),
         "fusion": model.fusion, "multi_scale": args.multi_scale,
-        "box_support": args.box_support, "dense_crf": args.dense_crf,
+        "box_support": args.box_support, "dense_crf": args.dense_crf, "glyphs": args.glyphs,
     }
 
     def factory(seed: int) -> Any:
         return build_dataset(args.dataset, root=args.root, fold=args.fold, shots=args.shots,
-                             episodes=args.episodes, seed=seed, box_support=args.box_support)
+                             episodes=args.episodes, seed=seed, box_support=args.box_support,
+                             **source_kwargs(args))
 
     kw: dict[str, Any] = {
         "iterations": args.iterations, "scales": MULTI_SCALE if args.multi_scale else (1.0,),
@@ -150,6 +166,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"episodes x {len(s['seeds'])} seed(s) {s['seeds']}, checkpoint {s['checkpoint']}"
             f"{', multi-scale' if s['multi_scale'] else ''}"
             f"{', box supports' if s['box_support'] else ''}"
+            f"{', held-out glyphs' if s.get('glyphs') == 'held' else ''}"
             f"{', DenseCRF' if s.get('dense_crf') else ''}")
     lines = [head, f"{'iteration':<16}{'mIoU':>14}{'FB-IoU':>14}"]
     std = "miou_per_iteration_std" in result

@@ -28,6 +28,7 @@ from canetlib.data.source import (
 )
 from canetlib.data.synthetic import (
     CLASS_GLYPHS,
+    HELD_OUT_GLYPHS,
     OPENMOJI_CREDIT,
     PRETRAIN_GLYPHS,
     PretrainingPool,
@@ -101,6 +102,7 @@ __all__ = [
     "CLASS_GLYPHS",
     "DATASET_NAMES",
     "DEFAULT_TRAIN_SIZE",
+    "HELD_OUT_GLYPHS",
     "IGNORE_INDEX",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

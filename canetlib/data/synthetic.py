@@ -31,6 +31,11 @@ objects drawn with a glyph seen in the support about 80 (73 averaged over the
 four folds). A model therefore has to match shape and colour of the support
 object, not just find objects.
 
+Held-out artwork (``held_glyphs=True``): the last glyph of every class with several
+(``HELD_OUT_GLYPHS``) never appears in the training pool; ``test_glyphs="held"`` draws
+every test object with its class's held-out glyph, so a model can be scored on
+drawings it never saw beside the usual test pool.
+
 A separate :class:`PretrainingPool` renders 613 other OpenMoji glyphs
 (``PRETRAIN_GLYPHS``), one class each, as (image, label, mask) samples: the
 miniature of ImageNet pretraining for the offline backbone. Exclusion rule:
@@ -135,6 +140,12 @@ CLASS_GLYPHS: dict[str, tuple[str, ...]] = {
     "tvmonitor": ("1F4FA", "1F5A5"),
 }
 assert tuple(CLASS_GLYPHS) == PASCAL_CLASSES
+
+#: The glyph ``SyntheticSource(held_glyphs=True)`` keeps out of training, per class: the
+#: last of ``CLASS_GLYPHS`` for every class with at least 2 glyphs (bicycle has none).
+HELD_OUT_GLYPHS: dict[str, str] = {k: v[-1] for k, v in CLASS_GLYPHS.items() if len(v) >= 2}
+#: Values of ``SyntheticSource(test_glyphs=...)``: every glyph, or the held-out ones only.
+TEST_GLYPHS: tuple[str, ...] = ("all", "held")
 
 # --- scene parameters ----------------------------------------------------------------------
 _P_TWO_TARGETS = 0.3  # probability that the primary class has 2 instances
@@ -551,6 +562,22 @@ class SyntheticSource(SegmentationSource):
             training pool only (like COCO-20i's 60 base classes, they give the
             comparison more classes to learn from than the fold's 15). Needs ``fold``.
         base_images_per_class: training images made for each base class.
+        held_glyphs: hold one glyph of every class out of the training pool: the
+            last glyph of each class with at least 2 (``HELD_OUT_GLYPHS``) is never
+            drawn in a training image, neither as the primary object nor as a
+            distractor; the class's other glyphs keep the main/other probabilities
+            among themselves (a class left with one glyph always shows it). The
+            test pool is unchanged (see ``test_glyphs``).
+        test_glyphs: ``"all"`` (default): test images draw every glyph of a class,
+            as above. ``"held"``: every object of a test image whose class has a
+            held-out glyph is drawn with that glyph, targets and distractors alike,
+            so with ``held_glyphs=True`` test episodes show only artwork the
+            training pool never showed; classes with a single glyph (bicycle) keep
+            it. The image sizes, classes and object counts are those of the default
+            test pool (the same random draws), the glyphs and so the placements
+            differ. Every object of a class then shows one glyph, so support and
+            query never differ in glyph, unlike the default pool. Training images
+            are unaffected.
     """
 
     name = "synthetic"
@@ -569,6 +596,8 @@ class SyntheticSource(SegmentationSource):
         fold: int | None = None,
         base_classes: int = 0,
         base_images_per_class: int = 40,
+        held_glyphs: bool = False,
+        test_glyphs: str = "all",
     ) -> None:
         if seed < 0:
             raise ValueError(f"synthetic: seed must be >= 0, got {seed}")
@@ -601,6 +630,11 @@ class SyntheticSource(SegmentationSource):
             raise ValueError("synthetic: base_classes need fold= (a world drawn for one fold)")
         if base_images_per_class < 1:
             raise ValueError("synthetic: base_images_per_class must be >= 1")
+        if test_glyphs not in TEST_GLYPHS:
+            raise ValueError(f"synthetic: test_glyphs must be one of {TEST_GLYPHS}, "
+                             f"got {test_glyphs!r}")
+        self.held_glyphs = bool(held_glyphs)
+        self.test_glyphs = str(test_glyphs)
         self.fold = None if fold is None else int(fold)
         self.base_glyphs: tuple[str, ...] = base_glyphs()[: int(base_classes)]
         self.base_images_per_class = int(base_images_per_class)
@@ -623,6 +657,10 @@ class SyntheticSource(SegmentationSource):
         if self.fold is not None:  # the old worlds keep their fingerprints (caches)
             spec["fold"] = self.fold
             spec["base"] = [list(self.base_glyphs), self.base_images_per_class]
+        if self.held_glyphs:  # only when on: the default worlds keep their fingerprints
+            spec["held_glyphs"] = HELD_OUT_GLYPHS
+        if self.test_glyphs != "all":
+            spec["test_glyphs"] = self.test_glyphs
         return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- folds --------------------------------------------------------------------------------
@@ -691,13 +729,19 @@ class SyntheticSource(SegmentationSource):
         return np.random.default_rng(seq)
 
     # -- layout -------------------------------------------------------------------------------
-    def _pick_glyph(self, rng: np.random.Generator, class_id: int) -> str:
+    def _pick_glyph(self, rng: np.random.Generator, class_id: int, image_id: str) -> str:
+        """The glyph of one object of ``class_id`` in ``image_id`` (see ``held_glyphs``
+        and ``test_glyphs``)."""
         if class_id > len(PASCAL_CLASSES):
             return self.base_glyphs[class_id - len(PASCAL_CLASSES) - 1]
-        glyphs = CLASS_GLYPHS[PASCAL_CLASSES[class_id - 1]]
-        if len(glyphs) == 1 or rng.random() < self.main_glyph_prob:
-            return glyphs[0]
-        return glyphs[1 + int(rng.integers(len(glyphs) - 1))]
+        name = PASCAL_CLASSES[class_id - 1]
+        glyphs = CLASS_GLYPHS[name]
+        if image_id.startswith("test/") and self.test_glyphs == "held":
+            _draw_glyph(rng, glyphs, self.main_glyph_prob)  # the default pool's draws
+            return HELD_OUT_GLYPHS.get(name, glyphs[0])
+        if image_id.startswith("train/") and self.held_glyphs and name in HELD_OUT_GLYPHS:
+            glyphs = glyphs[:-1]
+        return _draw_glyph(rng, glyphs, self.main_glyph_prob)
 
     def layout(self, image_id: str) -> SceneLayout:
         """The pixel-free description of an image (size, objects back to front)."""
@@ -711,7 +755,7 @@ class SyntheticSource(SegmentationSource):
         boxes: list[tuple[float, float, float, float]] = []
         objects: list[SceneObject] = []
         for i, class_id in enumerate([primary] * n_targets + distractors):
-            glyph = self._pick_glyph(rng, class_id)
+            glyph = self._pick_glyph(rng, class_id, image_id)
             size = float(rng.uniform(*_OBJECT_SIZE) * min(h, w))
             params = _draw_object_params(rng, class_id, glyph, size)
             bw, bh = _rotated_box(*_scaled_size(glyph, size), float(params["angle"]))
@@ -799,6 +843,14 @@ class SyntheticSource(SegmentationSource):
         if file is not None:
             _atomic_write(file, json.dumps(pairs).encode())
         return pairs
+
+
+def _draw_glyph(rng: np.random.Generator, glyphs: Sequence[str], main_prob: float) -> str:
+    """``glyphs[0]`` with probability ``main_prob`` (always when it is the only one),
+    else one of the others, uniformly."""
+    if len(glyphs) == 1 or rng.random() < main_prob:
+        return glyphs[0]
+    return glyphs[1 + int(rng.integers(len(glyphs) - 1))]
 
 
 def _class_areas(layout: SceneLayout, num_classes: int) -> dict[int, int]:
