@@ -338,29 +338,5 @@ def load_backbone(model: CANet, name_or_path: str | os.PathLike[str]) -> CANet:
     return model
 
 
-@torch.no_grad()
-def evaluate_pretraining(net: PretrainNet, cfg: PretrainConfig, samples: int = 500,
-                         device: str | torch.device | None = None) -> dict[str, float]:
-    """Image accuracy and object IoU (argmax pixel class != background) on the val pool."""
-    dev = default_device(device)
-    pool = build_pool(cfg, "val")
-    net = net.to(dev).eval()
-    correct, inter, union, n = 0, 0, 0, 0
-    for start in range(0, min(samples, len(pool)), 50):
-        items = [pool[i] for i in range(start, min(start + 50, samples, len(pool)))]
-        images = torch.stack([it[0] for it in items]).to(dev)
-        labels = torch.tensor([it[1] for it in items], device=dev)
-        masks = torch.stack([it[2] for it in items]).to(dev)
-        pixel, image = net(images)
-        correct += int((image.argmax(1) == labels).sum())
-        up = F.interpolate(pixel, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-        fg = up.argmax(1) > 0
-        inter += int((fg & (masks == 1)).sum())
-        union += int((fg | (masks == 1)).sum())
-        n += len(items)
-    return {"accuracy": 100.0 * correct / max(n, 1), "object_iou": 100.0 * inter / max(union, 1)}
-
-
 __all__ = ["BACKBONE_KIND", "PretrainNet", "PretrainResult", "PretrainSamples",
-           "backbone_payload", "build_pool", "evaluate_pretraining", "load_backbone",
-           "pretrain", "pretrain_loss"]
+           "backbone_payload", "build_pool", "load_backbone", "pretrain", "pretrain_loss"]

@@ -50,14 +50,3 @@ def progress(it: Iterable[T], enabled: bool = True, **kwargs: object) -> Iterato
     from tqdm.auto import tqdm
 
     yield from tqdm(it, file=sys.stderr, **kwargs)  # type: ignore[call-overload]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA) and Python's ``random`` for a training run."""
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 from pathlib import Path
 
@@ -9,27 +11,56 @@ import pytest
 from evalfakes import tiny_model
 
 from canetlib import checkpoint
-from canetlib.cli import COMMANDS, main
+from canetlib.cli import COMMANDS, build_parser, main
 from canetlib.data import PASCAL_CLASSES
 
 FOLD0 = set(PASCAL_CLASSES[:5])
 
 
-def test_help_lists_all_five_commands(capsys: pytest.CaptureFixture[str]) -> None:
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    """Each command's own parser, as ``python -m canetlib`` builds it."""
+    (action,) = [a for a in build_parser()._actions
+                 if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """``--help`` output of ``argv``, whitespace-normalised (so wrapping does not matter)."""
     with pytest.raises(SystemExit) as exc:
-        main(["--help"])
+        main(argv)
     assert exc.value.code == 0
-    out = capsys.readouterr().out
-    for name in ("prepare", "train", "evaluate", "segment", "bench"):
-        assert name in out
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_lists_every_command_with_its_summary(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per entry: no hyphen breaks
     assert list(COMMANDS) == ["prepare", "train", "evaluate", "segment", "bench", "ablate"]
+    assert list(_subparsers()) == list(COMMANDS)  # nothing registered beyond the table
+    out = _help(["--help"], capsys)
+    for name, module_name in COMMANDS.items():
+        summary = " ".join(importlib.import_module(module_name).HELP.split())
+        assert f"{name} {summary}" in out, name
 
 
-@pytest.mark.parametrize("command", ["evaluate", "segment", "bench"])
-def test_each_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        main([command, "--help"])
-    assert "--" in capsys.readouterr().out
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_each_command_help_lists_its_options(
+        command: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command's --help starts from its summary and lists every option and positional
+    its parser accepts, each followed by its own help text (``%`` expanded)."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    parser = _subparsers()[command]
+    formatter = parser._get_formatter()
+    actions = [a for a in parser._actions if a.help != argparse.SUPPRESS]
+    assert any(a.option_strings and a.dest != "help" for a in actions), command
+    out = _help([command, "--help"], capsys)
+    assert " ".join(importlib.import_module(COMMANDS[command]).HELP.split()) in out
+    for action in actions:
+        entry = formatter._format_action_invocation(action)
+        if action.help:
+            entry += " " + " ".join(formatter._expand_help(action).split())
+        assert entry in out, (command, entry)
 
 
 @pytest.fixture()

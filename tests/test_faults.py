@@ -22,7 +22,9 @@ from test_train import TINY, tiny
 
 from canetlib import checkpoint
 from canetlib.cli import describe_os_error, glue_negative_values, main
-from canetlib.data.imageio import atomic_path, check_writable
+from canetlib.data.imageio import atomic_path, check_writable, write_atomic
+from canetlib.data.prepared import write_pairs
+from canetlib.data.world_cache import write_cache_file
 from canetlib.pretrain import pretrain
 from canetlib.segment import as_mask, run_segmentation
 from canetlib.train import check_max_steps, train
@@ -262,6 +264,24 @@ def test_outputs_get_the_usual_permissions(tmp_path: Path, umask_022: None) -> N
         tmp.write_text("{}")
     assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "private.json", "r.json"]
+
+
+def test_text_bytes_lists_and_cache_files_use_the_same_atomic_writer(
+        tmp_path: Path, umask_022: None) -> None:
+    text = write_atomic(tmp_path / "t.json", "{}\n")
+    data = write_atomic(tmp_path / "new" / "b.bin", b"\x00\x01")  # folders made as needed
+    write_pairs(tmp_path / "pairs.txt", [("a", 1), ("b", 2)])
+    write_cache_file(tmp_path / "cache" / "pairs.json", b"[]")
+    written = (text, data, tmp_path / "pairs.txt", tmp_path / "cache" / "pairs.json")
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert text.read_text() == "{}\n" and data.read_bytes() == b"\x00\x01"
+    assert (tmp_path / "pairs.txt").read_text() == "a 1\nb 2\n"
+    (tmp_path / "plain").write_text("")
+    write_cache_file(tmp_path / "plain" / "x.json", b"[]")  # unwritable: the cache skips it
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "plain" / "x.json", b"[]")  # ... the writer itself does not
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]  # no temp left
 
 
 def test_backbone_checkpoint_is_not_a_model(tmp_path: Path, files: dict[str, str],

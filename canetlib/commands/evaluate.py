@@ -202,7 +202,6 @@ def format_table(result: dict[str, Any]) -> str:
 
 def write_json(result: dict[str, Any], path: str) -> None:
     """Write ``result`` as indented JSON, atomically."""
-    from canetlib.data.imageio import atomic_path
+    from canetlib.data.imageio import write_atomic
 
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_atomic(path, json.dumps(result, indent=2, default=str) + "\n")

@@ -8,6 +8,9 @@
 * :func:`write_label_png` writes a label image atomically (temporary file in
   the same folder, then :func:`os.replace`), so an interrupted run never leaves
   a half-written mask under the final name.
+* :func:`atomic_path` is the package's one atomic writer (checkpoints, pair
+  lists, JSON results, cache files); :func:`write_atomic` writes bytes or text
+  through it.
 
 Unreadable or corrupt files raise :class:`ValueError` naming the file; a
 missing file raises :class:`FileNotFoundError` naming it. EXIF orientation is
@@ -34,6 +37,7 @@ __all__ = [
     "read_mask",
     "temp_beside",
     "voc_palette",
+    "write_atomic",
     "write_label_png",
 ]
 
@@ -204,6 +208,20 @@ def atomic_path(final: PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_atomic(path: PathLike, data: bytes | str) -> Path:
+    """Write ``data`` (bytes, or text as UTF-8) to ``path`` atomically; return the path.
+
+    Goes through :func:`atomic_path`: missing folders are created, the file gets the
+    usual permissions (``0666`` less the umask), and on error ``path`` is untouched.
+    """
+    with atomic_path(path) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+    return Path(path)
 
 
 def write_label_png(label: np.ndarray, path: PathLike) -> None:

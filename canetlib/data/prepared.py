@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from canetlib.data.imageio import atomic_path
+from canetlib.data.imageio import write_atomic
 
 #: the area rule of the field: a class must cover at least 2 x 32 x 32 pixels
 MIN_AREA = 2 * 32 * 32
@@ -45,8 +45,7 @@ def remove_partials(*folders: Path) -> None:
 
 def write_lines(path: Path, lines: Iterable[str]) -> None:
     """Write one item per line, atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(f"{line}\n" for line in lines))
+    write_atomic(path, "".join(f"{line}\n" for line in lines))
 
 
 def write_pairs(path: Path, pairs: Iterable[Pair]) -> None:
@@ -82,6 +81,5 @@ def load_marker(marker: Path, required: Iterable[Path], version: int,
 def write_marker(marker: Path, counts: dict[str, Any], version: int,
                  min_area: int = MIN_AREA) -> None:
     """Record a finished prepare (atomically): its version, area rule and counts."""
-    with atomic_path(marker) as tmp:
-        tmp.write_text(json.dumps({"version": version, "min_area": min_area, "counts": counts},
-                                  indent=2))
+    write_atomic(marker, json.dumps({"version": version, "min_area": min_area, "counts": counts},
+                                    indent=2))

