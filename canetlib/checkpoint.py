@@ -165,7 +165,10 @@ def build_model(config: Mapping[str, Any]) -> CANet:
     return CANet(pretrained=_packaged_backbone(kw), backbone=kw["backbone"],
                  blocks=tuple(kw["blocks"]), fusion=kw["fusion"], width=kw["width"],
                  iterations=kw["iterations"], dropout=kw["dropout"],
-                 backbone_widths=kw["backbone_widths"])
+                 backbone_widths=kw["backbone_widths"],
+                 # options newer than the format: older checkpoints are the paper's
+                 normalise=bool(kw.get("normalise", False)),
+                 pairing=str(kw.get("pairing", "concat")))
 
 
 def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.device = "cpu",

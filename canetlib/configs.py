@@ -145,6 +145,12 @@ class TrainConfig(_Config):
     keeps every decoded image in memory (for the synthetic world: renders
     each scene once).
 
+    ``normalise`` and ``pairing`` are two departures from the paper that
+    :class:`canetlib.CANet` documents (unit-length backbone features before
+    the encoder; ``"relational"`` dense comparison): off in the paper's
+    configs, on in the ImageNet-backbone miniature, chosen there on held-out
+    training classes.
+
     ``head_init``: ``"reference"`` keeps the reference's N(0, 0.01) conv
     initialisation; ``"kaiming"`` re-initialises the head's convolutions
     with He (fan-in, ReLU) normal weights and zero biases. The deep head has
@@ -188,6 +194,8 @@ class TrainConfig(_Config):
     dropout: float = 0.5
     iterations: int = 4
     head_init: str = "reference"
+    normalise: bool = False
+    pairing: str = "concat"
     pretrained: bool = True
     backbone_checkpoint: str | None = None
     init_checkpoint: str | None = None
@@ -256,6 +264,10 @@ class TrainConfig(_Config):
                              "never used")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        from canetlib.model.modules import PAIRINGS
+
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
         if self.head_init not in HEAD_INITS:
             raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.world_held_glyphs and self.dataset != "synthetic":
@@ -270,6 +282,7 @@ class TrainConfig(_Config):
         return {"pretrained": self.pretrained, "backbone": self.backbone,
                 "blocks": tuple(self.blocks), "fusion": self.fusion, "width": self.width,
                 "iterations": self.iterations, "dropout": self.dropout,
+                "normalise": self.normalise, "pairing": self.pairing,
                 "backbone_widths": tuple(self.backbone_widths) if self.backbone_widths else None}
 
 
@@ -336,12 +349,15 @@ _SYNTHETIC = TrainConfig(
     save_every=100, threads=1, num_workers=1, cache_images=True)
 
 #: the offline world on a real ImageNet backbone (EfficientNet-Lite0 from its pip
-#: package), a training pool drawn per fold (no test class in any training image)
-#: and 200 one-glyph base classes beside the fold's 15 training classes
+#: package), a training pool drawn per fold (no test class in any training image),
+#: 200 one-glyph base classes beside the fold's 15 training classes, 800 images per
+#: training class, unit-length features and the relational comparison (chosen on
+#: held-out training classes with scripts/head_probe.py; data/results/imagenet-backbone)
 _SYNTHETIC_IMAGENET = dataclasses.replace(
-    _SYNTHETIC, name="synthetic-imagenet-1shot", episodes=3200, world_per_fold=True,
-    world_base_classes=200, backbone="efficientnet-lite0", backbone_widths=None,
-    pretrained=True, backbone_checkpoint=None)
+    _SYNTHETIC, name="synthetic-imagenet-1shot", episodes=12800, epochs=3, world_images=800,
+    world_per_fold=True, world_base_classes=200, backbone="efficientnet-lite0",
+    backbone_widths=None, pretrained=True, backbone_checkpoint=None, normalise=True,
+    pairing="relational")
 
 CONFIGS: dict[str, TrainConfig | PretrainConfig] = {
     "pascal-1shot": dataclasses.replace(_PAPER, name="pascal-1shot"),

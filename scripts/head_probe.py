@@ -36,7 +36,7 @@ from canetlib.data.episodes import EpisodeDataset
 from canetlib.evaluate import resize_episode
 from canetlib.metrics import FewShotMeter
 from canetlib.model.baseline import PrototypeMatcher
-from canetlib.train import HeldOutSource, HistoryMemory, build_model, pixel_loss
+from canetlib.train import HeldOutSource, HistoryMemory, _source_kwargs, build_model, pixel_loss
 from canetlib.configs import get_config
 
 
@@ -69,8 +69,8 @@ def cache_features(model: Any, dataset: EpisodeDataset, size: int | None,
                                      it["support_masks"], (size, size))
             it["query_image"], it["support_images"], it["support_masks"] = q, s, m
             it["query_mask"] = target
-        out["qmask"].append(it["query_mask"])
-        out["smask"].append(it["support_masks"][0])
+        out["qmask"].append(it["query_mask"].to(torch.uint8))
+        out["smask"].append(it["support_masks"][0].to(torch.uint8))
         out["cls"].append(int(it["class_id"]))
         items.append(it)
         if len(items) == batch:
@@ -84,7 +84,7 @@ def cache_features(model: Any, dataset: EpisodeDataset, size: int | None,
     return out
 
 
-VARIANT = {"normalise": False, "prior": False}
+VARIANT = {"normalise": False, "prior": False, "relational": False}
 
 
 def _levels(model: Any, cache: dict[str, Any], key: str, idx: list[int]) -> list[torch.Tensor]:
@@ -98,6 +98,12 @@ def head_logits(model: Any, cache: dict[str, Any], idx: list[int], iterations: i
     q, s = model.encoder(qraw), model.encoder(sraw)
     fg = torch.stack([(cache["smask"][i] == 1).float() for i in idx])[:, None]
     protos = model.prototypes(s, fg)
+    if VARIANT["relational"]:  # only relations of q and p reach the head, never q alone
+        from canetlib.model.canet import EpisodeFeatures
+        p = protos[:, 0, :, None, None].expand_as(q)
+        paired = torch.cat([q * p, (q - p).abs()], 1)
+        feats = EpisodeFeatures(model.comparison(paired), 1, None)
+        return model.refine(feats, iterations, history).logits
     if not VARIANT["prior"]:
         return model.refine(model.compare(q, protos), iterations, history).logits
     # the training-free matcher's similarity map as one extra comparison channel
@@ -119,7 +125,7 @@ def score(logits_fn: Any, cache: dict[str, Any], classes: list[int]) -> float:
         idx = list(range(start, min(n, start + 32)))
         logits = logits_fn(idx)
         for j, i in enumerate(idx):
-            target = cache["qmask"][i]
+            target = cache["qmask"][i].long()
             up = F.interpolate(logits[j:j + 1].float(), size=tuple(target.shape), mode="bilinear",
                                align_corners=True)
             meter.update(up.argmax(1), target[None], [cache["cls"][i]])
@@ -150,6 +156,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json")
     ap.add_argument("--normalise", action="store_true", help="L2-normalise each level first")
+    ap.add_argument("--relational", action="store_true",
+                    help="compare by [q * p, |q - p|] instead of [q, p] (not the paper's)")
     ap.add_argument("--prior", action="store_true",
                     help="feed the matcher's cosine map to the comparison (not the paper's)")
     ap.add_argument("--cache-dir", help="keep the rendered features here between probes")
@@ -159,15 +167,14 @@ def main() -> None:
     t0 = time.time()
     model = build_model(cfg)
     VARIANT["normalise"], VARIANT["prior"] = args.normalise, args.prior
+    VARIANT["relational"] = args.relational
     if args.prior:
         from canetlib.model.modules import conv_block
         from canetlib.train import kaiming_head
         model.comparison.compare = conv_block(2 * cfg.width + 1, cfg.width, 3, 2, cfg.dropout)
         if cfg.head_init == "kaiming":
             kaiming_head(model)
-    kw: dict[str, Any] = {"fold": args.fold, "base_classes": cfg.world_base_classes} \
-        if cfg.world_per_fold else {}
-    source = make_source("synthetic", **kw)
+    source = make_source("synthetic", **_source_kwargs(cfg))
     train_src = HeldOutSource(source, cfg.seed, 0.0, "train", by="classes",
                               classes=args.val_classes, fold=args.fold)
     val_src = HeldOutSource(source, cfg.seed, 0.0, "val", by="classes",
@@ -199,6 +206,7 @@ def main() -> None:
     t_cache = time.time() - t0
     result: dict[str, Any] = {"config": cfg.name, "set": args.set, "held": held,
                               "normalise": args.normalise, "prior": args.prior,
+                              "relational": args.relational,
                               "cache_s": round(t_cache)}
     # matcher: threshold on the training episodes' own classes (val/test never used)
     matcher = PrototypeMatcher.from_model(model)
@@ -236,7 +244,7 @@ def main() -> None:
                 g["lr"] = cfg.lr * (1 - step / total) ** cfg.poly_power
             history = memory.inputs(idx, cfg.mask_dropout, cfg.seed, epoch, torch.device("cpu"))
             logits = head_logits(model, tr, idx, 0, history)[-1]
-            loss = pixel_loss(logits, tr["qmask"][idx])
+            loss = pixel_loss(logits, tr["qmask"][idx].long())
             opt.zero_grad()
             loss.backward()
             opt.step()

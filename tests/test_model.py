@@ -267,3 +267,40 @@ def test_channels_last_matches_contiguous() -> None:
     ref = model(query, supports, masks).final
     model.use_channels_last()
     torch.testing.assert_close(model(query, supports, masks).final, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_relational_pairing_shows_the_head_only_relations() -> None:
+    from canetlib.model.modules import DenseComparison
+
+    q = torch.randn(2, 4, 3, 3)
+    p = torch.randn(2, 4)
+    paired = DenseComparison.pair(q, p, "relational")
+    tiled = p[:, :, None, None]
+    assert torch.equal(paired[:, :4], q * tiled)
+    assert torch.equal(paired[:, 4:], (q - tiled).abs())
+    assert torch.equal(DenseComparison.pair(q, p)[:, :4], q)  # the paper's concat
+    with pytest.raises(ValueError, match="pairing must be one of"):
+        DenseComparison(8, 0.0, "product")
+
+
+def test_normalised_encoder_ignores_feature_magnitude() -> None:
+    from canetlib.model.modules import FeatureEncoder
+
+    enc = FeatureEncoder(6, 8, dropout=0.0, normalise=True).eval()
+    a, b = torch.randn(1, 2, 5, 5), torch.randn(1, 4, 5, 5)
+    scale = torch.rand(1, 1, 5, 5) + 0.5  # a positive factor per location
+    assert torch.allclose(enc([a, b]), enc([a * scale * 3, b * scale]), atol=1e-5)
+    plain = FeatureEncoder(6, 8, dropout=0.0).eval()
+    assert not torch.allclose(plain([a, b]), plain([a * 3, b]), atol=1e-3)
+
+
+def test_options_survive_a_checkpoint_and_old_configs_load_as_the_paper() -> None:
+    from canetlib.checkpoint import build_model
+
+    model = CANet(pretrained=False, backbone="resnet-tiny", width=16,
+                  backbone_widths=(8, 8, 16, 16), normalise=True, pairing="relational")
+    again = build_model(model.config)
+    assert again.encoder.normalise and again.comparison.pairing == "relational"
+    old = {k: v for k, v in model.config.items() if k not in ("normalise", "pairing")}
+    paper = build_model(old)
+    assert not paper.encoder.normalise and paper.comparison.pairing == "concat"

@@ -121,12 +121,16 @@ class CANet(nn.Module):
             (4 in the paper); iteration 0 is CANet-Init.
         dropout: ``Dropout2d`` probability after head convolutions (reference).
         backbone_widths: stage widths for ``"resnet-tiny"``.
+        normalise: unit-length backbone features per block before the encoder
+            (not in the paper; see :class:`FeatureEncoder`).
+        pairing: ``"concat"`` (paper) or ``"relational"`` (see :class:`DenseComparison`).
     """
 
     def __init__(self, pretrained: bool = True, *, backbone: str = "resnet50",
                  blocks: Sequence[str] = ("block2", "block3"), fusion: str | None = None,
                  width: int = 256, iterations: int = 4, dropout: float = 0.5,
-                 backbone_widths: Sequence[int] | None = None) -> None:
+                 backbone_widths: Sequence[int] | None = None, normalise: bool = False,
+                 pairing: str = "concat") -> None:
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; choose from {FUSIONS}")
@@ -141,12 +145,13 @@ class CANet(nn.Module):
             "backbone": backbone, "blocks": list(self.blocks), "fusion": fusion,
             "width": width, "iterations": iterations, "dropout": dropout,
             "backbone_widths": list(backbone_widths) if backbone_widths else None,
+            "normalise": normalise, "pairing": pairing,
         }
         self.backbone = build_backbone(backbone, self.blocks, pretrained, backbone_widths)
         channels: dict[str, int] = getattr(self.backbone, "channels")
         in_channels = sum(channels[b] for b in self.blocks)
-        self.encoder = FeatureEncoder(in_channels, width, dropout)
-        self.comparison = DenseComparison(width, dropout)
+        self.encoder = FeatureEncoder(in_channels, width, dropout, normalise)
+        self.comparison = DenseComparison(width, dropout, pairing)
         self.attention = AttentionFusion(width, dropout) if fusion == "attention" else None
         self.iom = IterativeOptimization(width, dropout)
         for head in (self.encoder, self.comparison, self.attention, self.iom):
@@ -199,7 +204,8 @@ class CANet(nn.Module):
         b, k, c = prototypes.shape
         self._check_shots(k)
         query = query_feats.repeat_interleave(k, dim=0) if k > 1 else query_feats
-        paired = DenseComparison.pair(query, prototypes.reshape(b * k, c))
+        paired = DenseComparison.pair(query, prototypes.reshape(b * k, c),
+                                      self.comparison.pairing)
         compared = self.comparison(paired)
         if k == 1:
             ones = compared.new_ones(b, 1) if self.fusion == "attention" else None

@@ -52,14 +52,30 @@ class FeatureEncoder(nn.Module):
 
     Paper: "Features after block2 and block3 are concatenated and encoded to
     256 dimensions by 3x3 convolutions." Reference: dilation 2, Dropout2d.
+
+    ``normalise=True`` (not in the paper) first scales every block's feature
+    vector to unit length at each location, so that the encoder sees the
+    direction of a feature (what the cosine of the training-free matcher
+    compares) and no block or location dominates by magnitude. On the
+    EfficientNet-Lite0 backbone, whose stage outputs are linear (signed,
+    unbounded), this is what lets the learned head beat the matcher on
+    held-out classes (``data/results/imagenet-backbone/README.md``).
     """
 
-    def __init__(self, in_channels: int, width: int = 256, dropout: float = 0.5) -> None:
+    def __init__(self, in_channels: int, width: int = 256, dropout: float = 0.5,
+                 normalise: bool = False) -> None:
         super().__init__()
+        self.normalise = normalise
         self.conv = conv_block(in_channels, width, 3, dilation=2, dropout=dropout)
 
     def forward(self, feats: list[Tensor]) -> Tensor:
+        if self.normalise:
+            feats = [F.normalize(f, dim=1) for f in feats]
         return self.conv(torch.cat(feats, dim=1))
+
+
+#: how the dense comparison pairs query features with the prototype
+PAIRINGS = ("concat", "relational")
 
 
 class DenseComparison(nn.Module):
@@ -69,16 +85,30 @@ class DenseComparison(nn.Module):
     grid, concatenated with the query features (``2 * width`` channels) and
     compared by a 3x3 convolution with ``width`` filters (dilation 2, as in the
     reference).
+
+    ``pairing="relational"`` (not in the paper) feeds ``[q * p, |q - p|]``
+    instead of ``[q, p]``: the same number of channels, but only *relations*
+    between query and prototype reach the head, never the query's features
+    alone, so the head cannot segment a class it recognises in the query
+    without looking at the support (the shortcut that makes a head trained
+    on few classes fail on new ones).
     """
 
-    def __init__(self, width: int = 256, dropout: float = 0.5) -> None:
+    def __init__(self, width: int = 256, dropout: float = 0.5,
+                 pairing: str = "concat") -> None:
         super().__init__()
+        if pairing not in PAIRINGS:
+            raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
+        self.pairing = pairing
         self.compare = conv_block(2 * width, width, 3, dilation=2, dropout=dropout)
 
     @staticmethod
-    def pair(query: Tensor, prototype: Tensor) -> Tensor:
-        """Concatenate query features ``(N, C, h, w)`` with a tiled prototype ``(N, C)``."""
+    def pair(query: Tensor, prototype: Tensor, pairing: str = "concat") -> Tensor:
+        """Pair query features ``(N, C, h, w)`` with a tiled prototype ``(N, C)``:
+        ``[q, p]`` (paper) or ``[q * p, |q - p|]`` (``pairing="relational"``)."""
         tiled = prototype[:, :, None, None].expand(-1, -1, *query.shape[-2:])
+        if pairing == "relational":
+            return torch.cat([query * tiled, (query - tiled).abs()], dim=1)
         return torch.cat([query, tiled], dim=1)
 
     def forward(self, paired: Tensor) -> Tensor:
