@@ -100,3 +100,20 @@ def test_area_resize_keeps_a_thin_support_object() -> None:
     assert float(bilinear.flatten()[0]) == 0.0  # bilinear sampling misses the line
     with pytest.raises(ValueError, match="bilinear' or 'area"):
         PrototypeMatcher(ColourBackbone(), mask_resize="nearest")
+
+
+def test_shipped_imagenet_canet_beats_both_baselines() -> None:
+    """The shipped offline model compares: on seeded unseen-class episodes it beats the
+    training-free matcher on its own frozen backbone and marking every object (a check on
+    80 episodes, not the benchmark; data/results/imagenet-backbone has the full numbers)."""
+    from canetlib.checkpoint import load_model
+    from canetlib.data import make_dataset
+    from canetlib.evaluate import fit_prototype_baseline
+
+    model = load_model("synthetic-imagenet-1shot-fold0")
+    matcher, fit = fit_prototype_baseline(model, "synthetic", fold=0, episodes=80)
+    test = make_dataset("synthetic", fold=0, split="test", shots=1, episodes=80, seed=0)
+    ours = evaluate(model, test, input_size=128, device="cpu")
+    theirs = evaluate(matcher, test, input_size=128, device="cpu", iterations=0)
+    assert ours["miou"] > theirs["miou"] + 5, (ours["miou"], theirs["miou"], fit["threshold"])
+    assert ours["miou"] > ours["all_objects_miou"] + 10
