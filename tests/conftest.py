@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,3 +34,14 @@ def make_episode(batch: int = 1, shots: int = 1, size: int = 65,
             masks[b, k, y0:y0 + ss // 2, x0:x0 + ss // 3] = 1
     masks[:, :, 0, :] = 255  # an ignore border, as VOC has
     return query, supports, masks
+
+
+# -- small images and masks for the segment/fault tests
+def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def rect(h: int, w: int, value: int = 255) -> np.ndarray:
+    m = np.zeros((h, w), np.uint8)
+    m[h // 4: 3 * h // 4, w // 4: w // 2] = value
+    return m

@@ -28,19 +28,10 @@ from canetlib.data.world_cache import write_cache_file
 from canetlib.pretrain import pretrain
 from canetlib.segment import as_mask, run_segmentation
 from canetlib.train import check_max_steps, train
-from conftest import make_episode
+from conftest import make_episode, rect, rgb
 
 NAN, INF = float("nan"), float("inf")
 
-
-def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-
-
-def rect(h: int, w: int, value: int = 255) -> np.ndarray:
-    m = np.zeros((h, w), np.uint8)
-    m[h // 4: 3 * h // 4, w // 4: w // 2] = value
-    return m
 
 
 def train_cli(out: Path, *args: str) -> list[str]:

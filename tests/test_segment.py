@@ -12,16 +12,8 @@ from PIL import Image
 from canetlib import checkpoint
 from canetlib.cli import main
 from canetlib.segment import as_mask, run_segmentation, segment_images
+from conftest import rect, rgb
 
-
-def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-
-
-def rect(h: int, w: int, value: int = 255) -> np.ndarray:
-    m = np.zeros((h, w), np.uint8)
-    m[h // 4: 3 * h // 4, w // 4: w // 2] = value
-    return m
 
 
 def test_mask_and_probs_at_query_size() -> None:
