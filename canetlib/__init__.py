@@ -19,7 +19,15 @@ from canetlib.model import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttentionFusion", "CANet", "CANetOutput", "DenseComparison", "FUSIONS",
-    "IterativeOptimization", "Prediction", "box_to_mask", "mask_to_box",
-    "masked_average_pooling", "__version__",
+    "FUSIONS",
+    "AttentionFusion",
+    "CANet",
+    "CANetOutput",
+    "DenseComparison",
+    "IterativeOptimization",
+    "Prediction",
+    "__version__",
+    "box_to_mask",
+    "mask_to_box",
+    "masked_average_pooling",
 ]

@@ -4,7 +4,8 @@ Measured in one run on one device, at the paper's setting by default (321 px,
 1-shot, 4 IOM refinements, the full ResNet-50 CANet; random weights, since
 speed does not depend on them):
 
-* ``eval_episodes_per_s``: our evaluator path for one episode: the backbone
+* ``eval_episodes_per_s``: our evaluator path for one episode
+  (:func:`canetlib.model.inference.iteration_maps`): the backbone
   once for query and support (one batched call, :meth:`CANet.encode`), the
   IOM ``iterations + 1`` times on the cached comparison features
   (:meth:`CANet.refine`), every iteration upsampled and thresholded.
@@ -63,6 +64,7 @@ from torch.nn import functional as F
 
 from canetlib.evaluate import binary_prediction
 from canetlib.model import CANet
+from canetlib.model.inference import iteration_maps
 from canetlib.runtime import amp_dtype, default_device
 
 __all__ = ["TARGETS", "episode_batch", "evaluator_path", "flop_counts", "rerun_path",
@@ -91,9 +93,10 @@ def _masks(logits: Tensor, size: tuple[int, ...]) -> Tensor:
 
 def evaluator_path(model: CANet, query: Tensor, supports: Tensor, masks: Tensor,
                    iterations: int) -> list[Tensor]:
-    """Ours: backbone once per image, IOM ``iterations + 1`` times; masks per iteration."""
-    out = model.refine(model.encode(query, supports, masks), iterations)
-    return [_masks(lg, tuple(query.shape[-2:])) for lg in out.logits]
+    """Ours (the evaluator's :func:`~canetlib.model.inference.iteration_maps`): backbone
+    once per image, IOM ``iterations + 1`` times; masks per iteration."""
+    out = iteration_maps(model, query, supports, masks, iterations, logits=True)
+    return [_masks(lg, tuple(query.shape[-2:])) for lg in out.maps]
 
 
 def rerun_path(model: CANet, query: Tensor, supports: Tensor, masks: Tensor,

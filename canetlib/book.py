@@ -28,9 +28,10 @@ class BookProfile:
     episodes: int
     #: seeds for mean +/- std tables computed live
     seeds: int
-    #: shipped checkpoints used by the chapters
-    checkpoint_1shot: str = "synthetic-1shot-fold0"
-    checkpoint_5shot: str = "synthetic-5shot-fold0"
+    #: shipped checkpoints used by the chapters: CANet on the frozen ImageNet
+    #: EfficientNet-Lite0, fold 0 (data/results/imagenet-backbone/README.md)
+    checkpoint_1shot: str = "synthetic-imagenet-1shot-fold0"
+    checkpoint_5shot: str = "synthetic-imagenet-5shot-fold0"
 
     def describe(self) -> str:
         where = "Colab GPU" if self.colab and self.gpu else ("GPU" if self.gpu else "CPU")

@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from importlib import resources
-from types import EllipsisType
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 
 import torch
@@ -142,6 +142,12 @@ PACKAGED_BACKBONES = ("efficientnet-lite0",)
 
 def _packaged_backbone(config: Mapping[str, Any]) -> bool:
     return config.get("backbone") in PACKAGED_BACKBONES
+
+
+def packaged_backbone(name: str) -> bool:
+    """True when a backbone's weights come from a pip package: checkpoints store only
+    the head, so rebuilding the model must load those weights (``pretrained=True``)."""
+    return name in PACKAGED_BACKBONES
 
 
 def model_payload(model: CANet, half: bool = False) -> dict[str, Any]:

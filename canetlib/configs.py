@@ -34,6 +34,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
+from typing_extensions import Self
+
 C = TypeVar("C", bound="_Config")
 
 #: fields that may differ between a checkpoint and ``--resume`` (they do not
@@ -55,7 +57,7 @@ VAL_BY = ("images", "classes")
 class _Config:
     """Shared helpers: typed ``key=value`` overrides and plain-dict round trips."""
 
-    def override(self: C, assignments: Iterable[str]) -> C:
+    def override(self, assignments: Iterable[str]) -> Self:
         """A copy with ``key=value`` assignments applied (values parsed by field type)."""
         changes: dict[str, Any] = {}
         hints = typing.get_type_hints(type(self))
@@ -71,7 +73,7 @@ class _Config:
             changes[key] = parse_value(text.strip(), hints[key], key)
         return self.replace(**changes)
 
-    def replace(self: C, **changes: Any) -> C:
+    def replace(self, **changes: Any) -> Self:
         """``dataclasses.replace`` that validates the result."""
         new = dataclasses.replace(self, **changes)  # type: ignore[type-var]
         new.validate()
@@ -88,7 +90,7 @@ class _Config:
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 
-    def mismatch(self: C, other: C) -> list[str]:
+    def mismatch(self, other: Self) -> list[str]:
         """Fields (other than run-control ones) whose values differ, as ``key: a != b``."""
         diffs = []
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
@@ -100,7 +102,7 @@ class _Config:
         return diffs
 
     @classmethod
-    def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         hints = typing.get_type_hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

@@ -4,10 +4,11 @@ What it does for each batch of test episodes:
 
 1. brings query and supports to a common model input size (see
    :func:`resolve_input_size`), support masks with nearest-neighbour;
-2. runs the frozen backbone **once per image** (:meth:`CANet.encode`, query
-   and supports in one call) and then only the IOM for every refinement
-   (:meth:`CANet.refine`), collecting the logits of every iteration
-   (index 0 = CANet-Init);
+2. runs the batch through :func:`canetlib.model.inference.iteration_maps`
+   (the inference path of :meth:`CANet.predict`): the frozen backbone **once
+   per image** (:meth:`CANet.encode`, query and supports in one call), then
+   only the IOM for every refinement (:meth:`CANet.refine`), collecting the
+   logits of every iteration (index 0 = CANet-Init);
 3. upsamples each iteration's logits bilinearly to that episode's
    **original** query size, takes the argmax, and feeds one
    :class:`~canetlib.metrics.FewShotMeter` per iteration (255 ignored).
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -32,8 +34,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from canetlib.inputs import check_episode
-from canetlib.metrics import FewShotMeter, intersection_union, mean_std
+from canetlib.metrics import FewShotMeter, episode_iou, intersection_union, mean_std
 from canetlib.model import MULTI_SCALE, CANet
+from canetlib.model.cache import feature_cache
+from canetlib.model.inference import IterationMaps, iteration_maps, resize_maps
 from canetlib.runtime import autocast, default_device
 from canetlib.runtime import progress as _progress
 
@@ -222,35 +226,13 @@ def iteration_probabilities(model: CANet, query: Tensor, supports: Tensor, masks
                             ) -> tuple[list[Tensor], Tensor | None]:
     """Per-iteration maps for a batch: logits on the feature grid, or averaged probabilities.
 
-    With one scale, returns each iteration's logits ``(B, 2, h, w)`` (backbone
-    once per image via :meth:`CANet.encode`). With several scales, returns
-    each iteration's foreground/background *probabilities* at the input size,
-    averaged over the scales; supports pass the backbone once, the query once
-    per scale. The second value is the attention weights ``(B, k)`` or ``None``.
+    With one scale, each iteration's logits ``(B, 2, h, w)``; with several, its
+    probabilities at the input size averaged over the scales. The second value
+    is the attention weights ``(B, k)`` or ``None``. A thin wrapper of
+    :func:`canetlib.model.inference.iteration_maps` with ``logits=True``.
     """
-    if returns_logits(scales):
-        out = model.refine(model.encode(query, supports, masks), iterations)
-        return [lg.float() for lg in out.logits], out.attention
-    size = tuple(query.shape[-2:])
-    protos = model.prototypes(model.extract(supports.flatten(0, 1)), masks)
-    total: list[Tensor] | None = None
-    attention = None
-    for s in scales:
-        q = query if s == 1.0 else F.interpolate(query, scale_factor=s, mode="bilinear",
-                                                 align_corners=True)
-        out = model.refine(model.compare(model.extract(q), protos), iterations)
-        probs = out.probabilities(size)
-        total = probs if total is None else [a + p for a, p in zip(total, probs)]
-        if attention is None or s == 1.0:
-            attention = out.attention
-    assert total is not None
-    return [p / len(scales) for p in total], attention
-
-
-def _upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=True)
+    out = iteration_maps(model, query, supports, masks, iterations, scales, logits=True)
+    return out.maps, out.attention
 
 
 def binary_prediction(maps: Tensor, size: Sequence[int]) -> Tensor:
@@ -260,7 +242,7 @@ def binary_prediction(maps: Tensor, size: Sequence[int]) -> Tensor:
     background, as ``argmax`` picks the first maximum) at a fraction of its
     cost on CPU.
     """
-    up = _upsample(maps, size)
+    up = resize_maps(maps, size)
     return (up[:, 1] > up[:, 0]).long()
 
 
@@ -284,9 +266,8 @@ class _Tally:
         self.counts = dict.fromkeys(classes, 0)
         self.episodes: list[dict[str, Any]] | None = [] if keep_episodes else None
 
-    def add(self, item: Item, maps: list[Tensor],
-            postprocess: Postprocess | None = None, logits: bool = True) -> None:
-        """``maps``: per-iteration ``(1, 2, h, w)`` logits or probabilities of one episode.
+    def add(self, item: Item, out: IterationMaps, postprocess: Postprocess | None = None) -> None:
+        """``out``: one episode's per-iteration ``(1, 2, h, w)`` maps.
 
         ``postprocess(query_image, probabilities)`` refines each iteration's
         probabilities at the query's original size before the argmax.
@@ -300,19 +281,17 @@ class _Tally:
         if "query_all_objects" in item:
             every = (item["query_all_objects"] == 1).long()[None]
             self.all_objects.update(every, target[None].cpu(), [cid])
-        target = target.to(maps[0].device)
+        target = target.to(out.maps[0].device)
+        maps = out.maps
+        if postprocess is not None:
+            maps = [postprocess(item["query_image"].to(p.device), p)
+                    for p in out.probabilities(target.shape[-2:])]
         ious = []
         for meter, m in zip(self.meters, maps):
-            if postprocess is not None:
-                m = _upsample(m.float(), target.shape[-2:])
-                m = postprocess(item["query_image"].to(m.device),
-                                torch.softmax(m, dim=1) if logits else m)
             pred = binary_prediction(m, target.shape[-2:])
             meter.update(pred, target[None], [cid])
             if self.episodes is not None:
-                inter, union = intersection_union(pred, target[None])
-                u = int(union[0, 1])
-                ious.append(100.0 * int(inter[0, 1]) / u if u else 100.0)
+                ious.append(episode_iou(pred, target[None]))
         if self.episodes is not None:
             self.episodes.append({"index": item.get("index"), "class_id": cid,
                                   "query_id": item.get("query_id"),
@@ -332,7 +311,8 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
              device: str | torch.device | None = None, amp: bool | None = None,
              progress: bool = False, num_workers: int = 0,
              classes: Sequence[int] | None = None, per_episode: bool = False,
-             postprocess: Postprocess | None = None) -> dict[str, Any]:
+             postprocess: Postprocess | None = None, cache_features: bool = True
+             ) -> dict[str, Any]:
     """Evaluate ``model`` on every episode of ``dataset``.
 
     Args:
@@ -353,6 +333,9 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
         postprocess: refines each iteration's ``(1, 2, H, W)`` probabilities at
             the original size from the query image, e.g. a
             :class:`canetlib.crf.DenseCRF` (Table 4's "CANet-Init + DenseCRF").
+        cache_features: compute each distinct image's frozen features once
+            (:func:`canetlib.model.cache.feature_cache`; the same numbers up to
+            float rounding, several times faster on a fixed test pool).
 
     Returns:
         ``miou``/``fbiou`` (final iteration, %), ``miou_per_iteration`` /
@@ -379,7 +362,7 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
         model.use_channels_last(True)
     start = time.perf_counter()
     try:
-        with torch.inference_mode(), autocast(dev, use_amp):
+        with torch.inference_mode(), autocast(dev, use_amp), _maybe_cache(model, cache_features):
             batches = _loader(dataset, batch_size, num_workers)
             total = -(-len(dataset) // batch_size)  # type: ignore[arg-type]
             for items in _progress(batches, enabled=progress, total=total, desc="evaluate",
@@ -388,11 +371,10 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
                 for group in _groups(items, size):
                     query, supports, masks = _stack(group, size, dev)
                     check_episode(query, supports, masks)
-                    maps, _ = iteration_probabilities(model, query, supports, masks, iterations,
-                                                      scales)
+                    out = iteration_maps(model, query, supports, masks, iterations, scales,
+                                         logits=True)
                     for j, item in enumerate(group):
-                        tally.add(item, [m[j:j + 1] for m in maps], postprocess,
-                                  logits=returns_logits(scales))
+                        tally.add(item, out.episode(j), postprocess)
     finally:
         if dev.type == "cuda" and use_amp and not was_cl:
             model.use_channels_last(False)
@@ -404,6 +386,10 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
     if postprocess is not None:
         settings["postprocess"] = getattr(postprocess, "settings", lambda: repr(postprocess))()
     return _summarise(tally, class_names(dataset, class_ids), seconds, settings)
+
+
+def _maybe_cache(model: Any, enabled: bool) -> AbstractContextManager[Any]:
+    return feature_cache(model) if enabled and hasattr(model, "extract") else nullcontext()
 
 
 def _summarise(tally: _Tally, names: dict[int, str], seconds: float,
@@ -473,12 +459,10 @@ def fit_threshold(matcher: Any, dataset: Any, *,
             target = item["query_mask"]
             s = F.interpolate(sim[j:j + 1], size=tuple(target.shape[-2:]), mode="bilinear",
                               align_corners=True)[0, 0]
-            valid = target != 255
-            fg = (target == 1) & valid
-            pred = (s[None] > ts[:, None, None]) & valid[None]
+            pred = s[None] > ts[:, None, None]
+            i_, u_ = (x[:, 1].double() for x in
+                      intersection_union(pred, target.expand(len(ts), -1, -1)))
             c = int(item["class_id"])
-            i_ = (pred & fg[None]).sum(dim=(1, 2)).double()
-            u_ = (pred | fg[None]).sum(dim=(1, 2)).double()
             inter[c] = inter.get(c, torch.zeros_like(i_)) + i_
             union[c] = union.get(c, torch.zeros_like(u_)) + u_
     per_class = torch.stack([inter[c] / union[c].clamp_min(1) for c in sorted(inter)])
@@ -532,7 +516,8 @@ def evaluate_seeds(model: CANet, seeds: Iterable[int], dataset_factory: Callable
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("evaluate_seeds needs at least one seed")
-    runs = [evaluate(model, dataset_factory(s), **kw) for s in seeds]
+    with torch.inference_mode(), _maybe_cache(model, kw.get("cache_features", True)):
+        runs = [evaluate(model, dataset_factory(s), **kw) for s in seeds]  # one cache for all
     out: dict[str, Any] = {"seeds": seeds, "runs": runs}
     for key in SEED_KEYS:
         if any(r.get(key) is None for r in runs):

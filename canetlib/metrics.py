@@ -5,6 +5,8 @@
   that had episodes.
 * **FB-IoU**: IoU of background and of foreground, each pooled over all
   episodes regardless of class, then averaged.
+* **episode IoU** (:func:`episode_iou`): one episode's foreground IoU, as the
+  evaluator's per-episode report, the widgets and the figures show it.
 
 Pixels labelled 255 count in neither the prediction nor the truth. The
 accumulators take masks of any size on any device; the evaluator feeds them
@@ -14,11 +16,15 @@ at the original image size.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from canetlib.inputs import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def intersection_union(pred: Tensor, target: Tensor,
@@ -46,6 +52,21 @@ def intersection_union(pred: Tensor, target: Tensor,
         inter.append((p & t).flatten(1).sum(1))
         union.append((p | t).flatten(1).sum(1))
     return torch.stack(inter, 1), torch.stack(union, 1)
+
+
+def episode_iou(pred: Tensor | np.ndarray, target: Tensor | np.ndarray,
+                ignore_index: int = IGNORE_INDEX) -> float:
+    """Foreground IoU (%) of one episode's binary prediction, ``ignore_index`` pixels ignored.
+
+    ``pred`` and ``target`` are ``(H, W)`` or ``(1, H, W)`` tensors or arrays; an
+    empty union (no object predicted, none present) counts as 100.
+    """
+    inter, union = intersection_union(torch.as_tensor(pred), torch.as_tensor(target),
+                                      ignore_index)
+    if inter.shape[0] != 1:
+        raise ValueError(f"episode_iou takes one episode, got a batch of {inter.shape[0]}")
+    u = int(union[0, 1])
+    return 100.0 * int(inter[0, 1]) / u if u else 100.0
 
 
 class FewShotMeter:

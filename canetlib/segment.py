@@ -8,7 +8,8 @@ arrays, PNG paths) or boxes ``(x0, y0, x1, y1)`` in pixels (paper section
 
 Like the evaluator, query and supports are resized to a square model input
 (``size``, default 321 as the reference) and the probabilities of every IOM
-iteration are upsampled back to the query's original size.
+iteration are upsampled back to the query's original size, by the inference
+path of :meth:`CANet.predict` (:func:`canetlib.model.inference.episode_maps`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from canetlib.data.imageio import read_image
 from canetlib.evaluate import REFERENCE_INPUT_SIZE, resize_episode
 from canetlib.inputs import IGNORE_INDEX, box_to_mask, check_iterations, check_size
 from canetlib.model import CANet
+from canetlib.model.inference import episode_maps
 
 __all__ = [
     "MASK_RULE", "Segmentation", "as_mask", "as_rgb", "load_mask", "model_for_shots",
@@ -188,10 +190,6 @@ def model_for_shots(model: CANet, shots: int) -> tuple[CANet, str]:
     return twin.to(device).eval(), note
 
 
-def _device(model: CANet) -> torch.device:
-    return next(model.parameters()).device
-
-
 def run_segmentation(model: CANet, query: ImageLike, supports: Sequence[ImageLike],
                      masks: Sequence[Annotation], iterations: int = 4,
                      size: int | None = REFERENCE_INPUT_SIZE,
@@ -229,18 +227,12 @@ def run_segmentation(model: CANet, query: ImageLike, supports: Sequence[ImageLik
     else:
         s_stack, m_stack = torch.stack(s_t), torch.stack(s_masks)
     net, note = model_for_shots(model, len(s_t))
-    dev = _device(net)
-    was_training = net.training
-    net.eval()
-    try:
-        pred = net.predict(q_t[None].to(dev), s_stack[None].to(dev), m_stack[None].to(dev),
-                           iterations=iterations, scales=scales, size=q_rgb.shape[:2])
-    finally:
-        net.train(was_training)
-    probs = [p[0, 1].float().cpu().numpy() for p in pred.probs]
-    attention = pred.attention[0].float().cpu().numpy() if pred.attention is not None else None
-    return Segmentation(pred.final[0].cpu().numpy().astype(np.uint8), probs, attention,
-                        net.fusion, note)
+    # probabilities at the query's original size, as CANet.predict gives them
+    out = episode_maps(net, q_t, s_stack, m_stack, iterations, scales, size=q_rgb.shape[:2])
+    probs = [p[0, 1].float().cpu().numpy() for p in out.maps]
+    attention = out.attention[0].float().cpu().numpy() if out.attention is not None else None
+    mask = out.maps[-1].argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
+    return Segmentation(mask, probs, attention, net.fusion, note)
 
 
 def segment_images(model: CANet, query: ImageLike, supports: Sequence[ImageLike],

@@ -647,8 +647,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, max_steps: int | Non
     total = cfg.epochs * spe
     end = total if max_steps is None else min(total, int(max_steps))
 
-    model = build_model(cfg) if state is None else CANet(**{**cfg.model_kwargs(),
-                                                             "pretrained": False})
+    # on resume every weight comes from the checkpoint, except a packaged backbone's
+    # (not stored in it): that one must be loaded from its package again
+    model = build_model(cfg) if state is None else CANet(**{
+        **cfg.model_kwargs(), "pretrained": ckpt_io.packaged_backbone(cfg.backbone)})
     memory = HistoryMemory(episodes)
     step, seconds = 0, 0.0
     if state is not None:

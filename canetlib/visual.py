@@ -21,12 +21,23 @@ from torch import Tensor
 
 from canetlib.data.episodes import denormalise_image
 from canetlib.data.source import IGNORE_INDEX
+from canetlib.metrics import episode_iou
 
 __all__ = [
-    "GT_COLOR", "PRED_COLOR", "denormalize", "foreground", "iou_per_iteration", "overlay",
-    "plot_attention", "plot_episode", "plot_iou_per_iteration", "plot_iteration",
+    "GT_COLOR",
+    "IGNORE_COLOR",
+    "PRED_COLOR",
+    "denormalize",
+    "foreground",
+    "iou_per_iteration",
+    "overlay",
+    "plot_attention",
+    "plot_episode",
+    "plot_iou_per_iteration",
+    "plot_iteration",
+    "plot_iterations",
     "plot_paper_vs_ours",
-    "plot_iterations", "to_rgb",
+    "to_rgb",
 ]
 
 ArrayLike = Tensor | np.ndarray
@@ -108,10 +119,7 @@ def foreground(probs: Any) -> np.ndarray:
 
 
 def _iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    valid = gt != IGNORE_INDEX
-    p, t = pred & valid, (gt == 1) & valid
-    union = int((p | t).sum())
-    return 100.0 * int((p & t).sum()) / union if union else 100.0
+    return episode_iou(np.asarray(pred).astype(np.int64), np.asarray(gt).astype(np.int64))
 
 
 def iou_per_iteration(probs_per_iteration: Sequence[Any], gt: Any) -> list[float]:
@@ -196,8 +204,13 @@ def _supports(supports: Any, masks: Any) -> list[tuple[Any, Any]]:
     return list(zip(supports, masks))
 
 
-def plot_episode(item: dict[str, Any], pred: Any = None) -> Figure:
-    """An episode: supports with their masks, the query with its truth (and a prediction)."""
+def plot_episode(item: dict[str, Any], pred: Any = None, class_name: str | None = None
+                 ) -> Figure:
+    """An episode: supports with their masks, the query with its truth (and a prediction).
+
+    ``class_name`` labels the query (else the numeric ``class_id`` is shown). Ground
+    truth is drawn in green, the prediction in red, with its IoU in percent.
+    """
     pairs = _supports(item["support_images"], item["support_masks"])
     has_gt = item.get("query_mask") is not None
     n = len(pairs) + 1 + (pred is not None)
@@ -211,7 +224,9 @@ def plot_episode(item: dict[str, Any], pred: Any = None) -> Figure:
     axes[q].imshow(overlay(query, item["query_mask"], GT_COLOR, show_ignore=True)
                    if has_gt else to_rgb(query))
     title = "query + truth" if has_gt else "query"
-    if "class_id" in item:
+    if class_name is not None:
+        title += f" ({class_name})"
+    elif "class_id" in item:
         title += f" (class {int(item['class_id'])})"
     axes[q].set_title(title)
     if pred is not None:
@@ -225,11 +240,13 @@ def plot_episode(item: dict[str, Any], pred: Any = None) -> Figure:
 
 
 def plot_attention(supports: Any, masks: Any, weights: Any, query: Any = None,
-                   prediction: Any = None) -> Figure:
+                   prediction: Any = None, gt: Any = None) -> Figure:
     """k supports titled with their attention weights, a bar chart of the weights.
 
     ``weights``: the k softmax-normalised attention weights of one episode
-    (paper eq. 2). ``query`` (and ``prediction``, a binary mask) add the query.
+    (paper eq. 2). ``query`` (and ``prediction``, a binary mask) add the query;
+    ``gt`` (its 0/1/255 mask) adds a "query + truth" panel (green) and the
+    prediction's IoU (red).
     """
     pairs = _supports(supports, masks)
     w = weights.detach().float().cpu().numpy() if torch.is_tensor(weights) \
@@ -237,7 +254,8 @@ def plot_attention(supports: Any, masks: Any, weights: Any, query: Any = None,
     w = np.ravel(w)
     if w.size != len(pairs):
         raise ValueError(f"{w.size} attention weights for {len(pairs)} supports")
-    n = len(pairs) + 1 + (query is not None)
+    show_gt = query is not None and gt is not None
+    n = len(pairs) + 1 + (query is not None) + show_gt
     fig = Figure(figsize=(2.6 * n, 3.0), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, n))
     best = int(np.argmax(w))
@@ -247,11 +265,19 @@ def plot_attention(supports: Any, masks: Any, weights: Any, query: Any = None,
                           fontweight="bold" if i == best else "normal")
         _hide_axes(axes[i])
     k = len(pairs)
-    if query is not None:
-        axes[k].imshow(overlay(query, prediction, PRED_COLOR) if prediction is not None
-                       else to_rgb(query))
-        axes[k].set_title("query" + (" + prediction" if prediction is not None else ""))
+    if show_gt:
+        axes[k].imshow(overlay(query, gt, GT_COLOR, show_ignore=True))
+        axes[k].set_title("query + truth")
         _hide_axes(axes[k])
+    if query is not None:
+        q = k + show_gt
+        axes[q].imshow(overlay(query, prediction, PRED_COLOR) if prediction is not None
+                       else to_rgb(query))
+        title = "query" + (" + prediction" if prediction is not None else "")
+        if show_gt and prediction is not None:
+            title = f"prediction\nIoU {_iou(_mask(prediction) == 1, _mask(gt)):.1f}"
+        axes[q].set_title(title)
+        _hide_axes(axes[q])
     bar = axes[-1]
     bar.bar(np.arange(1, k + 1), w, color="tab:blue")
     bar.set_ylim(0, max(1.0, float(w.max())))
@@ -263,12 +289,13 @@ def plot_attention(supports: Any, masks: Any, weights: Any, query: Any = None,
 
 def plot_iou_per_iteration(series: dict[str, Sequence[float]] | Sequence[float],
                            stds: dict[str, Sequence[float]] | Sequence[float] | None = None,
-                           ylabel: str = "mIoU (%)") -> Figure:
+                           ylabel: str = "mIoU (%)", zero: bool = True) -> Figure:
     """mIoU against IOM iteration for one or several labelled runs (0 = CANet-Init).
 
     ``series`` is a list of values or ``{label: values}`` (e.g. the
     ``miou_per_iteration`` of several :func:`canetlib.evaluate.evaluate`
-    results); ``stds`` the matching standard deviations over seeds.
+    results); ``stds`` the matching standard deviations over seeds. The y axis
+    starts at 0 (``zero=False`` zooms in, which makes one point look like ten).
     """
     named = dict(series) if isinstance(series, dict) else {"": list(series)}
     errs = (dict(stds) if isinstance(stds, dict) else {"": list(stds)}) if stds is not None else {}
@@ -283,9 +310,12 @@ def plot_iou_per_iteration(series: dict[str, Sequence[float]] | Sequence[float],
     ax.set_xticklabels(["Init"] + [str(t) for t in range(1, longest)])
     ax.set_xlabel("IOM iteration")
     ax.set_ylabel(ylabel)
+    if zero:
+        top = max(max(v) for v in named.values())
+        ax.set_ylim(0, max(10.0, 1.15 * top))
     ax.grid(alpha=0.3)
     if any(named):
-        ax.legend()
+        ax.legend(loc="lower right")
     return fig
 
 

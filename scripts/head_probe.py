@@ -31,13 +31,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from canetlib.configs import get_config
 from canetlib.data import make_dataset, make_source
 from canetlib.data.episodes import EpisodeDataset
 from canetlib.evaluate import resize_episode
 from canetlib.metrics import FewShotMeter
 from canetlib.model.baseline import PrototypeMatcher
 from canetlib.train import HeldOutSource, HistoryMemory, _source_kwargs, build_model, pixel_loss
-from canetlib.configs import get_config
 
 
 def cache_features(model: Any, dataset: EpisodeDataset, size: int | None,

@@ -16,12 +16,12 @@ import torch
 from PIL import Image
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from canetlib import checkpoint, visual  # noqa: E402
-from canetlib.data import make_dataset  # noqa: E402
-from canetlib.evaluate import fit_prototype_baseline  # noqa: E402
-from canetlib.widgets import run_episode  # noqa: E402
+from canetlib import checkpoint, visual
+from canetlib.data import make_dataset
+from canetlib.evaluate import fit_prototype_baseline
+from canetlib.widgets import run_episode
 
 
 def main() -> None:

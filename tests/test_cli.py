@@ -117,6 +117,18 @@ def test_evaluate_seeds_multi_scale_and_boxes(shipped: Path, tmp_path: Path) -> 
     assert data["settings"]["box_support"] is True and data["episodes"] == 12
 
 
+def test_evaluate_custom_scales(shipped: Path, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    data = evaluate_json(tmp_path, "--scales", "1.3", "--input-size", "64")
+    assert data["settings"]["scales"] == [1.3] and data["settings"]["multi_scale"] is False
+    assert ", scales 1.3" in capsys.readouterr().out
+    for bad in (["--scales", "0.7,x"], ["--scales", "-1"], ["--scales", "1", "--multi-scale"]):
+        rc = main(["evaluate", "--dataset", "synthetic", "--checkpoint", "tiny-1shot",
+                   "--episodes", "2", *bad])
+        assert rc == 2
+        assert "--scales" in capsys.readouterr().err
+
+
 def test_evaluate_dense_crf(shipped: Path, tmp_path: Path,
                             capsys: pytest.CaptureFixture[str]) -> None:
     data = evaluate_json(tmp_path, "--dense-crf", "--input-size", "64")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import make_episode, rect, rgb
 from evalfakes import tiny_model
 from PIL import Image
 from test_pretrain import tiny as tiny_pretrain
@@ -28,7 +29,6 @@ from canetlib.data.world_cache import write_cache_file
 from canetlib.pretrain import pretrain
 from canetlib.segment import as_mask, run_segmentation
 from canetlib.train import check_max_steps, train
-from conftest import make_episode, rect, rgb
 
 NAN, INF = float("nan"), float("inf")
 

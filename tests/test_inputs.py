@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_episode
 
 from canetlib import CANet, box_to_mask, mask_to_box
 from canetlib.inputs import check_target
-from conftest import make_episode
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from canetlib.metrics import FewShotMeter, intersection_union, mean_std
+from canetlib.metrics import FewShotMeter, episode_iou, intersection_union, mean_std
 
 
 def t(rows: list[list[int]]) -> torch.Tensor:
@@ -19,6 +19,22 @@ def test_intersection_union_ignores_255() -> None:
     # valid pixels: (0,0) p1 g1, (0,2) p0 g0, (1,0) p0 g1, (1,1) p1 g1
     assert inter.tolist() == [[1, 2]]
     assert union.tolist() == [[2, 3]]
+
+
+def test_episode_iou_ignores_255_and_counts_an_empty_union_as_100() -> None:
+    import numpy as np
+
+    pred = t([[1, 1, 0], [0, 1, 1]])
+    gt = t([[1, 255, 0], [1, 1, 255]])
+    # 255 pixels leave both sides: foreground I/U = 2/3 (see the case above)
+    assert episode_iou(pred, gt) == pytest.approx(100 * 2 / 3)
+    assert episode_iou(pred[None], gt[None]) == episode_iou(pred, gt)
+    assert episode_iou(pred.numpy() == 1, gt.numpy().astype(np.uint8)) == episode_iou(pred, gt)
+    # a prediction only on 255 pixels, nothing to find: empty union -> 100
+    assert episode_iou(t([[0, 1], [0, 0]]), t([[0, 255], [0, 0]])) == 100.0
+    assert episode_iou(t([[1, 1], [0, 0]]), t([[0, 255], [0, 0]])) == 0.0
+    with pytest.raises(ValueError, match="one episode"):
+        episode_iou(torch.zeros(2, 3, 3), torch.zeros(2, 3, 3))
 
 
 def test_miou_pools_per_class_then_averages() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from canetlib import CANet, FUSIONS, masked_average_pooling
-from canetlib.model.backbone import BACKBONES
 from conftest import make_episode
+
+from canetlib import FUSIONS, CANet, masked_average_pooling
+from canetlib.model.backbone import BACKBONES
 
 
 def tiny(**kw: object) -> CANet:

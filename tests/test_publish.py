@@ -143,7 +143,7 @@ def test_markdown_outputs_render_their_tables() -> None:
     from myst_nb.docutils_ import Parser
 
     outputs = [(name, md) for name, md in _markdown_outputs()
-               if re.search(r"^\|[-:| ]+\|$", md, re.M)]
+               if re.search(r"^\|[-:| ]+\|$", md, re.MULTILINE)]
     assert {name for name, _ in outputs} >= {"01_task", "05_kshot"}
     for name, md in outputs:
         nb = {"nbformat": 4, "nbformat_minor": 5,
@@ -177,7 +177,7 @@ def test_notation_page_follows_the_intro_and_defines_the_metrics() -> None:
                  "CANet-Init", "iterative optimization module", "mask dropout", "mIoU", "FB-IoU",
                  "class-pooled IoU"):
         assert term in terms, term
-    blocks = re.findall(r"^\$\$\n(.*?)\n\$\$$", text, re.S | re.M)
+    blocks = re.findall(r"^\$\$\n(.*?)\n\$\$$", text, re.DOTALL | re.MULTILINE)
     assert any(r"\mathrm{mIoU}" in b for b in blocks)
     assert any(r"\text{FB-IoU}" in b and r"\bar P_e" in b for b in blocks)
     assert "255" in text

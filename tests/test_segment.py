@@ -6,14 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import rect, rgb
 from evalfakes import tiny_model
 from PIL import Image
 
 from canetlib import checkpoint
 from canetlib.cli import main
 from canetlib.segment import as_mask, run_segmentation, segment_images
-from conftest import rect, rgb
-
 
 
 def test_mask_and_probs_at_query_size() -> None:

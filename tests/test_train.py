@@ -374,3 +374,19 @@ def test_validation_classes_are_benchmark_classes_not_base_classes() -> None:
     held = HeldOutSource(src, 0, 0.0, "val", by="classes", classes=3, fold=0).held_classes(0)
     assert set(held) <= set(src.benchmark_train_classes(0))
     assert max(src.benchmark_train_classes(0)) <= 20 < max(src.train_classes(0))
+
+
+def test_resume_is_exact_on_the_packaged_imagenet_backbone(tmp_path: Path) -> None:
+    """Checkpoints of an EfficientNet-Lite0 run hold only the head: resuming must load the
+    backbone from its package again (it once came back randomly initialised)."""
+    cfg = get_config("synthetic-imagenet-1shot", [
+        "width=16", "train_size=64", "episodes=8", "batch_size=2", "world_images=3",
+        "world_per_fold=false", "world_base_classes=0", "threads=1", "num_workers=0",
+        "save_every=1"])
+    assert isinstance(cfg, TrainConfig)
+    whole = train(cfg, tmp_path / "whole", max_steps=6, progress=False)
+    train(cfg, tmp_path / "broken", max_steps=3, progress=False)
+    resumed = train(cfg, tmp_path / "broken", max_steps=6, resume=True, progress=False)
+    assert resumed.losses == whole.losses[3:]
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -100,3 +100,33 @@ def test_paper_vs_ours_bars_mark_each_panels_best_row() -> None:
     assert darkest == [50.8, 25.0]
     with pytest.raises(ValueError, match=r"rows \['c'\]"):
         visual.plot_paper_vs_ours(paper, {"a": 1.0, "b": 2.0})
+
+
+def test_plot_episode_titles_the_class_by_name():
+    item = {"support_images": torch.zeros(1, 3, 32, 32), "support_masks": torch.zeros(1, 32, 32),
+            "query_image": torch.zeros(3, 32, 32),
+            "query_mask": torch.ones(32, 32, dtype=torch.long), "class_id": 3}
+    named = visual.plot_episode(item, pred=torch.ones(32, 32), class_name="bird")
+    titles = [ax.get_title() for ax in named.axes]
+    assert titles[1] == "query + truth (bird)" and titles[2] == "prediction\nIoU 100.0"
+    assert visual.plot_episode(item).axes[1].get_title() == "query + truth (class 3)"
+
+
+def test_plot_attention_shows_the_truth_and_the_iou():
+    sup = torch.zeros(2, 3, 16, 16)
+    masks = torch.ones(2, 16, 16, dtype=torch.long)
+    gt = torch.zeros(16, 16, dtype=torch.long)
+    gt[:8] = 1
+    pred = torch.zeros(16, 16, dtype=torch.long)
+    pred[:4] = 1
+    fig = visual.plot_attention(sup, masks, [0.4, 0.6], query=torch.zeros(3, 16, 16),
+                                prediction=pred, gt=gt)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[2:] == ["query + truth", "prediction\nIoU 50.0", "attention weights"]
+
+
+def test_iou_per_iteration_axis_starts_at_zero_unless_asked():
+    fig = visual.plot_iou_per_iteration([51.8, 52.5, 52.8])
+    assert fig.axes[0].get_ylim()[0] == 0
+    zoomed = visual.plot_iou_per_iteration([51.8, 52.5, 52.8], zero=False)
+    assert zoomed.axes[0].get_ylim()[0] > 50

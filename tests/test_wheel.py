@@ -151,5 +151,5 @@ def test_installed_wheel_loads_every_shipped_checkpoint(tmp_path: Path) -> None:
     (run_dir / "check.py").write_text(CHECK)
     out = _run([str(python), "check.py", *expected], cwd=run_dir, env=env, timeout=300)
     for name in expected:
-        assert re.search(rf"^{re.escape(name)}: 1-shot episode, IoU [\d.]+$", out, re.M), out
+        assert re.search(rf"^{re.escape(name)}: 1-shot episode, IoU [\d.]+$", out, re.MULTILINE), out
     assert str(venv.resolve()) in out

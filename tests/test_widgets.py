@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 import torch
 from evalfakes import tiny_model
 
+from canetlib import visual
 from canetlib.data import SyntheticSource, make_dataset
 from canetlib.evaluate import evaluate, resolve_input_size
 from canetlib.widgets import (
+    FRAME_MAX_WIDTH,
     AttentionExplorer,
     EpisodeBrowser,
     IterationExplorer,
@@ -17,6 +21,62 @@ from canetlib.widgets import (
 )
 
 pytest.importorskip("ipywidgets")
+
+
+def pixel_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` read from a PNG (IHDR) or baseline/progressive JPEG (SOFn) header."""
+    data = bytes(data)
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        width, height = struct.unpack(">II", data[16:24])
+        return width, height
+    assert data.startswith(b"\xff\xd8"), "neither PNG nor JPEG"
+    pos = 2
+    while pos < len(data):
+        assert data[pos] == 0xFF, f"bad JPEG marker at {pos}"
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
+                      0xCF):
+            height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
+            return width, height
+        pos += 2 + length
+    raise AssertionError("no SOF marker in the JPEG")
+
+
+def check_natural_size(explorer) -> tuple[int, int]:
+    """The frame is shown at its own pixel size: never stretched, shrinks on narrow screens."""
+    width, height = pixel_size(explorer.image.value)
+    layout = explorer.image.layout
+    assert layout.width == f"{width}px"
+    assert layout.height == "auto" and layout.max_width == "100%"
+    assert (explorer.image.width, explorer.image.height) == (str(width), str(height))
+    assert explorer.frame_size == (width, height)
+    assert explorer.widget.layout.align_items == "flex-start"
+    assert explorer.frame_box in explorer.widget.children
+    assert explorer.image in explorer.frame_box.children
+    if explorer.keep_height:  # the episode browser: frames of 1-shot and 5-shot episodes
+        assert int(explorer.frame_box.layout.min_height[:-2]) >= height
+    else:  # frames of one size: nothing reserved (no blank space when shrunk)
+        assert explorer.frame_box.layout.min_height is None
+    return width, height
+
+
+def swatch(color) -> str:
+    r, g, b = color
+    return f"rgb({r}, {g}, {b})"
+
+
+def key_entries(caption: str) -> dict[str, str]:
+    """``{label: css colour}`` of the colour key at the end of a caption."""
+    import re
+
+    assert caption.count('class="canet-colour-key"') == 1
+    key = caption.split('class="canet-colour-key"', 1)[1]
+    return {label: colour for colour, label in
+            re.findall(r"background: (rgb\([^)]*\))\"></span>&nbsp;([^<]+)</span>", key)}
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +150,16 @@ def test_iteration_explorer_moves_through_every_episode_and_iteration(world) -> 
             assert explorer.shown == (e, t)
             assert explorer.image.value != last
             assert bytes(explorer.image.value).startswith(b"\xff\xd8")  # JPEG
+            check_natural_size(explorer)
             last = explorer.image.value
             ious = explorer.runs[e].ious
             assert ious is not None and f"<b>{'Init' if t == 0 else t}: {ious[t]:.1f}</b>" \
                 in explorer.caption.value
     assert explorer.slider.max == 3 and explorer.episode_slider.max == 2
+    assert key_entries(explorer.caption.value) == {
+        "prediction": swatch(visual.PRED_COLOR), "ground truth": swatch(visual.GT_COLOR),
+        "ignored border": swatch(visual.IGNORE_COLOR)}
+    assert "foreground probability" in explorer.caption.value
 
 
 def test_iteration_explorer_for_one_episode(world) -> None:
@@ -123,8 +188,13 @@ def test_attention_explorer_on_ragged_five_shot_episodes(world) -> None:
         explorer.slider.value = i
         assert explorer.shown == i and explorer.image.value != last
         assert f"{float(explorer.weights[i][0]):.2f}" in explorer.caption.value
+        width, _ = check_natural_size(explorer)
+        assert width <= FRAME_MAX_WIDTH  # eight panels wrapped into two rows
         last = explorer.image.value
     assert explorer.frames_drawn == 4
+    assert key_entries(explorer.caption.value) == {
+        "support mask": swatch(visual.GT_COLOR), "ground truth": swatch(visual.GT_COLOR),
+        "prediction": swatch(visual.PRED_COLOR), "ignored border": swatch(visual.IGNORE_COLOR)}
     with pytest.raises(ValueError, match="attention"):
         AttentionExplorer.from_model(tiny_model("feature-avg"), ds, count=1)
     with pytest.raises(ValueError, match="weight vectors"):
@@ -159,11 +229,15 @@ def test_episode_browser_moves_through_datasets_and_episodes(world) -> None:
             assert browser.image.value != last
             last = browser.image.value
             assert f"{label}, episode {i}" in browser.caption.value
+            check_natural_size(browser)
             seen.add(browser.shown)
         browser.slider.value = 0
     assert len(seen) == 6
     assert len(calls) == 6  # each prediction computed once, then kept
     assert browser._predictions[("test", 1)].shape == sets["test"][1]["query_image"].shape[-2:]
+    assert key_entries(browser.caption.value) == {
+        "support mask": swatch(visual.GT_COLOR), "ground truth": swatch(visual.GT_COLOR),
+        "prediction": swatch(visual.PRED_COLOR), "ignored border": swatch(visual.IGNORE_COLOR)}
 
 
 def test_episode_browser_without_model(world) -> None:
@@ -173,3 +247,80 @@ def test_episode_browser_without_model(world) -> None:
     browser.slider.value = 1
     assert browser.frames_drawn == 2 and browser.shown == ("episodes", 1)
     assert "class" in browser.caption.value
+    assert key_entries(browser.caption.value) == {
+        "support mask": swatch(visual.GT_COLOR), "ground truth": swatch(visual.GT_COLOR),
+        "ignored border": swatch(visual.IGNORE_COLOR)}  # no prediction without a model
+
+
+def test_frames_keep_their_pixel_size_and_the_widget_its_height(world) -> None:
+    one, five = episodes(world, shots=1, n=2), episodes(world, shots=5, n=2)
+    browser = EpisodeBrowser({"1-shot": one, "5-shot": five})
+    reserved = browser.frame_box.layout.min_height
+    w1, h1 = check_natural_size(browser)
+    assert 450 <= w1 <= 700 and 250 <= h1 <= 400  # two panels at 100 dpi, not stretched
+    browser.chooser.value = "5-shot"
+    assert browser.shown == ("5-shot", 0)
+    w5, h5 = check_natural_size(browser)
+    # six panels in two rows of three, each as large as a 1-shot panel
+    assert w5 <= FRAME_MAX_WIDTH and w5 > w1 and h5 > 1.5 * h1
+    assert browser.frame_box.layout.min_height == reserved  # reserved up front, no jump
+    browser.chooser.value = "1-shot"
+    assert check_natural_size(browser) == (w1, h1)
+    assert browser.frame_box.layout.min_height == reserved
+
+
+def synthetic_item(h: int, w: int, box: tuple[int, int, int, int] | None, k: int = 1,
+                   masked: bool = True) -> dict:
+    """An episode whose query target is the rectangle ``box`` = (top, left, height, width)."""
+    mask = torch.zeros(h, w, dtype=torch.long)
+    if box is not None:
+        top, left, bh, bw = box
+        mask[top:top + bh, left:left + bw] = 1
+    support = torch.zeros(k, h, w, dtype=torch.long)
+    support[:, h // 4:h // 2, w // 4:w // 2] = 1
+    item = {"query_image": torch.randn(3, h, w), "support_images": torch.randn(k, 3, h, w),
+            "support_masks": support, "class_id": 1}
+    if masked:
+        item["query_mask"] = mask
+    return item
+
+
+def test_episode_browser_starts_on_a_visible_target() -> None:
+    tiny = synthetic_item(50, 50, (20, 20, 2, 2))        # 0.16 % of the query
+    cut = synthetic_item(50, 50, (46, 10, 4, 20))        # 3.2 %, a quarter of it on the border
+    clear = synthetic_item(50, 50, (10, 10, 15, 15))     # 9 %, inside
+    edge_ok = synthetic_item(50, 50, (0, 10, 20, 20))    # 16 %, 5 % of it on the border
+    empty = synthetic_item(50, 50, None)
+    cases = [
+        ([tiny, empty, cut, clear, tiny], 3),
+        ([edge_ok, tiny], 0),
+        ([tiny, cut, tiny, cut], 1),                    # no clear target: the first large enough
+        ([tiny, empty, tiny], 0),                       # none large enough: episode 0
+        ([synthetic_item(50, 50, None, masked=False), clear], 0),  # no ground truth
+    ]
+    for data, start in cases:
+        browser = EpisodeBrowser({"first": data, "second": [clear, tiny]})
+        assert browser.start == start, start
+        assert browser.shown == ("first", start) and browser.slider.value == start
+        assert (browser.slider.min, browser.slider.max) == (0, len(data) - 1)  # range unchanged
+        assert browser.frames_drawn == 1
+        browser.chooser.value = "second"
+        assert browser.shown == ("second", 0)
+    # only the offered episodes (count) are searched
+    assert EpisodeBrowser([tiny, tiny, clear], count=2).start == 0
+    assert EpisodeBrowser([tiny, tiny, clear], count=3).start == 2
+
+
+def test_every_control_redraws(world) -> None:
+    """Slider and dropdown moves each draw a new frame at its own size, without error."""
+    sets = {"a": episodes(world, shots=1, n=3), "b": episodes(world, shots=2, n=2)}
+    browser = EpisodeBrowser(sets)
+    frames = {browser.shown: bytes(browser.image.value)}
+    for label, i in [("a", 2), ("b", 0), ("b", 1), ("a", 0), ("a", 1)]:
+        if browser.chooser.value != label:
+            browser.chooser.value = label
+        browser.slider.value = i
+        assert browser.shown == (label, i)
+        check_natural_size(browser)
+        frames[browser.shown] = bytes(browser.image.value)
+    assert len(set(frames.values())) == len(frames) >= 5

@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=int, default=4, help="IOM refinements after CANet-Init")
     p.add_argument("--multi-scale", action="store_true",
                    help="query at 0.7, 1 and 1.3, probabilities averaged (paper)")
+    p.add_argument("--scales", default=None, metavar="S[,S...]",
+                   help="query scales to average, e.g. 0.7 or 1,1.3 (--multi-scale = "
+                        "0.7,1,1.3)")
     p.add_argument("--glyphs", choices=["all", "held"], default="all",
                    help="synthetic only: 'held' draws every test object of a class with the "
                         "class's held-out glyph (HELD_OUT_GLYPHS; never in the training pool "
@@ -67,12 +70,27 @@ def _input_size(args: argparse.Namespace, ckpt: dict[str, Any]) -> int | str | N
     return int(train_size) if train_size else None
 
 
+def _parse_scales(text: str) -> tuple[float, ...] | None:
+    try:
+        scales = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        return None
+    return scales if scales and all(v > 0 for v in scales) else None
+
+
 def _validate(args: argparse.Namespace) -> None:
     for name in ("shots", "episodes", "seeds", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.iterations < 0:
         raise ValueError(f"--iterations must be >= 0, got {args.iterations}")
+    if args.scales is not None and args.multi_scale:
+        raise ValueError("--scales and --multi-scale are the same option; pass one of them")
+    if args.scales is not None:
+        parsed = _parse_scales(args.scales)
+        if parsed is None:
+            raise ValueError(f"--scales needs positive numbers separated by commas, "
+                             f"got {args.scales!r}")
     if args.glyphs != "all" and args.dataset != "synthetic":
         raise ValueError(f"--glyphs {args.glyphs} needs --dataset synthetic")
 
@@ -103,8 +121,15 @@ def run(args: argparse.Namespace) -> int:
     if args.glyphs == "held" and not (ckpt.get("train_config") or {}).get("world_held_glyphs"):
         print(f"note: {args.checkpoint} was not trained with world_held_glyphs, so its training "
               "pool showed the held-out glyphs", file=sys.stderr)
+    trained = ckpt.get("train_config") or {}
+    trained_fold = trained.get("fold") if trained.get("dataset") == args.dataset else None
+    if trained_fold is not None and trained_fold != args.fold:
+        print(f"note: {args.checkpoint} was trained on fold {trained_fold}: the test classes of "
+              f"fold {args.fold} were among its training classes (seen classes, test images)",
+              file=sys.stderr)
     settings = {
         "dataset": args.dataset, "root": args.root, "fold": args.fold, "shots": args.shots,
+        "trained_fold": trained_fold,
         "episodes_per_seed": args.episodes, "checkpoint": str(args.checkpoint),
         "fusion": model.fusion, "multi_scale": args.multi_scale,
         "box_support": args.box_support, "dense_crf": args.dense_crf, "glyphs": args.glyphs,
@@ -116,7 +141,9 @@ def run(args: argparse.Namespace) -> int:
                              **source_kwargs(args))
 
     kw: dict[str, Any] = {
-        "iterations": args.iterations, "scales": MULTI_SCALE if args.multi_scale else (1.0,),
+        "iterations": args.iterations,
+        "scales": MULTI_SCALE if args.multi_scale else (
+            _parse_scales(args.scales) if args.scales else (1.0,)),
         "batch_size": args.batch_size, "input_size": _input_size(args, ckpt), "device": device,
         "amp": False if args.no_amp else None, "progress": not args.no_progress,
         "num_workers": args.num_workers, "per_episode": args.per_episode}
@@ -162,9 +189,13 @@ def _label(t: int, last: int) -> str:
 def format_table(result: dict[str, Any]) -> str:
     """A rounded, human-readable summary of an :func:`evaluate` (or seeds) result."""
     s = result["settings"]
+    scales = list(s.get("scales", [1.0]))
+    scale_note = ("" if s["multi_scale"] or scales == [1.0]
+                  else ", scales " + "/".join(f"{v:g}" for v in scales))
     head = (f"{s['dataset']} fold {s['fold']}, {s['shots']}-shot, {s['episodes_per_seed']} "
             f"episodes x {len(s['seeds'])} seed(s) {s['seeds']}, checkpoint {s['checkpoint']}"
             f"{', multi-scale' if s['multi_scale'] else ''}"
+            f"{scale_note}"
             f"{', box supports' if s['box_support'] else ''}"
             f"{', held-out glyphs' if s.get('glyphs') == 'held' else ''}"
             f"{', DenseCRF' if s.get('dense_crf') else ''}")

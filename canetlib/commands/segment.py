@@ -3,7 +3,7 @@
 Each ``--support IMG`` is followed by its annotation, ``--support-mask PNG``
 or ``--support-box x0,y0,x1,y1``; repeat the group for k shots::
 
-    python -m canetlib segment --checkpoint synthetic-1shot-fold0 \\
+    python -m canetlib segment --checkpoint synthetic-imagenet-1shot-fold0 \\
         --support cat1.jpg --support-mask cat1.png --support cat2.jpg --support-box 10,20,200,180 \\
         --query photo.jpg --out photo_mask.png
 """

@@ -70,19 +70,45 @@ from pathlib import Path
 import numpy as np
 
 from canetlib.data.source import PASCAL_CLASSES, SPLITS, SegmentationSource
-from canetlib.data.world_catalog import (CATEGORY_WORDS, CLASS_GLYPHS, EXTRA_EXCLUDED,
-                                         HELD_OUT_GLYPHS, NON_OBJECT_WORDS, PRETRAIN_GLYPHS,
-                                         PRETRAIN_RANGES, TEST_GLYPHS, depicts_category,
-                                         glyph_name, is_object_like)
-from canetlib.data.world_cache import (Pair, Scene, cache_root, cached_pairs, cached_scene,
-                                       clear_scene_caches)
-from canetlib.data.world_glyphs import (GLYPH_FONT_SIZE, MAX_BASE_CLASSES, WORLD_VERSION,
-                                        base_glyphs, clear_glyph_caches, openmoji_version,
-                                        render_glyph)
+from canetlib.data.world_cache import (
+    Pair,
+    Scene,
+    cache_root,
+    cached_pairs,
+    cached_scene,
+    clear_scene_caches,
+)
+from canetlib.data.world_catalog import (
+    CATEGORY_WORDS,
+    CLASS_GLYPHS,
+    EXTRA_EXCLUDED,
+    HELD_OUT_GLYPHS,
+    NON_OBJECT_WORDS,
+    PRETRAIN_GLYPHS,
+    PRETRAIN_RANGES,
+    TEST_GLYPHS,
+    depicts_category,
+    glyph_name,
+    is_object_like,
+)
+from canetlib.data.world_glyphs import (
+    GLYPH_FONT_SIZE,
+    MAX_BASE_CLASSES,
+    WORLD_VERSION,
+    base_glyphs,
+    clear_glyph_caches,
+    openmoji_version,
+    render_glyph,
+)
 from canetlib.data.world_layout import SceneLayout, SceneObject, draw_glyph, scene_layout
 from canetlib.data.world_pretraining import PretrainingPool
-from canetlib.data.world_render import (BORDER_WIDTH, compose_scene, layout_class_areas,
-                                        procedural_background, semantic_from_objects)
+from canetlib.data.world_render import (
+    BORDER_WIDTH,
+    compose_scene,
+    layout_class_areas,
+    procedural_background,
+    semantic_from_objects,
+)
 
 #: the public names of the world's modules, importable from here as before the split
 __all__ = [

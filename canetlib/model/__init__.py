@@ -9,6 +9,7 @@ from canetlib.model.canet import (
     EpisodeFeatures,
     Prediction,
 )
+from canetlib.model.inference import IterationMaps, iteration_maps
 from canetlib.model.modules import (
     ASPP,
     AttentionFusion,
@@ -19,7 +20,22 @@ from canetlib.model.modules import (
 )
 
 __all__ = [
-    "ASPP", "AttentionFusion", "BACKBONES", "BLOCKS", "CANet", "CANetOutput", "DenseComparison",
-    "EpisodeFeatures", "FUSIONS", "FeatureEncoder", "IterativeOptimization", "MULTI_SCALE",
-    "Prediction", "build_backbone", "count_parameters", "masked_average_pooling",
+    "ASPP",
+    "BACKBONES",
+    "BLOCKS",
+    "FUSIONS",
+    "MULTI_SCALE",
+    "AttentionFusion",
+    "CANet",
+    "CANetOutput",
+    "DenseComparison",
+    "EpisodeFeatures",
+    "FeatureEncoder",
+    "IterationMaps",
+    "IterativeOptimization",
+    "Prediction",
+    "build_backbone",
+    "count_parameters",
+    "iteration_maps",
+    "masked_average_pooling",
 ]

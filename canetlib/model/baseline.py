@@ -67,7 +67,7 @@ class PrototypeMatcher(nn.Module):
     @classmethod
     def from_model(cls, model: nn.Module, threshold: float = 0.5) -> PrototypeMatcher:
         """The matcher on a CANet's own frozen backbone and compared blocks."""
-        return cls(getattr(model, "backbone"), getattr(model, "blocks"), threshold)
+        return cls(model.backbone, model.blocks, threshold)
 
     def train(self, mode: bool = True) -> PrototypeMatcher:
         super().train(mode)
@@ -86,7 +86,7 @@ class PrototypeMatcher(nn.Module):
             return torch.cat([F.normalize(feats[b].float(), dim=1) for b in self.blocks], dim=1)
 
     def _split(self, x: Tensor) -> list[Tensor]:
-        sizes = [int(getattr(self.backbone, "channels")[b]) for b in self.blocks]
+        sizes = [int(self.backbone.channels[b]) for b in self.blocks]
         return list(torch.split(x, sizes, dim=1))
 
     def prototypes(self, support_feats: Tensor, support_masks: Tensor) -> Tensor:

@@ -9,8 +9,9 @@ The forward pass is split so that the expensive part runs once per episode:
 * :meth:`CANet.refine` runs only the iterative optimization module, as many
   times as asked, on the cached comparison features.
 
-``forward`` chains the three; the evaluator and the book's widgets call the
-pieces directly to add IOM iterations without touching the backbone again.
+``forward`` chains the three; :func:`canetlib.model.inference.iteration_maps`
+(behind :meth:`CANet.predict`, the evaluator, the segmenter and the book's
+widgets) calls the pieces to add IOM iterations without touching the backbone again.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from canetlib.inputs import check_episode, check_iterations, check_scales
 from canetlib.model.backbone import BACKBONES, build_backbone, count_parameters
+from canetlib.model.inference import iteration_maps, resize_maps
 from canetlib.model.modules import (
     AttentionFusion,
     DenseComparison,
@@ -94,10 +95,7 @@ class Prediction:
 
 
 def _probs(logits: Tensor, size: Sequence[int] | None) -> Tensor:
-    p = torch.softmax(logits.float(), dim=1)
-    if size is not None and tuple(p.shape[-2:]) != tuple(size):
-        p = F.interpolate(p, size=tuple(size), mode="bilinear", align_corners=True)
-    return p
+    return resize_maps(torch.softmax(logits.float(), dim=1), size)
 
 
 class CANet(nn.Module):
@@ -148,7 +146,7 @@ class CANet(nn.Module):
             "normalise": normalise, "pairing": pairing,
         }
         self.backbone = build_backbone(backbone, self.blocks, pretrained, backbone_widths)
-        channels: dict[str, int] = getattr(self.backbone, "channels")
+        channels: dict[str, int] = self.backbone.channels
         in_channels = sum(channels[b] for b in self.blocks)
         self.encoder = FeatureEncoder(in_channels, width, dropout, normalise)
         self.comparison = DenseComparison(width, dropout, pairing)
@@ -299,31 +297,17 @@ class CANet(nn.Module):
 
         Probabilities are upsampled to ``size`` (default: the query's size)
         and averaged over scales for every iteration. Supports go through the
-        backbone once whatever the number of scales.
+        backbone once whatever the number of scales (see
+        :func:`canetlib.model.inference.iteration_maps`).
         """
         supports, support_masks = _as_kshot(supports, support_masks)
         check_episode(query, supports, support_masks)
         self._check_shots(supports.shape[1])
         iterations = self.iterations if iterations is None else iterations
         size = tuple(size) if size is not None else tuple(query.shape[-2:])
-        scales = tuple(scales)
-        check_scales(scales, *query.shape[-2:])
-        if scales == (1.0,):
-            out = self.refine(self.encode(query, supports, support_masks), iterations)
-            return Prediction(out.probabilities(size), out.attention)
-        protos = self.prototypes(self.extract(supports.flatten(0, 1)), support_masks)
-        total: list[Tensor] | None = None
-        attention = None
-        for s in scales:
-            q = query if s == 1.0 else F.interpolate(
-                query, scale_factor=s, mode="bilinear", align_corners=True)
-            out = self.refine(self.compare(self.extract(q), protos), iterations)
-            probs = out.probabilities(size)
-            total = probs if total is None else [a + p for a, p in zip(total, probs)]
-            if s == 1.0 or attention is None:
-                attention = out.attention
-        assert total is not None
-        return Prediction([p / len(scales) for p in total], attention)
+        check_scales(tuple(scales), *query.shape[-2:])
+        out = iteration_maps(self, query, supports, support_masks, iterations, scales, size)
+        return Prediction(out.maps, out.attention)
 
     def _check_shots(self, k: int) -> None:
         if k < 1:

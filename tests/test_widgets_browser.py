@@ -1,0 +1,247 @@
+"""The IterationExplorer in a real JupyterLab, driven by headless Chromium (slow, optional).
+
+Starts JupyterLab on a temporary notebook that builds an explorer with a tiny
+random CANet, runs it, and checks in the browser that the frame is shown at
+its natural pixel size (not stretched to the output's width), that the colour
+key renders, and that moving the iteration slider redraws the frame without
+an error. Skipped when JupyterLab, the ipywidgets lab extension, playwright or
+a Chromium binary is missing (playwright's own browser download is not
+needed: set ``CHROMIUM`` to a binary, else Debian's ``chromium`` is used).
+Run with ``pytest -m slow tests/test_widgets_browser.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TESTS = Path(__file__).resolve().parent
+TOKEN = "canet-widgets-browser-test"
+
+CELL = f"""\
+import sys
+sys.path.insert(0, {str(TESTS)!r})
+import ipywidgets as w
+from IPython.display import display
+from evalfakes import tiny_model  # CANet(pretrained=False, backbone="resnet-tiny", ...)
+from canetlib.data import SyntheticSource, make_dataset
+from canetlib.widgets import IterationExplorer
+
+world = SyntheticSource(train_images_per_class=6, test_images_per_class=6)
+ds = make_dataset("synthetic", source=world, fold=0, split="test", shots=1, episodes=2, seed=3)
+explorer = IterationExplorer.from_model(tiny_model(), ds, count=2, iterations=2)
+log = w.Output()
+
+def report(change):
+    with log:
+        print("REDRAWN", explorer.shown, explorer.frames_drawn, explorer.frame_size)
+
+explorer.slider.observe(report, names="value")  # runs after the explorer's own redraw
+display(explorer.widget, log)
+print("FRAME", explorer.frame_size)
+"""
+
+BROWSER_CELL = """\
+from canetlib.widgets import EpisodeBrowser
+
+sets = {shots: make_dataset("synthetic", source=world, fold=0, split="test", shots=shots,
+                            episodes=2, seed=3) for shots in (1, 5)}
+browser = EpisodeBrowser({"1-shot": sets[1], "5-shot": sets[5]})
+browser.widget.add_class("canet-test-browser")
+browser.widget
+"""
+
+
+def _chromium() -> str | None:
+    candidates = [os.environ.get("CHROMIUM"), "/usr/lib/chromium/chromium",
+                  shutil.which("chromium"), shutil.which("chromium-browser")]
+    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+def _jupyter_path() -> str:
+    """Every ``share/jupyter`` that may hold the widgets' lab extension (venvs included)."""
+    dirs = [os.environ.get("JUPYTER_PATH", "")]
+    dirs += [str(Path(p) / "share" / "jupyter") for p in {sys.prefix, sys.base_prefix}]
+    return os.pathsep.join(d for d in dirs if d)
+
+
+def _requirements() -> str | None:
+    """Why the test cannot run here, or ``None``."""
+    for module in ("jupyterlab", "jupyterlab_widgets", "ipykernel", "playwright"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed"
+    if _chromium() is None:
+        return "no Chromium binary (apt-get install chromium, or set CHROMIUM)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_server(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"JupyterLab exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"JupyterLab did not answer at {url} within {timeout:.0f} s")
+
+
+@pytest.fixture
+def lab(tmp_path: Path):
+    """A JupyterLab server on ``tmp_path`` with one notebook; yields its URL."""
+    why = _requirements()
+    if why is not None:
+        pytest.skip(why)
+    notebook = {"cells": [{"cell_type": "code", "execution_count": None, "id": cell_id,
+                           "metadata": {}, "outputs": [], "source": source}
+                          for cell_id, source in (("explorer", CELL), ("browser", BROWSER_CELL))],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                            "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    (tmp_path / "explorer.ipynb").write_text(json.dumps(notebook))
+    home = tmp_path / "jupyter"
+    env = dict(os.environ, JUPYTER_PATH=_jupyter_path(), OMP_NUM_THREADS="1",
+               JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "rt"),
+               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"), IPYTHONDIR=str(home / "ipy"))
+    port = _free_port()
+    log = open(tmp_path / "lab.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+         "--ip=127.0.0.1", f"--ServerApp.root_dir={tmp_path}", f"--IdentityProvider.token={TOKEN}",
+         "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=True",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.extension_manager=readonly", "--allow-root"],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_server(f"{base}/api/status?token={TOKEN}", proc)
+        yield f"{base}/lab/tree/explorer.ipynb?token={TOKEN}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        print((tmp_path / "lab.log").read_text(errors="replace")[-4000:])
+
+
+FRAME_JS = """(n = 0) => {
+    const img = document.querySelectorAll('.jp-OutputArea .widget-image')[n];
+    if (!img || !img.complete || !img.naturalWidth) return null;
+    const box = img.getBoundingClientRect();
+    const area = img.closest('.jp-OutputArea-output').getBoundingClientRect();
+    const widget = img.closest('.widget-vbox').getBoundingClientRect();
+    return {src: img.src, natural: [img.naturalWidth, img.naturalHeight],
+            shown: [box.width, box.height], area: area.width, widget: widget.height,
+            frame_box: img.parentElement.getBoundingClientRect().height};
+}"""
+
+
+def check_natural_size(frame: dict) -> None:
+    """Shown at its own pixel size, shrunk only when wider than the output; aspect kept."""
+    assert frame["shown"][0] == pytest.approx(min(frame["natural"][0], frame["area"]),
+                                              abs=1.5), frame
+    ratio = frame["natural"][1] / frame["natural"][0]
+    assert frame["shown"][1] / frame["shown"][0] == pytest.approx(ratio, rel=0.02), frame
+
+
+@pytest.mark.parametrize("screen", [1600, 900], ids=["wide", "narrow"])
+def test_explorers_in_jupyterlab(lab: str, screen: int) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": screen, "height": 1000})
+            page.goto(lab)
+            page.wait_for_function("() => window.jupyterapp && document.querySelector("
+                                   "'.jp-Notebook .jp-Cell')", timeout=90_000)
+            # wait until the kernel is idle, then run the cell
+            page.wait_for_function("""() => {
+                const w = window.jupyterapp.shell.currentWidget;
+                return w && w.sessionContext && w.sessionContext.session
+                    && w.sessionContext.session.kernel
+                    && w.sessionContext.session.kernel.status === 'idle';
+            }""", timeout=120_000)
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page.wait_for_function(f"({FRAME_JS})() !== null", timeout=180_000)
+            errors = page.locator(".jp-OutputArea-output[data-mime-type="
+                                  "'application/vnd.jupyter.stderr'], .jp-OutputArea-output"
+                                  " .ansi-red-fg")
+            first = page.evaluate(FRAME_JS, 0)
+            # the frame at its own pixel size: not stretched to the output's width
+            check_natural_size(first)
+            if screen >= 1600:
+                assert first["natural"][0] < first["area"] - 50, first  # room to stretch into
+            # the colour key, with its coloured squares
+            key = page.locator(".canet-colour-key").first
+            text = key.inner_text()
+            assert "ground truth" in text and "prediction" in text, text
+            colours = page.evaluate("""() => Array.from(document.querySelector(
+                '.canet-colour-key').querySelectorAll('span[style*="background"]')).map(
+                s => getComputedStyle(s).backgroundColor)""")
+            assert "rgb(40, 200, 80)" in colours and "rgb(230, 40, 40)" in colours, colours
+            # move the iteration slider (the second one) with the keyboard
+            handle = page.locator(".jp-OutputArea .widget-hslider .noUi-handle").nth(1)
+            handle.focus()
+            handle.press("ArrowRight")
+            page.wait_for_function(f"""() => {{
+                const f = ({FRAME_JS})();
+                return f !== null && f.src !== {json.dumps(first["src"])};
+            }}""", timeout=60_000)
+            page.locator(".jp-RenderedText", has_text="REDRAWN (0, 1)").first.wait_for(
+                timeout=30_000)
+            second = page.evaluate(FRAME_JS, 0)
+            print("frames in the browser:", first, second)
+            if os.environ.get("CANET_BROWSER_SCREENSHOT"):  # to look at it by eye
+                page.screenshot(path=os.environ["CANET_BROWSER_SCREENSHOT"], full_page=True)
+            assert second["natural"] == first["natural"], (first, second)
+            assert second["shown"][0] == pytest.approx(first["shown"][0], abs=1.5)
+            assert "<b>1:" in page.locator(".jp-OutputArea .widget-html-content").first \
+                .inner_html()
+            # the episode browser: 1-shot then 5-shot frames, natural size, same height
+            page.wait_for_function(f"({FRAME_JS})(1) !== null", timeout=120_000)
+            one = page.evaluate(f"({FRAME_JS})(1)")
+            check_natural_size(one)
+            page.locator(".canet-test-browser select").select_option("5-shot")
+            page.wait_for_function(f"""() => {{
+                const f = ({FRAME_JS})(1);
+                return f !== null && f.src !== {json.dumps(one["src"])};
+            }}""", timeout=60_000)
+            five = page.evaluate(f"({FRAME_JS})(1)")
+            print("episode browser frames:", one, five)
+            check_natural_size(five)
+            assert five["natural"][1] > 1.5 * one["natural"][1]  # two rows of panels
+            if five["natural"][0] > five["area"]:  # narrow screen: shrunk, not cut or scrolled
+                assert five["shown"][0] < five["natural"][0]
+            # no jump: the frame area keeps its height (and so does the whole widget unless
+            # the longer 5-shot caption wraps onto another line on a narrow screen)
+            assert five["frame_box"] == pytest.approx(one["frame_box"], abs=1.0)
+            if screen >= 1600:
+                assert five["widget"] == pytest.approx(one["widget"], abs=1.0)
+            assert errors.count() == 0, errors.all_inner_texts()
+        finally:
+            browser.close()
