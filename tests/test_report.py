@@ -34,7 +34,7 @@ def test_mean_only_over_all_folds(tmp_path: Path) -> None:
     assert len(rows) == 7 and {r.variant for r in rows} == {
         "standard", "box supports", "seen classes (model of fold 0)"}
     table = report.benchmark_table(rows)
-    assert "| mean of 4 | 1 | | 49.5 | **51.5** | 40.0 | 30.0 | |" in table
+    assert "| mean of 4 | 1 | 49.5 | **51.5** | 40.0 | 30.0 |" in table
     assert "measured on 1 of 4 folds: no mean" in table
     assert "45.0" not in table and "75.0" not in table  # variants, not the benchmark
     assert "box supports" in report.variants_table(rows)
@@ -58,6 +58,8 @@ def test_shipped_results_read() -> None:
     assert {(r.fold, r.shots) for r in standard} == {(f, k) for f in range(4) for k in (1, 5)}
     shipped = {p.stem for p in (ROOT / "canetlib" / "weights").glob("synthetic-imagenet-*.pt")}
     assert {r.checkpoint for r in standard} == shipped  # every shipped model is measured
+    assert all(r.checkpoint == f"synthetic-imagenet-{r.shots}shot-fold{r.fold}" and r.seeds == 5
+               and r.episodes_per_seed == 1000 for r in standard)  # what the tables' text says
     for r in standard:  # the floor every shipped model must clear: above both yardsticks
         assert r.final[0] > r.matcher[0] > r.all_objects[0]
 
