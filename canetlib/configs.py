@@ -50,6 +50,8 @@ RUN_CONTROL_FIELDS = frozenset({
 HEAD_INITS = ("reference", "kaiming")
 #: ``"sgd"`` (paper: momentum, L2 weight decay) or ``"adamw"`` (decoupled decay)
 OPTIMIZERS = ("sgd", "adamw")
+#: what the IOM's first training pass is fed (see ``TrainConfig.iom_history``)
+IOM_HISTORIES = ("memory", "own")
 #: what validation holds out of the training pool (see canetlib.train.HeldOutSource)
 VAL_BY = ("images", "classes")
 
@@ -167,6 +169,14 @@ class TrainConfig(_Config):
     poly decay ``lr * (1 - step / total) ** poly_power`` (0 = constant, as the
     reference), ``mask_dropout`` = pr of section 4.2.
 
+    ``iom_history``: what the IOM's training pass is fed when the mask-dropout
+    coin keeps a history (probability ``1 - mask_dropout``). ``"memory"`` (the
+    paper, section 4.2, and the reference code): the prediction made for the
+    same query in the previous epoch, with other supports; nothing in the
+    first epoch. ``"own"``: the model's own prediction of this very episode,
+    made by one gradient-free IOM pass from the empty mask in the same step,
+    which is what the IOM is fed at inference (one extra head pass a step).
+
     Validation (never on test episodes): every ``validate_every`` epochs on
     ``val_episodes`` episodes of the held-out part of the training pool,
     either ``val_fraction`` of the training images (``val_by="images"``: seen
@@ -210,6 +220,7 @@ class TrainConfig(_Config):
     epochs: int = 200
     poly_power: float = 0.0
     mask_dropout: float = 0.7
+    iom_history: str = "memory"
     seed: int = 0
     # -- runtime (CUDA only: amp None = on, channels_last)
     amp: bool | None = None
@@ -264,6 +275,9 @@ class TrainConfig(_Config):
             raise ValueError("validate_every needs held-out images: set val_fraction "
                              "(e.g. val_fraction=0.1) or val_by=classes; test episodes are "
                              "never used")
+        if self.iom_history not in IOM_HISTORIES:
+            raise ValueError(f"iom_history must be one of {IOM_HISTORIES}, "
+                             f"got {self.iom_history!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         from canetlib.model.modules import PAIRINGS

@@ -177,6 +177,14 @@ def _all_gather(t: Tensor, info: DistInfo) -> Tensor:
 
 
 # --------------------------------------------------------------------------- history
+def keep_history(indices: Sequence[int], pr: float, seed: int, epoch: int) -> Tensor:
+    """Mask dropout (section 4.2): ``(B,)`` booleans, False (= empty mask) with
+    probability ``pr``; each coin is seeded by ``(seed, epoch, index)``."""
+    coins = [torch.rand(1, generator=torch.Generator().manual_seed(
+        mix_seed(seed, epoch, idx, 7))).item() for idx in indices]
+    return torch.tensor([c >= pr for c in coins], dtype=torch.bool)
+
+
 class HistoryMemory:
     """Last epoch's prediction of every episode index (the IOM input, section 4.2).
 
@@ -201,12 +209,9 @@ class HistoryMemory:
         if self.fg is None:
             return None
         out = torch.zeros(len(indices), 2, *self.fg.shape[-2:])
+        keep = keep_history(indices, pr, seed, epoch)
         for row, idx in enumerate(indices):
-            if not bool(self.valid[idx]):
-                continue
-            coin = torch.rand(1, generator=torch.Generator().manual_seed(
-                mix_seed(seed, epoch, idx, 7))).item()
-            if coin < pr:
+            if not (bool(self.valid[idx]) and bool(keep[row])):
                 continue
             fg = self.fg[idx].float()
             out[row, 0] = 1.0 - fg
@@ -764,10 +769,15 @@ def _train_step(net: nn.Module, model: CANet, batch: dict[str, Any], memory: His
     supports = batch["support_images"].to(dev, non_blocking=True)
     masks = batch["support_masks"].to(dev, non_blocking=True)
     indices: Tensor = batch["index"]
-    history = memory.inputs(indices.tolist(), cfg.mask_dropout, cfg.seed, epoch, dev)
+    if cfg.iom_history == "own":
+        history, own = None, keep_history(indices.tolist(), cfg.mask_dropout, cfg.seed, epoch)
+    else:
+        history = memory.inputs(indices.tolist(), cfg.mask_dropout, cfg.seed, epoch, dev)
+        own = None
     torch.manual_seed(mix_seed(cfg.seed, step, info.rank, 3))  # Dropout2d masks of this step
     with autocast(dev, use_amp):
-        out = net(query, supports, masks, iterations=0, history=history, check=step == 0)
+        out = net(query, supports, masks, iterations=0, history=history, check=step == 0,
+                  own_history=own)
     logits = out.logits[-1]
     loss = pixel_loss(logits, target)
     value = loss.detach()
@@ -865,6 +875,7 @@ __all__ = [
     "init_from",
     "iter_log",
     "kaiming_head",
+    "keep_history",
     "make_optimizer",
     "mix_seed",
     "pixel_loss",

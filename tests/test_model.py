@@ -231,6 +231,26 @@ def test_history_input_changes_first_pass() -> None:
     assert empty.shape == hist.shape
 
 
+def test_own_history_is_the_models_own_first_prediction() -> None:
+    # iom_history="own": the first pass is fed the prediction of a gradient-free pass from
+    # the empty mask, i.e. exactly the second pass of a 1-iteration run (eval: no dropout)
+    model = tiny().eval()
+    torch.nn.init.normal_(model.iom.history.body[1].weight, 0, 0.5)
+    query, supports, masks = make_episode(batch=3)
+    feats = model.encode(query, supports, masks)
+    two = model.refine(feats, 1).logits
+    own = model.refine(feats, 0, own_history=torch.tensor([True, False, True])).final
+    torch.testing.assert_close(own[[0, 2]], two[1][[0, 2]])
+    torch.testing.assert_close(own[1], two[0][1])
+    assert not torch.allclose(two[0], two[1])
+    with torch.enable_grad():
+        model.train()
+        out = model(query, supports, masks, iterations=0,
+                    own_history=torch.ones(3, dtype=torch.bool))
+        out.final.sum().backward()  # the gradient-free pass leaves one graph, one backward
+    assert model.iom.history.body[1].weight.grad is not None
+
+
 def test_predict_multiscale_and_size() -> None:
     model = tiny().eval()
     query, supports, masks = make_episode(size=65)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ from canetlib.train import (
     HeldOutSource,
     HistoryMemory,
     held_out,
+    keep_history,
     pixel_loss,
     poly_lr,
     rank_batches,
@@ -153,6 +155,29 @@ def test_tiny_run_writes_checkpoint_and_log(tmp_path: Path) -> None:
     ref = CANet(**fresh)
     for k, v in ref.backbone.state_dict().items():
         assert torch.equal(v, state["model"][f"backbone.{k}"])
+
+
+def test_own_history_run_feeds_the_iom_its_own_prediction(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from canetlib import CANet
+
+    seen: list[int] = []
+    forward = CANet.forward
+
+    def spy(self, *args, own_history=None, **kw):  # type: ignore[no-untyped-def]
+        assert kw.get("history") is None  # the memory is not read in this mode
+        seen.append(int(own_history.sum()))
+        return forward(self, *args, own_history=own_history, **kw)
+
+    monkeypatch.setattr(CANet, "forward", spy)
+    cfg = tiny("epochs=2", "iom_history=own", "mask_dropout=0.5")
+    res = train(cfg, tmp_path, progress=False)
+    assert res.step == 8 and all(math.isfinite(v) for v in res.losses)
+    # the same seeded coins as the memory's mask dropout, in the first epoch too
+    coins = [int(keep_history(list(range(8)), 0.5, cfg.seed, e).sum()) for e in (0, 1)]
+    assert sum(seen) == sum(coins) and 0 < sum(seen) < 16
+    with pytest.raises(ValueError, match="iom_history must be one of"):
+        tiny("iom_history=fresh")
 
 
 def test_output_folder_rules(tmp_path: Path) -> None:

@@ -218,7 +218,8 @@ class CANet(nn.Module):
         return EpisodeFeatures(AttentionFusion.fuse(stacked, weights), 1, weights)
 
     def refine(self, feats: EpisodeFeatures, iterations: int,
-               history: Tensor | None = None) -> CANetOutput:
+               history: Tensor | None = None, own_history: Tensor | None = None
+               ) -> CANetOutput:
         """Run the IOM ``iterations + 1`` times on cached comparison features.
 
         Args:
@@ -226,6 +227,10 @@ class CANet(nn.Module):
             iterations: refinements after the first pass (0 = CANet-Init only).
             history: ``(B, 2, h, w)`` probabilities fed to the first pass
                 (training feeds last epoch's prediction); ``None`` = empty mask.
+            own_history: optional ``(B,)`` booleans (training only): for these
+                samples the first pass is fed the model's own prediction of this
+                episode, made by one gradient-free IOM pass from ``history``, the
+                input the IOM gets at inference (``TrainConfig.iom_history``).
         """
         check_iterations(iterations)
         x = feats.features
@@ -233,6 +238,13 @@ class CANet(nn.Module):
             y = x.new_zeros(x.shape[0], 2, *x.shape[-2:])
         else:
             y = history.repeat_interleave(feats.groups, dim=0) if feats.groups > 1 else history
+        if own_history is not None and bool(own_history.any()):
+            with torch.no_grad():
+                own = torch.softmax(self.iom(x.detach(), y).float(), dim=1).to(y.dtype)
+            keep = own_history.to(device=y.device, dtype=torch.bool)
+            if feats.groups > 1:
+                keep = keep.repeat_interleave(feats.groups)
+            y = torch.where(keep.view(-1, 1, 1, 1), own, y)
         # the history-free part of the IOM's first conv is the same in every pass
         x_part = self.iom.input_part(x) if iterations > 0 else None
         outs: list[Tensor] = []
@@ -269,7 +281,7 @@ class CANet(nn.Module):
 
     def forward(self, query: Tensor, supports: Tensor, support_masks: Tensor,
                 iterations: int | None = None, history: Tensor | None = None,
-                check: bool = True) -> CANetOutput:
+                check: bool = True, own_history: Tensor | None = None) -> CANetOutput:
         """Segment the support class in the query.
 
         Args:
@@ -280,6 +292,7 @@ class CANet(nn.Module):
                 on ``history``), ``self.iterations`` in eval mode.
             history: first-pass probabilities ``(B, 2, h, w)``, see :meth:`refine`.
             check: validate the inputs (clear ``ValueError`` on bad episodes).
+            own_history: ``(B,)`` booleans, see :meth:`refine` (training only).
         """
         supports, support_masks = _as_kshot(supports, support_masks)
         if check:
@@ -287,7 +300,8 @@ class CANet(nn.Module):
             self._check_shots(supports.shape[1])
         if iterations is None:
             iterations = 0 if self.training else self.iterations
-        return self.refine(self.encode(query, supports, support_masks), iterations, history)
+        return self.refine(self.encode(query, supports, support_masks), iterations, history,
+                           own_history)
 
     @torch.inference_mode()
     def predict(self, query: Tensor, supports: Tensor, support_masks: Tensor,
