@@ -52,7 +52,7 @@ HEAD_INITS = ("reference", "kaiming")
 OPTIMIZERS = ("sgd", "adamw")
 #: what the IOM's first training pass is fed (see ``TrainConfig.iom_history``)
 IOM_HISTORIES = ("memory", "own")
-#: what validation holds out of the training pool (see canetlib.train.HeldOutSource)
+#: what validation holds out of the training pool (see canetlib.data.training.HeldOutSource)
 VAL_BY = ("images", "classes")
 
 

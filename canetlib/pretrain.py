@@ -19,18 +19,16 @@ CANet compares) predicts
 the backbone also sees several objects side by side, as in the episode scenes.
 Only the backbone is kept: ``DIR/backbone.pt`` (a ``kind="backbone"``
 checkpoint; :func:`load_backbone` puts it into a :class:`CANet`).
-Resuming is exact like :mod:`canetlib.train`: samples are a function of
-``(seed, epoch, index)``, ``DIR/last.pt`` holds model, head, optimizer, step
-and RNG states.
+The loop runs on :mod:`canetlib.engine`, so resuming is exact as for the
+CANet trainer: samples are a function of ``(seed, epoch, index)``,
+``DIR/last.pt`` holds model, head, optimizer, step and RNG states.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 import os
-import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +39,23 @@ from torch.utils.data import DataLoader, Dataset
 
 from canetlib import checkpoint as ckpt_io
 from canetlib.configs import PretrainConfig
-from canetlib.data.imageio import check_writable
-from canetlib.model import CANet
-from canetlib.model.backbone import TinyResNetBackbone, freeze
-from canetlib.runtime import autocast, default_device, progress_enabled
-from canetlib.train import (
-    LOG_HEADER,
-    _truncate_log,
+from canetlib.data.training import epoch_batches
+from canetlib.engine import (
+    Run,
+    check_loss,
     check_max_steps,
     dist_info,
-    epoch_order,
+    load_resumable,
     mix_seed,
-    prepare_out,
+    open_run_folder,
+    reseed_step,
     rng_state,
+    set_lr,
     set_rng_state,
 )
+from canetlib.model import CANet
+from canetlib.model.backbone import TinyResNetBackbone, freeze
+from canetlib.runtime import autocast, default_device
 
 #: ``kind`` of a backbone-only checkpoint
 BACKBONE_KIND = ckpt_io.BACKBONE_KIND
@@ -153,104 +153,79 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike[str], *, max_steps: int
     Same folder rules as :func:`canetlib.train.train` (refuse another run
     without ``resume``/``overwrite``; ``resume`` continues exactly).
     """
+    # 1. one process: threads and device
     check_max_steps(max_steps)
     if dist_info().world > 1:
         raise ValueError("backbone pretraining runs in one process; start it without torchrun")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     dev = default_device(device)
-    out = Path(out)
-    check_writable(out, folder=True)
-    resume_from = prepare_out(out, resume, overwrite, extra=("backbone.pt",))
-    out.mkdir(parents=True, exist_ok=True)
-    state = ckpt_io.load(resume_from) if resume_from else None
-    if state is not None:
-        _check_resumable(state, cfg, resume_from)  # type: ignore[arg-type]
-        check_max_steps(max_steps, int(state["step"]), resume_from)
 
+    # 2. the output folder and the state to resume
+    out = Path(out)
+    resume_from = open_run_folder(out, resume, overwrite, extra=("backbone.pt",))
+    state = load_resumable(resume_from, cfg, max_steps, kind="pretrain",
+                           config_key="pretrain_config", what="pretraining",
+                           refusal="not a pretraining checkpoint; cannot resume it with "
+                                   f"{cfg.name}")
+
+    # 3. samples of the pretraining classes, keyed by (epoch, index)
     pool = build_pool(cfg)
     samples = PretrainSamples(pool, cfg.mosaic, cfg.seed)
+    spe = len(samples) // cfg.batch_size
+    end = cfg.steps if max_steps is None else min(cfg.steps, int(max_steps))
+
+    # 4. network and optimizer (SGD with Nesterov momentum, no decay on biases and norms)
     torch.manual_seed(cfg.seed)
     net = PretrainNet(cfg, pool.num_classes)
     params = [p for p in net.parameters()]
-    decay = [p for p in params if p.dim() > 1]
-    no_decay = [p for p in params if p.dim() <= 1]
-    optim = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
+    optim = torch.optim.SGD([{"params": [p for p in params if p.dim() > 1],
+                              "weight_decay": cfg.weight_decay},
+                             {"params": [p for p in params if p.dim() <= 1],
+                              "weight_decay": 0.0}],
                             lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    step, seconds = 0, 0.0
     if state is not None:
         net.load_state_dict(state["net"])
         optim.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
-        step, seconds = int(state["step"]), float(state.get("seconds", 0.0))
     net.to(dev).train()
-    if dev.type == "cuda" and cfg.channels_last:
+    channels_last = dev.type == "cuda" and cfg.channels_last
+    if channels_last:
         net.to(memory_format=torch.channels_last)
     use_amp = dev.type == "cuda" and cfg.amp is not False
 
-    spe = len(samples) // cfg.batch_size
-    total = cfg.steps
-    end = total if max_steps is None else min(total, int(max_steps))
-    log_path = out / "log.csv"
-    _truncate_log(log_path, step)
-    if not log_path.is_file():
-        with log_path.open("w", newline="") as f:
-            csv.writer(f).writerow(LOG_HEADER)
-    bar = None
-    if progress_enabled(progress):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=end, initial=step, desc=f"pretrain {cfg.name}")
-    loss_value = float("nan")
-    try:
-        while step < end:
-            epoch, pos = divmod(step, spe)
-            order = epoch_order(cfg.seed, epoch, len(samples))
-            batches = [[(epoch, i) for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
-                       for b in range(spe)][pos:][:max(0, end - step)]
-            loader = DataLoader(samples, batch_sampler=batches, collate_fn=_collate,
-                                num_workers=cfg.num_workers)
-            tick = time.perf_counter()
+    # 5. the loop: one loader per epoch; the engine logs and writes last.pt
+    run = Run(out, partial(_checkpoint, net, optim, cfg), end=end, save_every=cfg.save_every,
+              state=state, progress=progress, desc=f"pretrain {cfg.name}")
+    with run:
+        while not run.done:
+            epoch, pos = divmod(run.step, spe)
+            batches = epoch_batches(cfg.seed, epoch, len(samples), cfg.batch_size)
+            loader = DataLoader(samples, batch_sampler=batches[pos:][:end - run.step],
+                                collate_fn=_collate, num_workers=cfg.num_workers)
+            run.restart_clock()
             for batch in loader:
-                lr = _lr(cfg, step)
-                for group in optim.param_groups:
-                    group["lr"] = lr
-                torch.manual_seed(mix_seed(cfg.seed, step, 0, 3))
+                lr = set_lr(optim, _lr(cfg, run.step))
+                reseed_step(cfg.seed, run.step)
                 images = batch["image"].to(dev)
-                if dev.type == "cuda" and cfg.channels_last:
+                if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 with autocast(dev, use_amp):
                     pixel, image = net(images)
                 loss = pretrain_loss(pixel, image, batch["pixels"].to(dev),
                                      batch["label"].to(dev), cfg.classification_weight)
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    raise ValueError(f"pretraining loss is {loss_value} at step {step + 1}; "
-                                     "lower the learning rate (--set lr=...)")
+                value = check_loss(float(loss.detach()), run.step + 1, what="pretraining")
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
-                step += 1
-                now = time.perf_counter()
-                seconds += now - tick
-                tick = now
-                with log_path.open("a", newline="") as f:
-                    csv.writer(f).writerow([step, epoch, f"{loss_value:.6f}", f"{lr:.6g}",
-                                            f"{seconds:.3f}"])
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
-                if step % cfg.save_every == 0 or step == end:
-                    _save(out, net, optim, cfg, step, seconds)
-    finally:
-        if bar is not None:
-            bar.close()
-    if state is None or step != int(state["step"]):
-        _save(out, net, optim, cfg, step, seconds)
+                run.step_done(value, lr, epoch)
+
+    # 6. last.pt at the final step; keep the backbone
+    run.finish()
     path = ckpt_io.save_atomic(backbone_payload(net, cfg), out / "backbone.pt")
     net.eval()
-    return PretrainResult(net, step, total, loss_value, path)
+    final = run.losses[-1] if run.losses else float("nan")
+    return PretrainResult(net, run.step, cfg.steps, final, path)
 
 
 def pretrain_loss(pixel: Tensor, image: Tensor, pixels: Tensor, labels: Tensor,
@@ -275,25 +250,15 @@ def _lr(cfg: PretrainConfig, step: int) -> float:
     return cfg.lr * max(0.0, 1.0 - step / cfg.steps) ** cfg.poly_power
 
 
-def _save(out: Path, net: PretrainNet, optim: torch.optim.Optimizer, cfg: PretrainConfig,
-          step: int, seconds: float) -> None:
+def _checkpoint(net: PretrainNet, optim: torch.optim.Optimizer, cfg: PretrainConfig,
+                step: int, seconds: float) -> dict[str, Any]:
+    """``last.pt``: the backbone payload plus net, optimizer, RNG states and config."""
     payload = backbone_payload(net, cfg)
     payload.update({"kind": "pretrain", "step": step, "seconds": seconds,
                     "net": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
                     "optimizer": optim.state_dict(), "rng": rng_state(),
                     "pretrain_config": cfg.to_dict()})
-    ckpt_io.save_atomic(payload, out / "last.pt")
-
-
-def _check_resumable(state: dict[str, Any], cfg: PretrainConfig, path: Path) -> None:
-    if state.get("kind") != "pretrain":
-        raise ValueError(f"{path}: not a pretraining checkpoint; cannot resume it with "
-                         f"{cfg.name}")
-    saved = PretrainConfig.from_dict(state["pretrain_config"])
-    diffs = cfg.mismatch(saved)
-    if diffs:
-        raise ValueError(f"{path} was written by another configuration; cannot resume: "
-                         + "; ".join(diffs))
+    return payload
 
 
 # --------------------------------------------------------------------------- backbone files

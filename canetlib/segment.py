@@ -260,7 +260,7 @@ def overlay_path(out: str | os.PathLike[str]) -> Path:
 def write_outputs(query: ImageLike, mask: np.ndarray,
                   out: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write the mask PNG (0/255) at ``out`` and ``OUT_overlay.png`` beside it."""
-    from canetlib.data.imageio import atomic_path
+    from canetlib.fsutil import atomic_path
     from canetlib.visual import PRED_COLOR, overlay
 
     out = Path(out)

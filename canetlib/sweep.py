@@ -2,7 +2,7 @@
 
 ``scripts/val_sweep.sh`` trains variants of a config side by side, each
 validated on training classes held out of its training (``val_by=classes``,
-:class:`canetlib.train.HeldOutSource`), and writes one summary JSON per round
+:class:`canetlib.data.training.HeldOutSource`), and writes one summary JSON per round
 (variant name -> validation rows ``{"epoch", "miou", "fbiou"}``). This module
 reads those summaries and applies this rule:
 

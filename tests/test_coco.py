@@ -19,16 +19,10 @@ from fakes import (
     uncompressed_rle,
 )
 
-from canetlib.data import coco
-from canetlib.data.coco import (
-    COCO_CATEGORY_IDS,
-    COCO_CLASSES,
-    CocoSource,
-    decode_segmentation,
-    prepare_coco,
-    scheme_classes,
-)
+from canetlib.data.coco import COCO_CATEGORY_IDS, COCO_CLASSES, CocoSource, scheme_classes
 from canetlib.data.download import RemoteFile, file_digest
+from canetlib.data.prepare import coco as preparation
+from canetlib.data.prepare.coco import decode_segmentation, prepare_coco
 
 
 @pytest.fixture()
@@ -155,7 +149,7 @@ def test_split_schemes_on_the_source(prepared: CocoTree) -> None:
 def test_rerun_and_restart(tree: CocoTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reference = build_coco_tree(tmp_path / "reference")
     prepare_coco(reference.root, progress=False)
-    real_write = coco.write_label_png
+    real_write = preparation.write_label_png
     calls = {"n": 0}
 
     def crash_after_three(label: np.ndarray, path: Path) -> None:
@@ -164,18 +158,18 @@ def test_rerun_and_restart(tree: CocoTree, tmp_path: Path, monkeypatch: pytest.M
             raise KeyboardInterrupt("simulated interruption")
         real_write(label, path)
 
-    monkeypatch.setattr(coco, "write_label_png", crash_after_three)
+    monkeypatch.setattr(preparation, "write_label_png", crash_after_three)
     with pytest.raises(KeyboardInterrupt):
         prepare_coco(tree.root, progress=False)
     assert not (tree.root / "canet" / ".prepared-coco.json").exists()
-    monkeypatch.setattr(coco, "write_label_png", real_write)
+    monkeypatch.setattr(preparation, "write_label_png", real_write)
     first = prepare_coco(tree.root, progress=False)
     assert _outputs(tree.root) == _outputs(reference.root)
 
     def no_write(*_args: object) -> None:
         raise AssertionError("a finished mask was rewritten")
 
-    monkeypatch.setattr(coco, "write_label_png", no_write)
+    monkeypatch.setattr(preparation, "write_label_png", no_write)
     assert prepare_coco(tree.root, progress=False) == first
     (tree.root / "canet" / ".prepared-coco.json").unlink()
     assert prepare_coco(tree.root, progress=False) == first
@@ -218,7 +212,7 @@ def test_download_from_zips(
         shutil.copytree(tree.root / folder, staging / folder)
         archive = make_zip(staging, served / f"{folder}.zip")
         monkeypatch.setattr(
-            coco, attr, RemoteFile(archive.as_uri(), archive.name, md5=file_digest(archive))
+            preparation, attr, RemoteFile(archive.as_uri(), archive.name, md5=file_digest(archive))
         )
     root = tmp_path / "downloaded"
     counts = prepare_coco(root, download=True, progress=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,10 +11,11 @@ import pytest
 from fakes import PascalTree, build_pascal_tree, make_tar, save_palette_png
 from PIL import Image
 
-from canetlib.data import pascal
 from canetlib.data.download import RemoteFile, file_digest
 from canetlib.data.imageio import read_image, read_label, read_mask
-from canetlib.data.pascal import MIN_AREA, PascalSource, prepare_pascal
+from canetlib.data.pascal import MIN_AREA, PascalSource
+from canetlib.data.prepare import pascal as preparation
+from canetlib.data.prepare.pascal import prepare_pascal
 
 
 @pytest.fixture()
@@ -105,7 +107,7 @@ def test_rerun_is_idempotent(
     def no_write(*_args: object, **_kw: object) -> None:
         raise AssertionError("a finished file was rewritten")
 
-    monkeypatch.setattr(pascal, "write_label_png", no_write)
+    monkeypatch.setattr(preparation, "write_label_png", no_write)
     again = prepare_pascal(prepared.root, progress=False)  # marker: nothing recomputed
     assert again["train_pairs_per_fold"] == prepared.train_per_fold
     assert "fold 0" in capsys.readouterr().out
@@ -122,7 +124,7 @@ def test_restart_after_interruption(
     reference = build_pascal_tree(tmp_path / "reference")
     prepare_pascal(reference.root, progress=False)
 
-    real_write = pascal.write_label_png
+    real_write = preparation.write_label_png
     calls = {"n": 0}
 
     def crash_after_five(label: np.ndarray, path: Path) -> None:
@@ -131,7 +133,7 @@ def test_restart_after_interruption(
             raise KeyboardInterrupt("simulated interruption")
         real_write(label, path)
 
-    monkeypatch.setattr(pascal, "write_label_png", crash_after_five)
+    monkeypatch.setattr(preparation, "write_label_png", crash_after_five)
     with pytest.raises(KeyboardInterrupt):
         prepare_pascal(tree.root, progress=False)
     out = tree.root / "canet"
@@ -142,7 +144,7 @@ def test_restart_after_interruption(
     with pytest.raises(FileNotFoundError):
         PascalSource(tree.root)
 
-    monkeypatch.setattr(pascal, "write_label_png", real_write)
+    monkeypatch.setattr(preparation, "write_label_png", real_write)
     counts = prepare_pascal(tree.root, progress=False)
     assert counts["train_pairs_per_fold"] == tree.train_per_fold
     assert not list(out.rglob("*.part"))
@@ -235,7 +237,7 @@ def test_download_from_archives(
     )
     for name, archive in (("VOC_ARCHIVE", voc_tar), ("SBD_ARCHIVE", sbd_tgz)):
         remote = RemoteFile(archive.as_uri(), archive.name, md5=file_digest(archive))
-        monkeypatch.setattr(pascal, name, remote)
+        monkeypatch.setattr(preparation, name, remote)
     root = tmp_path / "downloaded"
     counts = prepare_pascal(root, download=True, progress=False)
     assert counts["val_pairs_per_fold"] == tree.val_per_fold
@@ -243,6 +245,16 @@ def test_download_from_archives(
     assert not list((root / "downloads").glob("*.part"))
     shutil.rmtree(served)  # present now: a second call downloads nothing
     assert prepare_pascal(root, download=True, progress=False) == counts
+
+
+def test_prepare_command_line(tree: PascalTree, capsys: pytest.CaptureFixture[str]) -> None:
+    from canetlib.cli import main
+
+    assert main(["prepare", "pascal", "--root", str(tree.root), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    counts = json.loads(printed[printed.index("{"):])
+    assert counts["val_pairs_per_fold"] == tree.val_per_fold
+    assert PascalSource(tree.root).image_pairs("train") == tree.train_pairs
 
 
 # --------------------------------------------------------------------------- image reading

@@ -102,8 +102,8 @@ def source_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from canetlib import checkpoint
-    from canetlib.data.imageio import check_writable
     from canetlib.evaluate import MULTI_SCALE, build_dataset, evaluate, evaluate_seeds
+    from canetlib.fsutil import check_writable
     from canetlib.runtime import default_device
 
     _validate(args)
@@ -233,6 +233,6 @@ def format_table(result: dict[str, Any]) -> str:
 
 def write_json(result: dict[str, Any], path: str) -> None:
     """Write ``result`` as indented JSON, atomically."""
-    from canetlib.data.imageio import write_atomic
+    from canetlib.fsutil import write_atomic
 
     write_atomic(path, json.dumps(result, indent=2, default=str) + "\n")

@@ -1,4 +1,8 @@
-"""``prepare``: download and/or convert PASCAL-5i or COCO-20i into canetlib's layout."""
+"""``prepare``: download and/or convert PASCAL-5i or COCO-20i into canetlib's layout.
+
+Runs :func:`canetlib.data.prepare.pascal.prepare_pascal` or
+:func:`canetlib.data.prepare.coco.prepare_coco` and prints the counts as JSON.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +21,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from canetlib.data.imageio import check_writable
+    from canetlib.fsutil import check_writable
 
     check_writable(args.root, folder=True)
     if args.dataset == "pascal":
-        from canetlib.data.pascal import prepare_pascal
+        from canetlib.data.prepare.pascal import prepare_pascal
 
         counts = prepare_pascal(args.root, download=args.download, progress=not args.no_progress)
     else:
-        from canetlib.data.coco import prepare_coco
+        from canetlib.data.prepare.coco import prepare_coco
 
         counts = prepare_coco(args.root, download=args.download, progress=not args.no_progress)
     print(json.dumps(counts, indent=2, default=str))

@@ -5,7 +5,9 @@
   is resumed (HTTP ``Range`` request, or a seek for ``file://``) and replaced
   when the server ignores the range, when it is longer than the remote file or
   when the resumed result fails the checksum. Only a complete, verified file
-  is renamed onto ``dest``.
+  is renamed onto ``dest`` (by :func:`canetlib.fsutil.move_into_place`, the
+  package's one rename of a finished file; the ``.part`` name is fixed rather
+  than random so that a later run can resume it).
 * :func:`verify_checksum` compares md5 / sha256 digests and raises
   :class:`ChecksumError` naming the file.
 * :func:`extract_archive` unpacks tar (any compression) and zip archives and
@@ -29,7 +31,7 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
-from canetlib.data.imageio import PathLike
+from canetlib.fsutil import PathLike, move_into_place
 
 __all__ = [
     "ChecksumError",
@@ -230,7 +232,7 @@ def download_url(
             f"checksum mismatch for downloaded file {dest.name} (from {url}): {problem}; "
             "the bad download was deleted, run again to retry"
         )
-    part.replace(dest)
+    move_into_place(part, dest)
     return dest
 
 

@@ -5,12 +5,13 @@
   32-bit integer and float images.
 * :func:`read_label` / :func:`read_mask` return the stored label values (the
   palette *indices* for palette PNGs such as VOC masks, never their colours).
-* :func:`write_label_png` writes a label image atomically (temporary file in
-  the same folder, then :func:`os.replace`), so an interrupted run never leaves
-  a half-written mask under the final name.
-* :func:`atomic_path` is the package's one atomic writer (checkpoints, pair
-  lists, JSON results, cache files); :func:`write_atomic` writes bytes or text
-  through it.
+* :func:`write_label_png` writes a label image atomically through
+  :func:`canetlib.fsutil.atomic_path` (temporary file in the same folder, then
+  one rename), so an interrupted run never leaves a half-written mask under the
+  final name.
+* :func:`atomic_path`, :func:`write_atomic`, :func:`temp_beside` and
+  :func:`check_writable` are the package's one atomic writer and its checks,
+  defined in :mod:`canetlib.fsutil` and importable from here as before.
 
 Unreadable or corrupt files raise :class:`ValueError` naming the file; a
 missing file raises :class:`FileNotFoundError` naming it. EXIF orientation is
@@ -19,14 +20,14 @@ deliberately *not* applied: masks are stored in the raw pixel layout.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from canetlib.fsutil import PathLike, atomic_path, check_writable, temp_beside, write_atomic
 
 __all__ = [
     "PathLike",
@@ -40,8 +41,6 @@ __all__ = [
     "write_atomic",
     "write_label_png",
 ]
-
-PathLike = str | os.PathLike[str]
 
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
@@ -153,75 +152,6 @@ def voc_palette() -> list[int]:
 
 
 _VOC_PALETTE = voc_palette()
-
-
-def temp_beside(final: Path, suffix: str = ".part") -> Path:
-    """Create an empty, uniquely named hidden file beside ``final`` and return its path.
-
-    Unlike :func:`tempfile.mkstemp` (always mode 0600) the file gets the usual
-    permissions, ``0666`` less the umask, so that the renamed output does too.
-    """
-    for _ in range(100):
-        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{suffix}")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        return tmp
-    raise FileExistsError(f"cannot create a temporary file beside {final}")
-
-
-def check_writable(path: PathLike, folder: bool = False) -> Path:
-    """Raise an ``OSError`` naming ``path`` unless it can be written now; create nothing.
-
-    ``path`` is a file to (over)write, or with ``folder=True`` a folder to
-    write files into. Missing folders count as writable when their nearest
-    existing parent is a writable folder. Call it before long work so that
-    an unwritable output fails at once instead of after the work.
-    """
-    p = Path(path)
-    if p.is_dir() and not folder:
-        raise IsADirectoryError(f"cannot write {p}: it is a folder; name a file")
-    probe = p if folder else p.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise NotADirectoryError(f"cannot write {p}: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write {p}: no write permission in {probe}")
-    return p
-
-
-@contextmanager
-def atomic_path(final: PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; rename it onto ``final`` on success.
-
-    The temporary name ends in ``.part``; on error it is removed and ``final``
-    is left untouched. The result has the usual permissions (umask respected).
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_beside(final)
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_atomic(path: PathLike, data: bytes | str) -> Path:
-    """Write ``data`` (bytes, or text as UTF-8) to ``path`` atomically; return the path.
-
-    Goes through :func:`atomic_path`: missing folders are created, the file gets the
-    usual permissions (``0666`` less the umask), and on error ``path`` is untouched.
-    """
-    with atomic_path(path) as tmp:
-        if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8")
-        else:
-            tmp.write_bytes(data)
-    return Path(path)
 
 
 def write_label_png(label: np.ndarray, path: PathLike) -> None:

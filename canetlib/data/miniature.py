@@ -1,6 +1,6 @@
 """Miniature PASCAL VOC2012 + SBD trees in the real on-disk formats.
 
-:func:`canetlib.data.pascal.prepare_pascal` reads the folders that the VOC2012
+:func:`canetlib.data.prepare.pascal.prepare_pascal` reads the folders that the VOC2012
 and SBD archives unpack into. This module writes small trees with exactly that
 layout, so the preparation, the episode sampler, the trainer and the evaluator
 can run on PASCAL's code path without the 3.4 GB of archives:

@@ -1,26 +1,100 @@
-"""What PASCAL-5i and COCO-20i preparation share: class areas, pair lists, restart markers.
+"""The prepared on-disk layout PASCAL-5i and COCO-20i share, for writers and readers alike.
 
-Both ``prepare`` commands convert masks once, drop (image, class) pairs whose
-class covers fewer than :data:`MIN_AREA` pixels, write the pair lists
-atomically, and leave a JSON marker so that a re-run is a no-op while an
-interrupted run starts over from its finished files.
+Preparing a benchmark leaves, under ``<root>/canet``, one semantic mask and one
+instance mask per image, pair lists ``lists/{train,val}_*.txt`` of
+``<image id> <class id>`` lines, and a JSON marker. :class:`PreparedLayout`
+names those paths (each dataset subclasses it with its folder and marker
+names), :class:`PreparedSource` is the reader base that refuses an unprepared
+root and serves the pair lists, and the functions below are what both
+``prepare`` steps share: class areas and the area rule (a pair is dropped when
+its class covers fewer than :data:`MIN_AREA` pixels), pair lists written
+atomically, and the marker that makes a re-run a no-op while an interrupted
+run starts over from its finished files. It needs only numpy and two small canetlib
+modules (source, fsutil), so the readers can import it cheaply.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from canetlib.data.imageio import write_atomic
+from canetlib.data.source import SPLITS, SegmentationSource
+from canetlib.fsutil import write_atomic
 
 #: the area rule of the field: a class must cover at least 2 x 32 x 32 pixels
 MIN_AREA = 2 * 32 * 32
 
 Pair = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class PreparedLayout:
+    """The paths of a prepared benchmark under ``root/canet``.
+
+    Subclasses set the mask folder names and the marker name, and add the
+    paths of their raw inputs.
+    """
+
+    root: Path
+
+    #: folder of the semantic masks, under :attr:`out`
+    class_folder: ClassVar[str] = "SegmentationClass"
+    #: folder of the instance masks, under :attr:`out`
+    object_folder: ClassVar[str] = "SegmentationObject"
+    #: file name of the completion marker, under :attr:`out`
+    marker_name: ClassVar[str] = ".prepared.json"
+
+    @property
+    def out(self) -> Path:
+        return self.root / "canet"
+
+    @property
+    def class_dir(self) -> Path:
+        return self.out / self.class_folder
+
+    @property
+    def object_dir(self) -> Path:
+        return self.out / self.object_folder
+
+    @property
+    def lists_dir(self) -> Path:
+        return self.out / "lists"
+
+    @property
+    def marker(self) -> Path:
+        return self.out / self.marker_name
+
+    def list_file(self, pool: str, fold: int | None = None) -> Path:
+        """``lists/{pool}_all.txt`` or ``lists/{pool}_fold{fold}.txt`` (pool: train/val)."""
+        suffix = "all" if fold is None else f"fold{fold}"
+        return self.lists_dir / f"{pool}_{suffix}.txt"
+
+
+class PreparedSource(SegmentationSource):
+    """Reader base of a prepared benchmark: ``"train"`` is the training pool, ``"test"``
+    the ``val`` pool (the test images)."""
+
+    def _open(self, layout: PreparedLayout, title: str, command: str) -> None:
+        """Read the pool pair lists of ``layout``; if the marker is missing, raise
+        FileNotFoundError naming ``title``, the marker and the prepare ``command``."""
+        if not layout.marker.exists():
+            raise FileNotFoundError(
+                f"{title} is not prepared in {layout.root} (no {layout.marker}). Run: {command}"
+            )
+        self._pairs: dict[str, list[Pair]] = {
+            "train": read_pairs(layout.list_file("train")),
+            "test": read_pairs(layout.list_file("val")),
+        }
+
+    def image_pairs(self, split: str) -> list[Pair]:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return list(self._pairs[split])
 
 
 def class_areas(mask: np.ndarray, num_classes: int) -> dict[int, int]:

@@ -1,7 +1,7 @@
 """The embedded few-shot world: OpenMoji glyphs composed on procedural backgrounds.
 
 This is the default data source of canetlib (tests, the book, CPU users). It is
-a miniature of PASCAL-5i (FACTS section 4): 20 object classes named and ordered
+a miniature of PASCAL-5i (paper section 5): 20 object classes named and ordered
 like PASCAL VOC, split into 4 folds of 5, a training image pool and a disjoint
 test image pool, semantic masks with a 255 "ignore" band around every object
 outline (like VOC) and instance masks for bounding-box supports (paper section

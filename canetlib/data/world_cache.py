@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from canetlib.data.imageio import write_atomic
+from canetlib.fsutil import write_atomic
 
 #: composed scenes kept in memory (about 0.2 MB each)
 RENDER_CACHE_SIZE = 512

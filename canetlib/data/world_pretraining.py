@@ -21,8 +21,8 @@ from canetlib.data.world_render import compose_scene, procedural_background
 class PretrainingPool(torch.utils.data.Dataset):
     """Deterministic (image, label, mask) samples of glyph classes disjoint from the 20.
 
-    The offline backbone's pretraining data (the miniature of ImageNet pretraining,
-    FACTS section 2: the backbone is pretrained, then frozen). Sample ``i`` shows one
+    The offline backbone's pretraining data (the miniature of ImageNet pretraining:
+    CANet's backbone is pretrained, then frozen, paper section 5.1). Sample ``i`` shows one
     glyph of class ``i % num_classes`` (random size, rotation, flip, colour jitter and
     position) on a procedural background; it is a pure function of (seed, split, i).
 

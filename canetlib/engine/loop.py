@@ -1,0 +1,150 @@
+"""The loop driver: what happens around every optimisation step of every recipe.
+
+A recipe owns its loop (``for batch in loader: ...``) and its step; after each
+step it calls :meth:`Run.step_done`, which counts the step and its seconds,
+writes the ``log.csv`` row, moves the progress bar and writes ``last.pt``
+every ``save_every`` steps and at the last one. :func:`check_loss` (the NaN
+guard) stops a run before a non-finite loss reaches the weights.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import torch
+from typing_extensions import Self
+
+from canetlib.engine.distributed import ONE_PROCESS, DistInfo
+from canetlib.engine.folder import LAST, append_row, open_log, save_checkpoint
+from canetlib.runtime import progress_enabled
+
+#: what the NaN guard suggests by default
+LR_HINT = "lower the learning rate (--set lr=...)"
+
+
+def check_loss(value: float, step: int, *, what: str = "training", epoch: int | None = None,
+               hint: str = LR_HINT) -> float:
+    """``value`` if finite, else a ValueError naming the step (1-based, as in ``log.csv``)."""
+    if not math.isfinite(value):
+        where = "" if epoch is None else f" (epoch {epoch})"
+        raise ValueError(f"{what} loss is {value} at step {step}{where}; {hint}")
+    return value
+
+
+def set_lr(optim: torch.optim.Optimizer, lr: float) -> float:
+    """Give every parameter group the learning rate ``lr``; return it."""
+    for group in optim.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def progress_bar(info: DistInfo, requested: bool, **kw: Any) -> Any:
+    """A tqdm bar on rank 0 when progress is enabled (:func:`canetlib.runtime.progress_enabled`),
+    else None."""
+    if not (info.main and progress_enabled(requested)):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(**kw)
+
+
+#: builds the ``last.pt`` payload from ``(step, seconds)``
+Payload = Callable[[int, float], dict[str, Any]]
+
+
+class Run:
+    """Step count, seconds, ``log.csv``, progress bar and ``last.pt`` of one run.
+
+    Args:
+        out: the run folder (:func:`canetlib.engine.open_run_folder`).
+        payload: builds the checkpoint from ``(step, seconds)``; called at save time,
+            so it captures the model, optimizer and RNG states of that moment.
+        end: the global step to stop at; ``last.pt`` is always written there.
+        save_every: write ``last.pt`` every this many steps too.
+        state: the checkpoint the run resumes from (its ``step`` and ``seconds``
+            are where the count starts; it needs no rewrite), None for a new run.
+        info: this process; only rank 0 writes files and shows the bar.
+        progress, desc: the progress bar.
+
+    Use it as a context manager (the bar is closed however the loop ends) and
+    call :meth:`finish` after the loop.
+    """
+
+    def __init__(self, out: Path, payload: Payload, *, end: int, save_every: int,
+                 state: Mapping[str, Any] | None = None, info: DistInfo = ONE_PROCESS,
+                 progress: bool = True, desc: str = "") -> None:
+        self.out, self.info = Path(out), info
+        self.end, self.save_every = int(end), int(save_every)
+        self.step = int(state["step"]) if state is not None else 0
+        self.seconds = float(state.get("seconds", 0.0)) if state is not None else 0.0
+        self.losses: list[float] = []  # of the steps taken by this call
+        self.last_saved = self.step if state is not None else -1
+        self._payload = payload
+        self.log_path = self.out / "log.csv"
+        if info.main:
+            open_log(self.log_path, self.step)
+        self.bar = progress_bar(info, progress, total=self.end, initial=self.step, desc=desc)
+        self._tick = time.perf_counter()
+
+    @property
+    def done(self) -> bool:
+        """The run reached ``end``."""
+        return self.step >= self.end
+
+    def restart_clock(self) -> None:
+        """Start timing the next step now (after loader set-up or validation)."""
+        self._tick = time.perf_counter()
+
+    def step_done(self, loss: float, lr: float, epoch: int) -> None:
+        """Count one finished step: seconds, log row, bar, and ``last.pt`` when due."""
+        self.step += 1
+        now = time.perf_counter()
+        self.seconds += now - self._tick  # data loading included
+        self._tick = now
+        self.losses.append(loss)
+        if self.info.main:
+            append_row(self.log_path, [self.step, epoch, f"{loss:.6f}", f"{lr:.6g}",
+                                       f"{self.seconds:.3f}"])
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", epoch=epoch)
+        self.maybe_save()
+
+    def maybe_save(self) -> bool:
+        """Write ``last.pt`` every ``save_every`` steps and at ``end``; True if written."""
+        if self.step % self.save_every == 0 or self.step == self.end:
+            self.save()
+            return True
+        return False
+
+    def save(self) -> None:
+        """Write ``last.pt`` now (rank 0; every rank remembers the step)."""
+        if self.info.main:
+            save_checkpoint(self._payload(self.step, self.seconds), self.out / LAST)
+        self.last_saved = self.step
+
+    def finish(self) -> None:
+        """Close the bar; write ``last.pt`` unless it already holds this step."""
+        self.close()
+        if self.last_saved != self.step:
+            self.save()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+__all__ = ["LR_HINT", "Payload", "Run", "check_loss", "progress_bar", "set_lr"]

@@ -1,0 +1,65 @@
+"""Score checkpoints per IOM iteration on a training run's validation episodes (never test).
+
+A run trained with ``val_fraction`` (held-out images of the fold's training classes) or
+``val_by=classes`` (held-out training classes) keeps that split out of training. This
+script rebuilds the first run's validation episodes (:func:`canetlib.train.build_val_dataset`
+of the config stored in ``RUN/last.pt``) and scores every checkpoint given on exactly those
+episodes, per IOM iteration (index 0 = CANet-Init), so that training recipes can be compared
+without looking at a test episode:
+
+    python scripts/validate_runs.py /tmp/iomexp/memory /tmp/iomexp/own \\
+        --checkpoint synthetic-imagenet-1shot-fold0 --episodes 1000 --json out.json
+
+Each RUN contributes ``RUN/model.pt``; ``--checkpoint`` adds shipped names or paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from canetlib import checkpoint
+from canetlib.configs import TrainConfig
+from canetlib.evaluate import evaluate
+from canetlib.train import build_val_dataset
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="run folders (their model.pt is scored)")
+    p.add_argument("--checkpoint", action="append", default=[],
+                   help="also score this shipped name or path (repeatable)")
+    p.add_argument("--episodes", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    first = Path(args.runs[0])
+    state = torch.load(first / "last.pt", map_location="cpu", weights_only=True)
+    cfg = TrainConfig.from_dict(state["train_config"]).replace(
+        val_episodes=args.episodes, seed=args.seed)
+    if cfg.val_fraction == 0 and cfg.val_by == "images":
+        raise SystemExit(f"{first} was trained without a validation split (val_fraction=0)")
+    dataset = build_val_dataset(cfg)
+    names = [str(Path(r) / "model.pt") for r in args.runs] + list(args.checkpoint)
+    out: dict[str, list[float]] = {}
+    for name in names:
+        model = checkpoint.load_model(name)
+        res = evaluate(model, dataset, iterations=4, progress=False)
+        out[name] = [round(v, 2) for v in res["miou_per_iteration"]]
+        its = " ".join(f"{v:5.1f}" for v in out[name])
+        print(f"{name:60s} init..final: {its}  (IOM gain {out[name][-1] - out[name][0]:+.1f})",
+              flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"validation": {"val_by": cfg.val_by, "val_fraction": cfg.val_fraction,
+                            "episodes": args.episodes, "seed": args.seed, "fold": cfg.fold},
+             "miou_per_iteration": out}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""The data package split by job: readers apart from preparation, one atomic writer."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import canetlib
+from canetlib import fsutil
+from canetlib.data.download import download_url
+
+#: what only preparing a benchmark needs; a runtime reader must not load any of it
+PREPARATION_MODULES = (
+    "canetlib.data.prepare",
+    "canetlib.data.download",
+    "pycocotools",
+    "scipy.io",
+)
+
+#: temporary-file-plus-rename idioms that belong in canetlib.fsutil only
+RENAMES = re.compile(r"os\.replace\(|os\.rename\(|\.rename\(|NamedTemporaryFile|mkstemp|"
+                     r"\.replace\((?:dest|path|final|target)\b")
+#: files allowed to do their own rename (none)
+NOT_YET_MOVED: set[str] = set()
+
+
+def _loaded_after(statement: str) -> list[str]:
+    """Modules of PREPARATION_MODULES loaded by ``statement`` in a fresh interpreter."""
+    code = (f"import json, sys\n{statement}\n"
+            f"print(json.dumps(sorted(m for m in sys.modules for p in {PREPARATION_MODULES!r} "
+            f"if m == p or m.startswith(p + '.'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=300, cwd=Path(canetlib.__file__).parent.parent)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("reader", ["canetlib.data.pascal", "canetlib.data.coco"])
+def test_reader_does_not_import_the_preparation(reader: str) -> None:
+    assert _loaded_after(f"import {reader}") == []
+
+
+def test_make_source_path_does_not_import_the_preparation() -> None:
+    assert _loaded_after("import canetlib.data as d\n"
+                         "from canetlib.data.pascal import PascalSource\n"
+                         "from canetlib.data.coco import CocoSource") == []
+
+
+def test_moved_names_stay_importable_from_the_readers() -> None:
+    from canetlib.data import coco, pascal
+    from canetlib.data.prepare import coco as prepare_coco
+    from canetlib.data.prepare import pascal as prepare_pascal
+
+    for name in ("prepare_pascal", "VOC_ARCHIVE", "SBD_ARCHIVE"):
+        assert getattr(pascal, name) is getattr(prepare_pascal, name)
+    for name in ("prepare_coco", "decode_segmentation", "render_annotations",
+                 "TRAIN_ARCHIVE", "VAL_ARCHIVE", "ANNOTATIONS_ARCHIVE"):
+        assert getattr(coco, name) is getattr(prepare_coco, name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = pascal.no_such_name  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = coco.no_such_name  # type: ignore[attr-defined]
+
+
+def test_layouts_share_the_prepared_base(tmp_path: Path) -> None:
+    from canetlib.data.coco import CocoLayout
+    from canetlib.data.pascal import PascalLayout
+    from canetlib.data.prepared import PreparedLayout
+
+    pascal, coco = PascalLayout(tmp_path), CocoLayout(tmp_path)
+    assert isinstance(pascal, PreparedLayout) and isinstance(coco, PreparedLayout)
+    assert pascal.class_dir == tmp_path / "canet" / "SegmentationClassAug"
+    assert pascal.object_dir == tmp_path / "canet" / "SegmentationObjectAug"
+    assert pascal.marker == tmp_path / "canet" / ".prepared-pascal.json"
+    assert pascal.list_file("val", 2) == tmp_path / "canet" / "lists" / "val_fold2.txt"
+    assert coco.class_dir == tmp_path / "canet" / "SegmentationClass"
+    assert coco.object_dir == tmp_path / "canet" / "SegmentationObject"
+    assert coco.marker == tmp_path / "canet" / ".prepared-coco.json"
+    assert coco.list_file("train") == tmp_path / "canet" / "lists" / "train_all.txt"
+    assert coco.index_file == tmp_path / "canet" / "lists" / "images.tsv"
+
+
+def test_every_rename_goes_through_fsutil() -> None:
+    package = Path(canetlib.__file__).parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        if rel == "fsutil.py" or rel in NOT_YET_MOVED:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if RENAMES.search(line.split("#")[0]):
+                offenders.append(f"{rel}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_downloads_are_published_by_the_one_writer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "served.bin"
+    source.write_bytes(b"payload")
+    moves: list[tuple[str, str]] = []
+    real = fsutil.os.replace
+
+    def spy(src: str, dst: str) -> None:
+        moves.append((Path(src).name, Path(dst).name))
+        real(src, dst)
+
+    monkeypatch.setattr(fsutil.os, "replace", spy)
+    dest = download_url(source.as_uri(), tmp_path / "got.bin", progress=False)
+    assert dest.read_bytes() == b"payload"
+    assert moves == [("got.bin.part", "got.bin")]
