@@ -82,18 +82,29 @@ class Table3Row:
 def table3_rows(*, fold: int = 0, out: str | os.PathLike[str] = "runs/table3",
                 results: str | os.PathLike[str] = "data/results/table3",
                 epochs: int = TABLE3_EPOCHS, episodes: int = 1000, seeds: int = 5,
-                rows: Iterable[Sequence[str]] = BLOCK_SETS) -> list[Table3Row]:
-    """The train and evaluate argument lists of each row (validated by ``get_config``)."""
+                rows: Iterable[Sequence[str]] = BLOCK_SETS, config: str = "synthetic-1shot",
+                train_episodes: int | None = None, baseline: str | None = None
+                ) -> list[Table3Row]:
+    """The train and evaluate argument lists of each row (validated by ``get_config``).
+
+    ``config`` is the training recipe every row shares (``synthetic-1shot``: the
+    glyph-pretrained narrow ResNet; ``synthetic-imagenet-1shot``: EfficientNet-Lite0
+    with ImageNet weights); ``train_episodes`` overrides its episodes per epoch;
+    ``baseline="prototype"`` scores the training-free matcher on the same blocks and
+    episodes in the same run.
+    """
     from canetlib.configs import get_config
 
     made = []
     for blocks in rows:
         name = row_name(blocks)
         overrides = [f"blocks={','.join(blocks)}", "mask_dropout=1.0", f"epochs={epochs}"]
-        get_config("synthetic-1shot", overrides)  # raises on a bad override
+        if train_episodes is not None:
+            overrides.append(f"episodes={train_episodes}")
+        get_config(config, overrides)  # raises on a bad override
         run_dir = Path(out) / name
         result = Path(results) / f"{name}.json"
-        train = ["train", "--config", "synthetic-1shot", "--fold", str(fold)]
+        train = ["train", "--config", config, "--fold", str(fold)]
         for o in overrides:
             train += ["--set", o]
         train += ["--out", str(run_dir)]
@@ -101,6 +112,8 @@ def table3_rows(*, fold: int = 0, out: str | os.PathLike[str] = "runs/table3",
                     "--checkpoint", str(run_dir / "model.pt"), "--iterations", "0",
                     "--episodes", str(episodes), "--seed", "0", "--seeds", str(seeds),
                     "--json", str(result)]
+        if baseline:
+            evaluate += ["--baseline", baseline]
         made.append(Table3Row(name, train, evaluate, run_dir / "model.pt", result))
     return made
 

@@ -21,6 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fold", type=int, default=0, help="fold (default 0)")
     p.add_argument("--epochs", type=int, default=TABLE3_EPOCHS,
                    help=f"training epochs per row (default {TABLE3_EPOCHS})")
+    p.add_argument("--config", default="synthetic-1shot", metavar="NAME",
+                   help="training config every row shares (default synthetic-1shot; "
+                        "synthetic-imagenet-1shot for the ImageNet backbone)")
+    p.add_argument("--train-episodes", type=int, default=None, metavar="N",
+                   help="training episodes per epoch (default: the config's)")
+    p.add_argument("--baseline", choices=["prototype"], default=None,
+                   help="also score the training-free prototype matcher on each row's blocks")
     p.add_argument("--episodes", type=int, default=1000, help="test episodes per seed")
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     p.add_argument("--out", default="runs/table3", metavar="DIR", help="training runs")
@@ -33,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from canetlib.ablations import parse_rows, run_table3, table3_commands
 
     kw = {"fold": args.fold, "out": args.out, "results": args.results, "epochs": args.epochs,
-          "episodes": args.episodes, "seeds": args.seeds, "rows": parse_rows(args.rows)}
+          "episodes": args.episodes, "seeds": args.seeds, "rows": parse_rows(args.rows),
+          "config": args.config, "train_episodes": args.train_episodes,
+          "baseline": args.baseline}
     if args.dry_run:
         print("\n".join(table3_commands(**kw)))
         return 0
