@@ -177,9 +177,20 @@ def build_model(config: Mapping[str, Any]) -> CANet:
                  pairing=str(kw.get("pairing", "concat")))
 
 
+def trained_input_size(ckpt: Mapping[str, Any]) -> int | None:
+    """The square crop side the checkpoint's model was trained at
+    (``train_config.train_size``); ``None`` when the checkpoint does not say."""
+    size = (ckpt.get("train_config") or {}).get("train_size")
+    return int(size) if size else None
+
+
 def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
                fusion: str | None | EllipsisType = ...) -> CANet:
     """Rebuild a :class:`CANet` from a checkpoint name or path, in eval mode.
+
+    ``model.input_size`` (int or ``None``, not in the state dict) records
+    :func:`trained_input_size`: :func:`canetlib.evaluate.evaluate` feeds images at
+    that size unless told otherwise.
 
     ``fusion`` overrides the stored k-shot fusion for the non-learned ones
     (a 1-shot checkpoint can be tested with ``"mask-avg"``, say); asking for
@@ -197,6 +208,7 @@ def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.d
     if fusion is not ... and fusion != "attention":
         state = {k: v for k, v in state.items() if not k.startswith("attention.")}
     load_state(model, state, str(name_or_path))
+    model.input_size = trained_input_size(ckpt)
     return model.to(map_location).eval()
 
 

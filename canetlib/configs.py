@@ -177,6 +177,12 @@ class TrainConfig(_Config):
     made by one gradient-free IOM pass from the empty mask in the same step,
     which is what the IOM is fed at inference (one extra head pass a step).
 
+    ``wrong_supports`` (k-shot runs, off in every config): the probability that a
+    training episode's last support shows another training class with that
+    class's mask (:class:`canetlib.data.EpisodeDataset`), a support the
+    attention fusion should learn to weigh down (an experiment, see
+    ``data/results/imagenet-backbone``).
+
     Validation (never on test episodes): every ``validate_every`` epochs on
     ``val_episodes`` episodes of the held-out part of the training pool,
     either ``val_fraction`` of the training images (``val_by="images"``: seen
@@ -221,6 +227,7 @@ class TrainConfig(_Config):
     poly_power: float = 0.0
     mask_dropout: float = 0.7
     iom_history: str = "memory"
+    wrong_supports: float = 0.0
     seed: int = 0
     # -- runtime (CUDA only: amp None = on, channels_last)
     amp: bool | None = None
@@ -275,6 +282,10 @@ class TrainConfig(_Config):
             raise ValueError("validate_every needs held-out images: set val_fraction "
                              "(e.g. val_fraction=0.1) or val_by=classes; test episodes are "
                              "never used")
+        if not 0.0 <= self.wrong_supports <= 1.0:
+            raise ValueError(f"wrong_supports must be in [0, 1], got {self.wrong_supports}")
+        if self.wrong_supports and self.shots < 2:
+            raise ValueError("wrong_supports needs k-shot episodes (shots >= 2)")
         if self.iom_history not in IOM_HISTORIES:
             raise ValueError(f"iom_history must be one of {IOM_HISTORIES}, "
                              f"got {self.iom_history!r}")

@@ -15,8 +15,8 @@ at the original image size.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -152,3 +152,62 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     t = torch.tensor(list(values), dtype=torch.float64)
     std = float(t.std(unbiased=True)) if len(values) > 1 else 0.0
     return float(t.mean()), std
+
+
+# -- the support-free yardstick ---------------------------------------------------
+def all_objects_prediction(item: Mapping[str, Any]) -> Tensor | None:
+    """``(1, H, W)`` prediction that marks every object of the query, any class.
+
+    ``item`` is an episode dict (:mod:`canetlib.data.episodes`); ``None`` when it
+    carries no ``query_all_objects`` mask.
+    """
+    every = item.get("query_all_objects")
+    return None if every is None else (torch.as_tensor(every) == 1).long()[None].cpu()
+
+
+def all_objects_iou(item: Mapping[str, Any]) -> float | None:
+    """One episode's foreground IoU (%) of marking every object of the query (``None``
+    without ``query_all_objects``)."""
+    pred = all_objects_prediction(item)
+    return None if pred is None else episode_iou(pred, torch.as_tensor(item["query_mask"])[None])
+
+
+class AllObjectsMeter(FewShotMeter):
+    """A :class:`FewShotMeter` of the support-free baseline: every object of the
+    query marked foreground. Episodes without ``query_all_objects`` are skipped."""
+
+    def add(self, item: Mapping[str, Any]) -> bool:
+        """Score one episode dict; ``False`` when it lacks ``query_all_objects``."""
+        pred = all_objects_prediction(item)
+        if pred is None:
+            return False
+        target = torch.as_tensor(item["query_mask"]).cpu()[None]
+        self.update(pred, target, [int(item["class_id"])])
+        return True
+
+    def result(self) -> float | None:
+        """mIoU (%) pooled per class as the evaluator does; ``None`` without episodes."""
+        return 100 * self.miou() if self.episodes else None
+
+
+def all_objects_miou(episodes: Iterable[Mapping[str, Any]],
+                     classes: Iterable[int] | None = None) -> float | None:
+    """mIoU (%) of marking every object of each query, the support-free baseline.
+
+    ``episodes``: episode dicts or a dataset of them (an
+    :class:`~canetlib.data.EpisodeDataset`, say); ``classes`` default to
+    ``episodes.classes`` or the class ids seen. ``None`` if no episode carries
+    ``query_all_objects``. :func:`canetlib.evaluate.evaluate` reports the same
+    number as ``all_objects_miou``.
+    """
+    known = getattr(episodes, "classes", None) if classes is None else classes
+    if hasattr(episodes, "__len__") and hasattr(episodes, "__getitem__"):
+        data = episodes
+        episodes = (data[i] for i in range(len(data)))  # type: ignore[index, arg-type]
+    if known is None or callable(known):
+        episodes = list(episodes)
+        known = sorted({int(item["class_id"]) for item in episodes})
+    meter = AllObjectsMeter(int(c) for c in known)
+    for item in episodes:
+        meter.add(item)
+    return meter.result()

@@ -93,9 +93,13 @@ def read_result(path: str | Path) -> ResultRow:
 
 
 def read_results(folder: str | Path) -> list[ResultRow]:
-    """Every result file under ``folder`` (recursively), sorted by fold, shots and path."""
+    """Every evaluation result ``folder/foldN/*.json``, sorted by fold, shots and path.
+
+    Only the files directly in a fold's folder are read: experiments that did not ship
+    (in subfolders such as ``fold0/iom-training/``) and Table 3 (``table3/``) are kept
+    beside them but are not the shipped models' results."""
     rows = []
-    for path in sorted(Path(folder).rglob("*.json")):
+    for path in sorted(Path(folder).glob("fold*/*.json")):
         try:
             rows.append(read_result(path))
         except (ValueError, KeyError, json.JSONDecodeError):

@@ -24,27 +24,19 @@ from canetlib.data.source import IGNORE_INDEX
 from canetlib.metrics import episode_iou
 
 __all__ = [
-    "GT_COLOR",
-    "IGNORE_COLOR",
-    "PRED_COLOR",
-    "denormalize",
-    "foreground",
-    "iou_per_iteration",
-    "overlay",
-    "plot_attention",
-    "plot_episode",
-    "plot_iou_per_iteration",
-    "plot_iteration",
-    "plot_iterations",
-    "plot_paper_vs_ours",
+    "GT_COLOR", "IGNORE_COLOR", "PRED_COLOR", "PROBABILITY_CMAP", "denormalize", "foreground",
+    "iou_per_iteration", "iteration_name", "overlay", "plot_attention", "plot_episode",
+    "plot_iou_per_iteration", "plot_iteration", "plot_iterations", "plot_paper_vs_ours",
     "to_rgb",
 ]
 
 ArrayLike = Tensor | np.ndarray
-#: colours of the ground truth (green) and of predictions (red)
+#: colours of the ground truth (green), of predictions (red) and of ignored pixels (white)
 GT_COLOR = (40, 200, 80)
 PRED_COLOR = (230, 40, 40)
 IGNORE_COLOR = (255, 255, 255)
+#: the colour map of foreground probabilities (0 to 1), e.g. in :func:`plot_iteration`
+PROBABILITY_CMAP = "magma"
 
 
 def denormalize(image: Tensor) -> np.ndarray:
@@ -138,6 +130,11 @@ def iou_per_iteration(probs_per_iteration: Sequence[Any], gt: Any) -> list[float
     return out
 
 
+def iteration_name(t: int) -> str:
+    """Short name of IOM iteration ``t`` for axes and captions: ``"Init"`` (0), else ``"t"``."""
+    return "Init" if t == 0 else str(t)
+
+
 def _iteration_title(t: int, iou: float | None) -> str:
     name = "CANet-Init" if t == 0 else f"iteration {t}"
     return name if iou is None else f"{name}\nIoU {iou:.1f}"
@@ -148,21 +145,68 @@ def _hide_axes(ax: Any) -> None:
     ax.set_yticks([])
 
 
+def _row(panels: int, panel_width: float, height: float) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout figure with one row of ``panels`` axes, ``panel_width`` inches each."""
+    fig = Figure(figsize=(panel_width * panels, height), layout="constrained")
+    return fig, np.atleast_1d(fig.subplots(1, panels))
+
+
+def _truth_panel(ax: Any, image: Any, gt: Any, title: str = "ground truth") -> None:
+    """The ground truth (green, ignored pixels lightened) over an image."""
+    ax.imshow(overlay(image, gt, GT_COLOR, show_ignore=True))
+    ax.set_title(title)
+
+
+def _image_panel(ax: Any, image: Any, title: str) -> None:
+    """An image on its own (a query without ground truth or prediction)."""
+    ax.imshow(to_rgb(image))
+    ax.set_title(title)
+
+
+def _prediction_panel(ax: Any, image: Any, pred: Any, gt: Any = None,
+                      title: str = "prediction") -> None:
+    """A binary prediction (red) over an image; with ``gt``, its IoU on a second title line."""
+    p = _mask(pred)
+    ax.imshow(overlay(image, p, PRED_COLOR))
+    if gt is not None:
+        title += f"\nIoU {_iou(p == 1, _mask(gt)):.1f}"
+    ax.set_title(title)
+
+
+def _iteration_panel(ax: Any, image: Any, probs: Any, t: int, iou: float | None) -> None:
+    """Iteration ``t``'s mask (foreground probability > 0.5, red) over an image."""
+    ax.imshow(overlay(image, foreground(probs) > 0.5, PRED_COLOR))
+    ax.set_title(_iteration_title(t, iou))
+
+
+def _support_panels(axes: np.ndarray, pairs: Sequence[tuple[Any, Any]],
+                    weights: np.ndarray | None = None) -> None:
+    """``support i`` panels: each support image with its mask (green).
+
+    With attention ``weights`` each title adds the support's weight (the
+    largest in bold) and ignored pixels are not lightened.
+    """
+    best = int(np.argmax(weights)) if weights is not None else -1
+    for i, (img, m) in enumerate(pairs):
+        axes[i].imshow(overlay(img, m, GT_COLOR, show_ignore=weights is None))
+        if weights is None:
+            axes[i].set_title(f"support {i + 1}")
+        else:
+            axes[i].set_title(f"support {i + 1}\nweight {weights[i]:.2f}",
+                              fontweight="bold" if i == best else "normal")
+
+
 def plot_iteration(image: Any, probs: Any, t: int, gt: Any = None,
                    iou: float | None = None) -> Figure:
     """One IOM iteration: foreground probability, and the mask over the image (+ truth)."""
     rgb = to_rgb(image)
     fg = foreground(probs)
-    panels = 3 if gt is not None else 2
-    fig = Figure(figsize=(3.0 * panels, 3.2), layout="constrained")
-    axes = fig.subplots(1, panels)
-    axes[0].imshow(fg, cmap="magma", vmin=0.0, vmax=1.0)
+    fig, axes = _row(3 if gt is not None else 2, 3.0, 3.2)
+    axes[0].imshow(fg, cmap=PROBABILITY_CMAP, vmin=0.0, vmax=1.0)
     axes[0].set_title("foreground probability")
-    axes[1].imshow(overlay(rgb, fg > 0.5, PRED_COLOR))
-    axes[1].set_title(_iteration_title(t, iou))
+    _iteration_panel(axes[1], rgb, fg, t, iou)
     if gt is not None:
-        axes[2].imshow(overlay(rgb, gt, GT_COLOR, show_ignore=True))
-        axes[2].set_title("ground truth")
+        _truth_panel(axes[2], rgb, gt)
     for ax in axes:
         _hide_axes(ax)
     return fig
@@ -181,15 +225,11 @@ def plot_iterations(image: Any, probs_per_iteration: Sequence[Any], gt: Any = No
         ious = iou_per_iteration(probs_per_iteration, gt)
     if ious is not None and len(ious) != len(probs_per_iteration):
         raise ValueError(f"{len(ious)} IoUs for {len(probs_per_iteration)} iterations")
-    n = len(probs_per_iteration) + (gt is not None)
-    fig = Figure(figsize=(2.6 * n, 2.9), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, n))
+    fig, axes = _row(len(probs_per_iteration) + (gt is not None), 2.6, 2.9)
     for t, probs in enumerate(probs_per_iteration):
-        axes[t].imshow(overlay(rgb, foreground(probs) > 0.5, PRED_COLOR))
-        axes[t].set_title(_iteration_title(t, ious[t] if ious is not None else None))
+        _iteration_panel(axes[t], rgb, probs, t, ious[t] if ious is not None else None)
     if gt is not None:
-        axes[-1].imshow(overlay(rgb, gt, GT_COLOR, show_ignore=True))
-        axes[-1].set_title("ground truth")
+        _truth_panel(axes[-1], rgb, gt)
     for ax in axes:
         _hide_axes(ax)
     return fig
@@ -212,28 +252,22 @@ def plot_episode(item: dict[str, Any], pred: Any = None, class_name: str | None 
     truth is drawn in green, the prediction in red, with its IoU in percent.
     """
     pairs = _supports(item["support_images"], item["support_masks"])
-    has_gt = item.get("query_mask") is not None
-    n = len(pairs) + 1 + (pred is not None)
-    fig = Figure(figsize=(2.8 * n, 3.0), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, n))
-    for i, (img, m) in enumerate(pairs):
-        axes[i].imshow(overlay(img, m, GT_COLOR, show_ignore=True))
-        axes[i].set_title(f"support {i + 1}")
+    gt = item.get("query_mask")
+    fig, axes = _row(len(pairs) + 1 + (pred is not None), 2.8, 3.0)
+    _support_panels(axes, pairs)
     q = len(pairs)
     query = item["query_image"]
-    axes[q].imshow(overlay(query, item["query_mask"], GT_COLOR, show_ignore=True)
-                   if has_gt else to_rgb(query))
-    title = "query + truth" if has_gt else "query"
+    title = "query + truth" if gt is not None else "query"
     if class_name is not None:
         title += f" ({class_name})"
     elif "class_id" in item:
         title += f" (class {int(item['class_id'])})"
-    axes[q].set_title(title)
+    if gt is not None:
+        _truth_panel(axes[q], query, gt, title)
+    else:
+        _image_panel(axes[q], query, title)
     if pred is not None:
-        p = _mask(pred)
-        iou = f"\nIoU {_iou(p == 1, _mask(item['query_mask'])):.1f}" if has_gt else ""
-        axes[q + 1].imshow(overlay(query, p, PRED_COLOR))
-        axes[q + 1].set_title("prediction" + iou)
+        _prediction_panel(axes[q + 1], query, pred, gt)
     for ax in axes:
         _hide_axes(ax)
     return fig
@@ -249,42 +283,44 @@ def plot_attention(supports: Any, masks: Any, weights: Any, query: Any = None,
     prediction's IoU (red).
     """
     pairs = _supports(supports, masks)
+    w = _attention_weights(weights, len(pairs))
+    show_gt = query is not None and gt is not None
+    fig, axes = _row(len(pairs) + 1 + (query is not None) + show_gt, 2.6, 3.0)
+    _support_panels(axes, pairs, w)
+    k = len(pairs)
+    if show_gt:
+        _truth_panel(axes[k], query, gt, "query + truth")
+    if query is not None:
+        q = k + show_gt
+        if prediction is not None:
+            _prediction_panel(axes[q], query, prediction, gt if show_gt else None,
+                              "prediction" if show_gt else "query + prediction")
+        else:
+            _image_panel(axes[q], query, "query")
+    for ax in axes[:-1]:
+        _hide_axes(ax)
+    _weight_bars(axes[-1], w)
+    return fig
+
+
+def _attention_weights(weights: Any, k: int) -> np.ndarray:
+    """The ``k`` attention weights of one episode as a flat array (checked against ``k``)."""
     w = weights.detach().float().cpu().numpy() if torch.is_tensor(weights) \
         else np.asarray(weights, dtype=np.float64)
     w = np.ravel(w)
-    if w.size != len(pairs):
-        raise ValueError(f"{w.size} attention weights for {len(pairs)} supports")
-    show_gt = query is not None and gt is not None
-    n = len(pairs) + 1 + (query is not None) + show_gt
-    fig = Figure(figsize=(2.6 * n, 3.0), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, n))
-    best = int(np.argmax(w))
-    for i, (img, m) in enumerate(pairs):
-        axes[i].imshow(overlay(img, m, GT_COLOR))
-        axes[i].set_title(f"support {i + 1}\nweight {w[i]:.2f}",
-                          fontweight="bold" if i == best else "normal")
-        _hide_axes(axes[i])
-    k = len(pairs)
-    if show_gt:
-        axes[k].imshow(overlay(query, gt, GT_COLOR, show_ignore=True))
-        axes[k].set_title("query + truth")
-        _hide_axes(axes[k])
-    if query is not None:
-        q = k + show_gt
-        axes[q].imshow(overlay(query, prediction, PRED_COLOR) if prediction is not None
-                       else to_rgb(query))
-        title = "query" + (" + prediction" if prediction is not None else "")
-        if show_gt and prediction is not None:
-            title = f"prediction\nIoU {_iou(_mask(prediction) == 1, _mask(gt)):.1f}"
-        axes[q].set_title(title)
-        _hide_axes(axes[q])
-    bar = axes[-1]
-    bar.bar(np.arange(1, k + 1), w, color="tab:blue")
-    bar.set_ylim(0, max(1.0, float(w.max())))
-    bar.set_xticks(np.arange(1, k + 1))
-    bar.set_xlabel("support")
-    bar.set_title("attention weights")
-    return fig
+    if w.size != k:
+        raise ValueError(f"{w.size} attention weights for {k} supports")
+    return w
+
+
+def _weight_bars(ax: Any, w: np.ndarray) -> None:
+    """A bar chart of the attention weights, supports numbered from 1."""
+    k = len(w)
+    ax.bar(np.arange(1, k + 1), w, color="tab:blue")
+    ax.set_ylim(0, max(1.0, float(w.max())))
+    ax.set_xticks(np.arange(1, k + 1))
+    ax.set_xlabel("support")
+    ax.set_title("attention weights")
 
 
 def plot_iou_per_iteration(series: dict[str, Sequence[float]] | Sequence[float],
@@ -307,7 +343,7 @@ def plot_iou_per_iteration(series: dict[str, Sequence[float]] | Sequence[float],
                     label=label or None)
     longest = max(len(v) for v in named.values())
     ax.set_xticks(np.arange(longest))
-    ax.set_xticklabels(["Init"] + [str(t) for t in range(1, longest)])
+    ax.set_xticklabels([iteration_name(t) for t in range(longest)])
     ax.set_xlabel("IOM iteration")
     ax.set_ylabel(ylabel)
     if zero:

@@ -10,6 +10,8 @@ from evalfakes import FakeEpisodes, tiny_model
 from torch.nn import functional as F
 
 from canetlib.evaluate import (
+    EvalResult,
+    SeedsResult,
     binary_prediction,
     evaluate,
     evaluate_seeds,
@@ -157,3 +159,46 @@ def test_binary_prediction_is_the_two_class_argmax() -> None:
     maps[0, :, 0, 0] = 0.25  # a tie goes to background, as argmax does
     up = F.interpolate(maps, size=(11, 13), mode="bilinear", align_corners=True)
     assert torch.equal(binary_prediction(maps, (11, 13)), up.argmax(1))
+
+
+RESULT_KEYS = ["miou", "fbiou", "miou_init", "miou_per_iteration", "fbiou_per_iteration",
+               "per_class_iou", "all_objects_miou", "per_class_iou_per_iteration", "classes",
+               "missing_classes", "episodes", "seconds", "episodes_per_second", "settings"]
+
+
+def test_the_result_is_typed_and_reads_like_the_old_dict() -> None:
+    result = evaluate(tiny_model(), FakeEpisodes(3), iterations=1, input_size="native")
+    assert isinstance(result, EvalResult)
+    assert list(result) == list(result.keys()) == list(result.to_dict()) == RESULT_KEYS
+    assert result["miou"] == result.miou and result.get("per_episode") is None
+    assert "per_episode" not in result and result.all_objects_miou is None  # no such masks
+    with pytest.raises(TypeError, match="read-only"):
+        result["seed"] = 0  # type: ignore[index]
+    plain = result.to_dict()
+    plain["settings"]["device"] = "elsewhere"  # an independent copy
+    assert result.settings["device"] == "cpu" and result.input_size is None
+    detailed = evaluate(tiny_model(), FakeEpisodes(2), iterations=1, input_size="native",
+                        per_episode=True)
+    assert list(detailed.to_dict()) == [*RESULT_KEYS, "per_episode"]
+
+
+def test_the_size_the_model_was_trained_at_wins_over_the_source_default() -> None:
+    model = tiny_model()
+    model.input_size = 40
+    result = evaluate(model, FakeEpisodes(2), iterations=0)
+    assert result.input_size == (40, 40) and result.settings["input_size"] == [40, 40]
+    assert evaluate(model, FakeEpisodes(2), iterations=0, input_size=32).input_size == (32, 32)
+    assert resolve_input_size(FakeEpisodes(1), None, model) == (40, 40)
+
+
+def test_seeds_result_keys_and_runs() -> None:
+    out = evaluate_seeds(tiny_model(), [0, 1], lambda s: FakeEpisodes(3, seed=s), iterations=1,
+                         input_size="native")
+    assert isinstance(out, SeedsResult) and isinstance(out["runs"][0], EvalResult)
+    plain = out.to_dict()
+    assert list(plain) == [
+        "seeds", "runs", "miou", "miou_std", "fbiou", "fbiou_std", "miou_init", "miou_init_std",
+        "miou_per_iteration", "miou_per_iteration_std", "fbiou_per_iteration",
+        "fbiou_per_iteration_std", "per_class_iou", "per_class_iou_std", "missing_classes",
+        "episodes", "seconds", "settings"]  # no all_objects_miou: the fakes lack the masks
+    assert list(plain["runs"][0]) == RESULT_KEYS and isinstance(plain["runs"][0], dict)

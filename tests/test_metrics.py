@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from canetlib.metrics import FewShotMeter, episode_iou, intersection_union, mean_std
+from canetlib.metrics import (
+    FewShotMeter,
+    all_objects_iou,
+    all_objects_miou,
+    episode_iou,
+    intersection_union,
+    mean_std,
+)
 
 
 def t(rows: list[list[int]]) -> torch.Tensor:
@@ -97,3 +104,33 @@ def test_summary_in_percent() -> None:
 def test_mean_std() -> None:
     assert mean_std([1.0, 3.0]) == pytest.approx((2.0, 2 ** 0.5))
     assert mean_std([5.0]) == (5.0, 0.0)
+
+
+def episode(cid: int, target: list[list[int]], every: list[list[int]] | None) -> dict:
+    item = {"class_id": cid, "query_mask": t(target)}
+    if every is not None:
+        item["query_all_objects"] = t(every)
+    return item
+
+
+def test_all_objects_baseline_marks_every_object_and_pools_per_class() -> None:
+    # class 1: target 1 pixel, every object 2 (+1 ignored) -> I/U 1/2; class 2: 2/2 and 1/3
+    items = [episode(1, [[1, 0, 255]], [[1, 1, 255]]),
+             episode(2, [[1, 1, 0]], [[1, 1, 0]]),
+             episode(2, [[0, 1, 0]], [[1, 1, 1]])]
+    assert all_objects_iou(items[0]) == pytest.approx(50.0)
+    assert all_objects_miou(items) == pytest.approx(100 * (1 / 2 + 3 / 5) / 2)
+    assert all_objects_miou(items, classes=[1, 2, 3]) == all_objects_miou(items)
+
+    class Episodes:  # a dataset: len, getitem, its own classes
+        classes = (1, 2)
+
+        def __len__(self) -> int:
+            return len(items)
+
+        def __getitem__(self, i: int) -> dict:
+            return items[i]
+
+    assert all_objects_miou(Episodes()) == all_objects_miou(items)
+    bare = episode(1, [[1, 0]], None)
+    assert all_objects_iou(bare) is None and all_objects_miou([bare]) is None

@@ -65,14 +65,16 @@ def test_shipped_results_read() -> None:
 
 
 def test_write_into_replaces_only_the_marked_block(tmp_path: Path) -> None:
-    write(tmp_path / "r" / "a.json", 0, 1, 50.0)
+    write(tmp_path / "r" / "fold0" / "a.json", 0, 1, 50.0)
     doc = tmp_path / "doc.md"
     begin, end = report.markers("variants")
     doc.write_text(f"before\n{report.BEGIN}\nold table\n{report.END}\n{begin}\n{end}\nafter\n")
     assert report.main([str(tmp_path / "r"), "--write-into", str(doc)]) == 0
     text = doc.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old table" not in text
+    write(tmp_path / "r" / "fold0" / "experiment" / "b.json", 0, 1, 99.0)  # not shipped
     rows = report.read_results(tmp_path / "r")
+    assert [r.path.name for r in rows] == ["a.json"]
     assert report.read_block(text) == report.benchmark_table(rows)
     assert report.read_block(text, "variants") == report.variants_table(rows)
     (tmp_path / "plain.md").write_text("no markers")

@@ -130,3 +130,12 @@ def test_iou_per_iteration_axis_starts_at_zero_unless_asked():
     assert fig.axes[0].get_ylim()[0] == 0
     zoomed = visual.plot_iou_per_iteration([51.8, 52.5, 52.8], zero=False)
     assert zoomed.axes[0].get_ylim()[0] > 50
+
+
+def test_iteration_names_are_shared_by_axes_and_captions():
+    assert [visual.iteration_name(t) for t in range(3)] == ["Init", "1", "2"]
+    fig = visual.plot_iou_per_iteration([40.0, 45.0, 47.0])
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["Init", "1", "2"]
+    probs = torch.stack([torch.zeros(16, 16), torch.ones(16, 16)])  # all foreground
+    panel = visual.plot_iteration(torch.zeros(3, 16, 16), probs, 0).axes[0]
+    assert panel.images[0].get_cmap().name == visual.PROBABILITY_CMAP

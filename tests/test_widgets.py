@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import struct
 
+import matplotlib
 import pytest
 import torch
 from evalfakes import tiny_model
+from matplotlib.colors import to_hex
 
 from canetlib import visual
 from canetlib.data import SyntheticSource, make_dataset
@@ -160,6 +162,10 @@ def test_iteration_explorer_moves_through_every_episode_and_iteration(world) -> 
         "prediction": swatch(visual.PRED_COLOR), "ground truth": swatch(visual.GT_COLOR),
         "ignored border": swatch(visual.IGNORE_COLOR)}
     assert "foreground probability" in explorer.caption.value
+    # the probability scale is drawn from the figure's own colour map, 0 to 1
+    cmap = matplotlib.colormaps[visual.PROBABILITY_CMAP]
+    stops = ", ".join(to_hex(cmap(i / 5)) for i in range(6))
+    assert f"linear-gradient(to right, {stops})" in explorer.caption.value
 
 
 def test_iteration_explorer_for_one_episode(world) -> None:
@@ -324,3 +330,15 @@ def test_every_control_redraws(world) -> None:
         check_natural_size(browser)
         frames[browser.shown] = bytes(browser.image.value)
     assert len(set(frames.values())) == len(frames) >= 5
+
+
+def test_the_package_exports_what_the_book_imports() -> None:
+    """``canetlib.widgets`` is a package split by job; every public name is still importable."""
+    from canetlib import widgets
+
+    for name in ["AttentionExplorer", "EpisodeBrowser", "EpisodeRun", "IterationExplorer",
+                 "foreground_iou", "iterations_of", "run_episode", "FRAME_DPI", "FRAME_FORMAT",
+                 "FRAME_MAX_WIDTH", "GROUND_TRUTH", "IGNORED", "PREDICTION", "SUPPORT_MASK",
+                 "InputSize", "Item"]:
+        assert name in widgets.__all__ and hasattr(widgets, name), name
+    assert widgets.PREDICTION == (visual.PRED_COLOR, "prediction")

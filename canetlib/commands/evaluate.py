@@ -66,8 +66,9 @@ def _input_size(args: argparse.Namespace, ckpt: dict[str, Any]) -> int | str | N
         except ValueError:
             raise ValueError(f"--input-size must be an integer or 'native', "
                              f"got {args.input_size!r}") from None
-    train_size = (ckpt.get("train_config") or {}).get("train_size")
-    return int(train_size) if train_size else None
+    from canetlib.checkpoint import trained_input_size
+
+    return trained_input_size(ckpt)
 
 
 def _parse_scales(text: str) -> tuple[float, ...] | None:
@@ -155,10 +156,10 @@ def run(args: argparse.Namespace) -> int:
 
     def measure(predictor: Any, **extra: Any) -> dict[str, Any]:
         if len(seeds) == 1:
-            out = evaluate(predictor, factory(seeds[0]), **{**kw, **extra})
+            out = evaluate(predictor, factory(seeds[0]), **{**kw, **extra}).to_dict()
             out["seed"] = seeds[0]
             return out
-        return evaluate_seeds(predictor, seeds, factory, **{**kw, **extra})
+        return evaluate_seeds(predictor, seeds, factory, **{**kw, **extra}).to_dict()
 
     result = measure(model)
     if args.baseline == "prototype":

@@ -1,6 +1,8 @@
 """Data: image sources (embedded synthetic world, PASCAL-5i, COCO-20i) and few-shot episodes.
 
-``make_dataset("synthetic", fold=0, split="test", shots=1)`` is the entry point; see
+``make_dataset("synthetic", fold=0, split="test", shots=1)`` is the entry point;
+``episodes_from_source(source)`` draws test episodes from any
+:class:`SegmentationSource` (your own images: :class:`ImageMaskSource`); see
 :mod:`canetlib.data.episodes` for the episode protocol and item format and
 :mod:`canetlib.data.synthetic` for the embedded world (OpenMoji glyphs, CC BY-SA 4.0).
 """
@@ -24,6 +26,7 @@ from canetlib.data.source import (
     IMAGENET_STD,
     PASCAL_CLASSES,
     SPLITS,
+    ImageMaskSource,
     SegmentationSource,
 )
 from canetlib.data.synthetic import (
@@ -39,7 +42,7 @@ from canetlib.data.synthetic import (
 DATASET_NAMES: tuple[str, ...] = ("synthetic", "pascal", "coco")
 
 #: ``make_dataset`` keyword arguments that go to :class:`EpisodeDataset`, not the source.
-_DATASET_KWARGS = ("train_size", "transform")
+_DATASET_KWARGS = ("train_size", "transform", "wrong_supports")
 
 
 def make_source(name: str, root: str | None = None, **kwargs: Any) -> SegmentationSource:
@@ -67,7 +70,7 @@ def make_source(name: str, root: str | None = None, **kwargs: Any) -> Segmentati
 
 
 def make_dataset(
-    name: str,
+    name: str | None = None,
     root: str | None = None,
     fold: int = 0,
     split: str = "train",
@@ -79,15 +82,17 @@ def make_dataset(
 ) -> EpisodeDataset:
     """Few-shot episodes of dataset ``name`` (``synthetic``, ``pascal`` or ``coco``).
 
-    ``train_size`` and ``transform`` go to :class:`EpisodeDataset`; ``source=`` reuses
-    an existing source; every other keyword goes to the source constructor. ``seed``
-    is the episode seed; the synthetic world's own seed is ``world_seed=``.
+    ``train_size``, ``transform`` and ``wrong_supports`` go to :class:`EpisodeDataset`; ``source=`` gives
+    any :class:`SegmentationSource` instead of a name (``name`` is then ignored); every
+    other keyword goes to the source constructor. ``seed`` is the episode seed; the
+    synthetic world's own seed is ``world_seed=``.
     """
-    if name not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
     dataset_kwargs = {k: kwargs.pop(k) for k in _DATASET_KWARGS if k in kwargs}
     source = kwargs.pop("source", None)
     if source is None:
+        if name not in DATASET_NAMES:
+            raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}"
+                             " (or pass source= for your own SegmentationSource)")
         if name == "synthetic" and "world_seed" in kwargs:
             kwargs["seed"] = kwargs.pop("world_seed")
         source = make_source(name, root, **kwargs)
@@ -96,6 +101,26 @@ def make_dataset(
     return EpisodeDataset(
         source, fold, split, shots, episodes, seed, box_support=box_support, **dataset_kwargs
     )
+
+
+def episodes_from_source(
+    source: SegmentationSource,
+    split: str = "test",
+    shots: int = 1,
+    episodes: int = 1000,
+    seed: int = 0,
+    *,
+    fold: int = 0,
+    box_support: bool = False,
+    **kwargs: Any,
+) -> EpisodeDataset:
+    """Seeded few-shot episodes of any :class:`SegmentationSource`, whatever its name.
+
+    Test episodes (the default) need only the source's test pool; ``train_size``
+    and ``transform`` go to :class:`EpisodeDataset`.
+    """
+    return EpisodeDataset(source, fold, split, shots, episodes, seed,
+                          box_support=box_support, **kwargs)
 
 
 __all__ = [
@@ -113,11 +138,13 @@ __all__ = [
     "SPLITS",
     "EpisodeDataset",
     "EpisodeSpec",
+    "ImageMaskSource",
     "PretrainingPool",
     "SegmentationSource",
     "SyntheticSource",
     "collate_episodes",
     "denormalise_image",
+    "episodes_from_source",
     "image_to_tensor",
     "make_dataset",
     "make_source",

@@ -70,7 +70,7 @@ DEFAULT_TRAIN_SIZE = 321
 _CROP_TRIES = 5
 
 _SPLIT_TAG = {"train": 1, "test": 2}
-_QUERY, _SUPPORT, _BOX, _AUG_QUERY, _AUG_SUPPORT, _ORDER = range(6)
+_QUERY, _SUPPORT, _BOX, _AUG_QUERY, _AUG_SUPPORT, _ORDER, _WRONG = range(7)
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32) * np.float32(255.0)
 _INV_STD = np.float32(1.0) / (np.array(IMAGENET_STD, dtype=np.float32) * np.float32(255.0))
@@ -138,6 +138,12 @@ class EpisodeSpec:
     class_id: int
     query_id: str
     support_ids: tuple[str, ...]
+    #: the class whose mask each support carries (empty: ``class_id`` for every support)
+    support_classes: tuple[int, ...] = ()
+
+    def support_class(self, slot: int) -> int:
+        """Class of the mask of support ``slot`` (another class for a wrong support)."""
+        return self.support_classes[slot] if self.support_classes else self.class_id
 
 
 # --- the dataset -----------------------------------------------------------------------------
@@ -155,6 +161,11 @@ class EpisodeDataset(Dataset[Item]):
         box_support: support masks are the filled box of one seeded random instance.
         train_size: side of the square training crops (ignored at test time).
         transform: optional callable applied to each finished item dict (last step).
+        wrong_supports: training only, k > 1: the probability that an episode's last
+            support is an image of *another* training class with that class's mask
+            (seeded per epoch and episode), so that a k-shot fusion learns to weigh
+            supports by how well they match the query (paper section 4.3 motivates the
+            attention by supports of unequal use). 0 = the benchmark's episodes.
 
     Raises:
         ValueError: bad arguments, or a class with fewer than ``shots + 1`` images in
@@ -172,6 +183,7 @@ class EpisodeDataset(Dataset[Item]):
         box_support: bool = False,
         train_size: int = DEFAULT_TRAIN_SIZE,
         transform: Callable[[Item], Item] | None = None,
+        wrong_supports: float = 0.0,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -193,6 +205,12 @@ class EpisodeDataset(Dataset[Item]):
         self.box_support = bool(box_support)
         self.train_size = int(train_size)
         self.transform = transform
+        if not 0.0 <= wrong_supports <= 1.0:
+            raise ValueError(f"wrong_supports must be in [0, 1], got {wrong_supports!r}")
+        if wrong_supports and (split != "train" or shots < 2):
+            raise ValueError("wrong_supports is for k-shot training episodes (split='train', "
+                             f"shots >= 2), got split={split!r}, shots={shots}")
+        self.wrong_supports = float(wrong_supports)
         self.epoch = 0
         self.classes: list[int] = list(source.classes(fold, split))
         wanted = set(self.classes)
@@ -250,6 +268,15 @@ class EpisodeDataset(Dataset[Item]):
             images = self.class_images[class_id]
         order = _rng(*self._key(index, _SUPPORT, True)).permutation(len(images))
         supports = [images[j] for j in order if images[j] != query][: self.shots]
+        if self.wrong_supports:
+            rng = _rng(*self._key(index, _WRONG, True))
+            if rng.random() < self.wrong_supports:
+                other = [c for c in self.classes if c != class_id]
+                wrong = other[int(rng.integers(len(other)))]
+                pool = [i for i in self.class_images[wrong] if i != query]
+                supports[-1] = pool[int(rng.integers(len(pool)))]
+                classes = (class_id,) * (self.shots - 1) + (wrong,)
+                return EpisodeSpec(index, class_id, query, tuple(supports), classes)
         return EpisodeSpec(index, class_id, query, tuple(supports))
 
     # -- loading ----------------------------------------------------------------------------
@@ -276,7 +303,8 @@ class EpisodeDataset(Dataset[Item]):
         q_masks = [target_mask(q_sem, c), all_objects_mask(q_sem)]
         box_rng = _rng(*self._key(index, _BOX, True))
         s_images = [self.source.load_image(s) for s in spec.support_ids]
-        s_masks = [self._support_mask(s, c, box_rng) for s in spec.support_ids]
+        s_masks = [self._support_mask(s, spec.support_class(j), box_rng)
+                   for j, s in enumerate(spec.support_ids)]
         if self.split == "train":
             q_aug = _rng(*self._key(index, _AUG_QUERY, False))
             s_aug = _rng(*self._key(index, _AUG_SUPPORT, True))

@@ -5,14 +5,19 @@ and its instance mask, and which (image, class) pairs it holds for a split.
 The episode sampler (:mod:`canetlib.data.episodes`) turns any source into
 seeded few-shot episodes; the embedded world, PASCAL-5i and COCO-20i are all
 sources, so sampling, box supports and transforms exist once.
+:class:`ImageMaskSource` holds your own images and masks (arrays or files).
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
+
+from canetlib.data.imageio import read_image, read_mask
 
 #: PASCAL VOC class names; class id ``i + 1`` is ``PASCAL_CLASSES[i]``.
 PASCAL_CLASSES: tuple[str, ...] = (
@@ -35,8 +40,21 @@ SPLITS = ("train", "test")
 class SegmentationSource(ABC):
     """A labelled image collection with 1-based class ids ``1..num_classes``.
 
-    Subclasses implement reading; the fold logic below is shared. Image ids
-    are strings that are unique inside the source.
+    The minimal interface, for your own images (see :class:`ImageMaskSource`
+    for a ready-made one):
+
+    * ``class_names``: ``class_names[i]`` names class id ``i + 1``;
+    * :meth:`image_pairs` ``(split) -> [(image_id, class_id), ...]``; a
+      test-only source returns ``[]`` for ``"train"``;
+    * :meth:`load_image` ``(image_id) -> (H, W, 3) uint8`` and :meth:`load_mask`
+      ``(image_id) -> (H, W) uint8`` (0 background, class ids, 255 ignore);
+    * ``num_folds = 1`` to make every class a test class of fold 0 (else the
+      classes are cut into ``num_folds`` blocks; override :meth:`test_classes`
+      for another split).
+
+    :meth:`load_instances` (box supports only) defaults to the connected
+    components of the class. ``name`` only labels messages. Image ids are
+    strings, unique inside the source.
     """
 
     #: short name used in messages ("synthetic", "pascal", "coco")
@@ -54,6 +72,10 @@ class SegmentationSource(ABC):
         """Class ids held out in ``fold`` (default: 5f+1..5f+5 style blocks)."""
         self._check_fold(fold)
         per = self.num_classes // self.num_folds
+        if per == 0:
+            raise ValueError(f"{self.name}: {self.num_classes} class(es) cannot fill "
+                             f"{self.num_folds} folds; set num_folds = 1 (every class a test "
+                             "class) or override test_classes")
         return list(range(fold * per + 1, fold * per + per + 1))
 
     def train_classes(self, fold: int) -> list[int]:
@@ -94,13 +116,17 @@ class SegmentationSource(ABC):
     def load_mask(self, image_id: str) -> np.ndarray:
         """Semantic mask, ``(H, W)`` uint8: 0 background, class ids, 255 ignore."""
 
-    @abstractmethod
     def load_instances(self, image_id: str, class_id: int) -> np.ndarray:
         """Instance ids of ``class_id``'s objects, ``(H, W)`` int32, 0 elsewhere.
 
         Used for bounding-box supports (paper section 4.4): the box of one
-        randomly chosen instance becomes the support mask.
+        randomly chosen instance becomes the support mask. Default: the
+        connected components of the class's pixels.
         """
+        from scipy import ndimage
+
+        labels, _ = ndimage.label(self.load_mask(image_id) == class_id)
+        return labels.astype(np.int32)
 
 
 class DelegatingSource(SegmentationSource):
@@ -148,3 +174,107 @@ class TrainingClassesAsTest(DelegatingSource):
 
     def image_pairs(self, split: str) -> list[tuple[str, int]]:
         return self.inner.image_pairs("train")
+
+
+#: an in-memory array or the path of a file holding it
+ArrayOrPath = np.ndarray | str | os.PathLike
+#: image suffixes :meth:`ImageMaskSource.from_folder` reads
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _keyed(values: Mapping[str, ArrayOrPath] | Sequence[ArrayOrPath]) -> dict[str, ArrayOrPath]:
+    if isinstance(values, Mapping):
+        return {str(k): v for k, v in values.items()}
+    return {str(i): v for i, v in enumerate(values)}
+
+
+def _is_path(value: object) -> bool:
+    return isinstance(value, (str, os.PathLike))
+
+
+class ImageMaskSource(SegmentationSource):
+    """Your own labelled images, in memory or in a folder: a test-only source.
+
+    Every class is a test class of fold 0 (``num_folds = 1``); there is no
+    training pool. An image holds the classes its mask shows.
+
+    Args:
+        images: ``{image_id: image}`` or a sequence (ids ``"0"``, ``"1"``, ...);
+            an image is ``(H, W, 3)`` (or ``(H, W)`` grey) uint8, or a file path.
+        masks: the same ids, ``(H, W)`` uint8 (0 background, ``1..len(class_names)``,
+            255 ignore), or PNG paths.
+        class_names: ``class_names[i]`` names class id ``i + 1``.
+        name: labels messages.
+    """
+
+    num_folds = 1
+
+    def __init__(self, images: Mapping[str, ArrayOrPath] | Sequence[ArrayOrPath],
+                 masks: Mapping[str, ArrayOrPath] | Sequence[ArrayOrPath],
+                 class_names: Sequence[str], name: str = "own") -> None:
+        self.name = str(name)
+        self.class_names = tuple(str(c) for c in class_names)
+        if not self.class_names:
+            raise ValueError(f"{self.name}: class_names is empty")
+        self._images, self._masks = _keyed(images), _keyed(masks)
+        if set(self._images) != set(self._masks):
+            odd = sorted(set(self._images) ^ set(self._masks))
+            raise ValueError(f"{self.name}: images and masks differ in ids, e.g. {odd[:3]}")
+        known = set(range(1, self.num_classes + 1))
+        self._pairs: list[tuple[str, int]] = []
+        for image_id in sorted(self._images):
+            present = {int(v) for v in np.unique(self.load_mask(image_id))} - {0, IGNORE_INDEX}
+            if present - known:
+                raise ValueError(f"{self.name}: mask {image_id!r} holds class ids "
+                                 f"{sorted(present - known)} beyond 1..{self.num_classes}")
+            self._pairs += [(image_id, c) for c in sorted(present)]
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike, class_names: Sequence[str], *,
+                    images: str = "images", masks: str = "masks",
+                    name: str | None = None) -> ImageMaskSource:
+        """``folder/images/ID.jpg`` (any of :data:`IMAGE_SUFFIXES`) with ``folder/masks/ID.png``;
+        files are read when an episode needs them."""
+        root = Path(folder)
+        mask_files = {p.stem: p for p in sorted((root / masks).glob("*.png"))}
+        image_files = {p.stem: p for p in sorted((root / images).glob("*"))
+                       if p.suffix.lower() in IMAGE_SUFFIXES and p.stem in mask_files}
+        if not image_files:
+            raise ValueError(f"{root}: no image in {images}/ has a mask of the same name in "
+                             f"{masks}/ (ID.png)")
+        return cls(image_files, {k: mask_files[k] for k in image_files}, class_names,
+                   name=name or root.name)
+
+    def image_pairs(self, split: str) -> list[tuple[str, int]]:
+        """Every (image, class) pair for ``"test"``; no training pool."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return list(self._pairs) if split == "test" else []
+
+    def load_image(self, image_id: str) -> np.ndarray:
+        value = self._images[image_id]
+        image = read_image(value) if _is_path(value) else np.asarray(value)
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"{self.name}: image {image_id!r} is {image.dtype} "
+                             f"{image.shape}, not (H, W, 3) uint8")
+        return image
+
+    def load_mask(self, image_id: str) -> np.ndarray:
+        value = self._masks[image_id]
+        mask = read_mask(value) if _is_path(value) else np.asarray(value)
+        size = self._image_size(image_id)
+        if mask.ndim != 2 or mask.shape != size or mask.dtype != np.uint8:
+            raise ValueError(f"{self.name}: mask {image_id!r} is {mask.dtype} {mask.shape}, "
+                             f"not {size} uint8 like its image")
+        return mask
+
+    def _image_size(self, image_id: str) -> tuple[int, int]:
+        value = self._images[image_id]
+        if not _is_path(value):
+            return tuple(np.shape(value)[:2])  # type: ignore[return-value]
+        from PIL import Image
+
+        with Image.open(value) as img:  # the header only
+            return img.height, img.width

@@ -243,9 +243,10 @@ def build_train_dataset(cfg: TrainConfig) -> Any:
                              episodes=1, seed=cfg.seed, train_size=cfg.train_size,
                              source=source)
         episodes = len(probe.pairs)
+    extra = {"wrong_supports": cfg.wrong_supports} if cfg.wrong_supports else {}
     return make_dataset(cfg.dataset, fold=cfg.fold, split="train", shots=cfg.shots,
                         episodes=episodes, seed=cfg.seed, train_size=cfg.train_size,
-                        source=source)
+                        source=source, **extra)
 
 
 def build_val_dataset(cfg: TrainConfig) -> Any:

@@ -1,0 +1,38 @@
+"""ipywidgets for the book: IOM iterations, k-shot attention, episode browsing.
+
+Each explorer computes what it shows up front or once per episode (the
+backbone never re-runs when a control moves), keeps its state on the
+instance (no globals), and draws with the same :mod:`canetlib.visual`
+functions that make the book's static figures, as JPEG frames at their
+natural pixel size with a colour key under each caption. The package is
+split by job: :mod:`~canetlib.widgets.runs` runs an episode as the evaluator
+does (:func:`run_episode`, :class:`EpisodeRun`), :mod:`~canetlib.widgets.frame`
+turns a figure into a frame, :mod:`~canetlib.widgets.key` writes the colour
+key, :mod:`~canetlib.widgets.explorer` holds what every explorer shares, and
+:mod:`~canetlib.widgets.iterations`, :mod:`~canetlib.widgets.attention` and
+:mod:`~canetlib.widgets.browser` are the three explorers
+(:class:`IterationExplorer`, :class:`AttentionExplorer`, :class:`EpisodeBrowser`).
+Everything is importable from ``canetlib.widgets`` itself.
+"""
+
+from __future__ import annotations
+
+from canetlib.widgets.attention import AttentionExplorer
+from canetlib.widgets.browser import EpisodeBrowser
+from canetlib.widgets.frame import FRAME_DPI, FRAME_FORMAT, FRAME_MAX_WIDTH
+from canetlib.widgets.iterations import IterationExplorer
+from canetlib.widgets.key import GROUND_TRUTH, IGNORED, PREDICTION, SUPPORT_MASK
+from canetlib.widgets.runs import (
+    EpisodeRun,
+    InputSize,
+    Item,
+    foreground_iou,
+    iterations_of,
+    run_episode,
+)
+
+__all__ = [
+    "FRAME_DPI", "FRAME_FORMAT", "FRAME_MAX_WIDTH", "GROUND_TRUTH", "IGNORED", "PREDICTION",
+    "SUPPORT_MASK", "AttentionExplorer", "EpisodeBrowser", "EpisodeRun", "InputSize", "Item",
+    "IterationExplorer", "foreground_iou", "iterations_of", "run_episode",
+]

@@ -1,0 +1,126 @@
+"""What every explorer shares: one frame redrawn on each change, a caption, the layout.
+
+An :class:`Explorer` keeps its state on the instance (no globals) and shows
+each frame (:func:`canetlib.widgets.frame.render_frame`) in an
+``ipywidgets.Image`` at its natural pixel size, under its controls and a
+caption that ends with the explorer's colour key; ``frames_drawn`` and
+``frame_size`` let a test move every control headless and check what changed.
+The helpers here build the sliders and the caption's episode heading.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+from canetlib.widgets.frame import FRAME_FORMAT, pixel_size, render_frame
+from canetlib.widgets.runs import Item
+
+__all__ = ["Explorer", "class_label", "class_names", "episode_heading", "has_ground_truth",
+           "slider"]
+
+
+class Explorer:
+    """Common parts: a caption and one image widget redrawn on every change.
+
+    ``image`` shows each frame at its natural pixel size (``frame_size``,
+    width and height of the last frame) inside ``frame_box``; with
+    ``keep_height`` (explorers whose frames differ in size) the box's minimum
+    height is the tallest frame shown or reserved so far, so the widget does
+    not jump. ``key`` is the colour key appended to every caption. Subclasses
+    build ``widget`` with :meth:`_layout` and draw in :meth:`_draw`, which
+    every observed control calls through :meth:`_on_change`.
+    """
+
+    key: str = ""
+    #: reserve the tallest frame's height (on for frames of different sizes)
+    keep_height: bool = False
+    widget: Any
+
+    def __init__(self) -> None:
+        import ipywidgets as w
+
+        self.image = w.Image(format=FRAME_FORMAT,
+                             layout=w.Layout(max_width="100%", height="auto", flex="0 1 auto"))
+        self.frame_box = w.Box([self.image],
+                               layout=w.Layout(width="100%", align_items="flex-start"))
+        self.caption = w.HTML()
+        self.frames_drawn = 0
+        self.frame_size: tuple[int, int] = (0, 0)
+
+    def _layout(self, controls: Sequence[Any]) -> Any:
+        """The explorer's box: controls, caption, frame; nothing stretched to the full width."""
+        import ipywidgets as w
+
+        return w.VBox([*controls, self.caption, self.frame_box],
+                      layout=w.Layout(align_items="flex-start"))
+
+    def _reserve_height(self, pixels: int) -> None:
+        """Make the frame area at least ``pixels`` high from now on (it never shrinks)."""
+        current = self.frame_box.layout.min_height
+        have = int(current[:-2]) if current else 0
+        if pixels > have:
+            self.frame_box.layout.min_height = f"{int(pixels)}px"
+
+    def _show(self, fig: Any, caption: str) -> None:
+        """Render ``fig`` into the image at its natural size; caption it (plus the key)."""
+        frame = render_frame(fig)
+        width, height = pixel_size(frame)
+        with self.image.hold_sync():
+            self.image.value = frame
+            # the <img> attributes give the browser the aspect ratio before it decodes
+            self.image.width, self.image.height = str(width), str(height)
+            self.image.layout.width = f"{width}px"
+        if self.keep_height:
+            self._reserve_height(height)
+        self.frame_size = (width, height)
+        self.caption.value = caption + self.key
+        self.frames_drawn += 1
+
+    def _on_change(self, change: dict[str, Any]) -> None:
+        del change
+        self._draw()
+
+    def _draw(self) -> None:
+        raise NotImplementedError
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def slider(description: str, count: int) -> Any:
+    """An integer slider over ``0..count-1`` that fires when released."""
+    import ipywidgets as w
+
+    return w.IntSlider(value=0, min=0, max=max(count - 1, 0), description=description,
+                       continuous_update=False)
+
+
+def class_label(item: Item, names: Sequence[str] | None) -> str:
+    """``class 3 (cat)``, ``class 3`` without names, ``class ?`` without a class id."""
+    cid = item.get("class_id")
+    if cid is None:
+        return "class ?"
+    cid = int(cid)
+    if names is not None and 0 < cid <= len(names):
+        return f"class {cid} ({names[cid - 1]})"
+    return f"class {cid}"
+
+
+def class_names(episodes: Any) -> Sequence[str] | None:
+    """The class names of a dataset's source (ids ``1..n``), if it has any."""
+    names = getattr(getattr(episodes, "source", None), "class_names", None)
+    return tuple(names) if names else None
+
+
+def episode_heading(i: int, item: Item, names: Sequence[str] | None) -> str:
+    """The start of a caption: ``<b>episode i</b>, class ...`` (HTML)."""
+    return f"<b>episode {i}</b>, {html.escape(class_label(item, names))}"
+
+
+def has_ground_truth(episodes: Sequence[Item]) -> bool:
+    """Whether any of the episodes has a query mask."""
+    return any(item.get("query_mask") is not None for item in episodes)
