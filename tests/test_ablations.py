@@ -117,6 +117,7 @@ def test_shipped_sweep_results_keep_the_base_settings():
         0.1, 1e-4, 1e-3, 64, 8)
 
 
+@pytest.mark.slow
 def test_val_sweep_script_runs_and_summarises(tmp_path):
     """scripts/val_sweep.sh end to end with tiny settings (two variants)."""
     import os

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import pytest
 import torch
 from torch import Tensor, nn
 
@@ -12,7 +15,7 @@ from canetlib.model.baseline import PrototypeMatcher
 class ColourBackbone(nn.Module):
     """Features = the pixel colours on a 1/8 grid: a backbone whose answer is known."""
 
-    channels = {"block2": 3, "block3": 3}
+    channels: ClassVar[dict[str, int]] = {"block2": 3, "block3": 3}
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         f = nn.functional.avg_pool2d(x, 8)
@@ -39,7 +42,7 @@ def two_colour_episode(size: int = 64) -> dict[str, Tensor]:
 
 
 class Episodes(torch.utils.data.Dataset):
-    classes = [1]
+    classes: ClassVar[list[int]] = [1]
 
     def __init__(self, n: int = 2) -> None:
         self.items = [two_colour_episode() for _ in range(n)]
@@ -89,8 +92,6 @@ def test_from_model_shares_the_frozen_backbone() -> None:
 
 
 def test_area_resize_keeps_a_thin_support_object() -> None:
-    import pytest
-
     feats = torch.arange(16.0).view(1, 1, 4, 4)
     mask = torch.zeros(1, 1, 32, 32, dtype=torch.long)
     mask[0, 0, :, 9] = 1  # a 1-pixel line inside grid column 1, between bilinear samples
@@ -102,6 +103,7 @@ def test_area_resize_keeps_a_thin_support_object() -> None:
         PrototypeMatcher(ColourBackbone(), mask_resize="nearest")
 
 
+@pytest.mark.slow
 def test_shipped_imagenet_canet_beats_both_baselines() -> None:
     """The shipped offline model compares: on seeded unseen-class episodes it beats the
     training-free matcher on its own frozen backbone and marking every object (a check on

@@ -239,6 +239,8 @@ def test_not_an_archive(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00garbage" * 10)
     with pytest.raises(ValueError, match="junk.tar"):
         extract_archive(junk, tmp_path / "dest", progress=False)
+    assert not tarfile.is_tarfile(junk)  # junk to the tar reader too, not a refused tar
+    assert not is_extracted("junk.tar", tmp_path / "dest")  # a failure marks nothing done
     with pytest.raises(FileNotFoundError, match="absent.tar"):
         extract_archive(tmp_path / "absent.tar", tmp_path / "dest", progress=False)
-    assert tarfile is not None
+    assert not is_extracted("absent.tar", tmp_path / "dest")

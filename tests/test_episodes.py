@@ -238,12 +238,17 @@ def test_too_few_images_is_a_clear_error() -> None:
 
 def test_bad_arguments() -> None:
     src = TinySource()
-    for kwargs in ({"shots": 0}, {"episodes": 0}, {"seed": -1}, {"split": "val"}, {"fold": 4}):
+    for kwargs, message in (({"shots": 0}, r"shots must be an integer >= 1, got 0"),
+                            ({"episodes": 0}, r"episodes must be an integer >= 1, got 0"),
+                            ({"seed": -1}, r"seed must be an integer >= 0, got -1"),
+                            ({"split": "val"}, r"split must be one of .*got 'val'"),
+                            ({"fold": 4}, r"fold must be in 0\.\.3, got 4")):
         args = {"fold": 0, "split": "test", "shots": 1, "episodes": 5, "seed": 0, **kwargs}
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=message):
             EpisodeDataset(src, **args)
     ds = EpisodeDataset(src, 0, "test", 1, 5, 0)
-    with pytest.raises(IndexError):
+    assert ds[4]["index"] == 4  # the last episode is there, the next one is not
+    with pytest.raises(IndexError, match=r"episode index 5 out of range 0\.\.4"):
         ds[5]
 
 
@@ -316,7 +321,7 @@ def test_collate_equal_and_unequal_sizes(world: SyntheticSource) -> None:
     assert batch["support_images"].shape == (3, 2, 3, 48, 48)
     assert batch["support_masks"].shape == (3, 2, 48, 48)
     assert batch["support_masks"].dtype == torch.int64
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one item"):
         collate_episodes([])
 
 
@@ -346,7 +351,7 @@ def test_training_augmentation_and_set_epoch(world: SyntheticSource) -> None:
     assert any(
         not torch.equal(f["support_images"], g["support_images"]) for f, g in zip(first, fourth)
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="epoch must be >= 0, got -1"):
         ds.set_epoch(-1)
 
 

@@ -74,5 +74,6 @@ def test_evaluate_with_and_without_the_cache_agree():
                       episodes=12, seed=0)
     cached = evaluate(model, ds, iterations=2, device="cpu", input_size=64)
     plain = evaluate(model, ds, iterations=2, device="cpu", input_size=64, cache_features=False)
+    assert len(cached["miou_per_iteration"]) == len(plain["miou_per_iteration"]) == 3
     for x, y in zip(cached["miou_per_iteration"], plain["miou_per_iteration"]):
         assert x == pytest.approx(y, abs=0.05)

@@ -17,35 +17,71 @@ def tiny(**kw: object) -> CANet:
     return CANet(pretrained=False, **kw)  # type: ignore[arg-type]
 
 
+def paper_model(**kw: object) -> CANet:
+    """The paper's ResNet-50 CANet on the meta device: real architecture and parameter
+    shapes, no weights initialised and no arithmetic (shapes only, in well under a second)."""
+    with torch.device("meta"):
+        return CANet(pretrained=False, **kw).eval()  # type: ignore[arg-type]
+
+
+def meta_episode(size: int, shots: int = 1) -> tuple[torch.Tensor, ...]:
+    return tuple(x.to("meta") for x in make_episode(size=size, shots=shots))
+
+
 def test_parameter_parity_with_reference() -> None:
-    frozen, trainable = CANet(pretrained=False).parameter_counts()
+    """The full-size model's counts, without a forward pass (or even initialised weights)."""
+    model = paper_model()
+    assert next(model.parameters()).is_meta
+    frozen, trainable = model.parameter_counts()
     assert frozen == 8_543_296
     assert trainable == 10_494_466
 
 
 def test_attention_adds_only_the_attention_branch() -> None:
-    base = CANet(pretrained=False).parameter_counts()
-    att = CANet(pretrained=False, fusion="attention").parameter_counts()
+    base = paper_model().parameter_counts()
+    att = paper_model(fusion="attention").parameter_counts()
     assert att[0] == base[0]
     # conv 512->256 (3x3) + conv 256->1 (3x3), with biases
     assert att[1] - base[1] == 512 * 256 * 9 + 256 + 256 * 9 + 1
 
 
 def test_shapes_at_paper_size() -> None:
-    model = CANet(pretrained=False).eval()
-    query, supports, masks = make_episode(size=321)
-    out = model(query, supports, masks)
+    """321 px in, the 41 x 41 grid out: the paper's ResNet-50 model traced on the meta
+    device (shapes only), and a reduced-width model computing real values."""
+    model = paper_model(fusion="attention")
+    query, supports, masks = meta_episode(321, shots=2)
+    out = model(query, supports, masks, check=False)  # meta tensors hold no values to check
     assert len(out.logits) == 5  # CANet-Init + 4 refinements
     assert all(lg.shape == (1, 2, 41, 41) for lg in out.logits)
-    feats = model.extract(query)
-    assert feats.shape == (1, 256, 41, 41)
+    assert out.attention is not None and out.attention.shape == (1, 2)
+    feats = model.backbone(query)
+    assert {k: tuple(v.shape) for k, v in feats.items()} == {
+        "block2": (1, 512, 41, 41), "block3": (1, 1024, 41, 41)}
+    assert model.extract(query).shape == (1, 256, 41, 41)
+
+    small = tiny().eval()  # same strides and dilations, narrow layers
+    query, supports, masks = make_episode(size=321)
+    out = small(query, supports, masks)
+    assert len(out.logits) == 5
+    assert all(lg.shape == (1, 2, 41, 41) and torch.isfinite(lg).all() for lg in out.logits)
+    assert small.extract(query).shape == (1, 32, 41, 41)
+    probs = out.probabilities(size=(321, 321))[-1]  # back at the query's size
+    assert probs.shape == (1, 2, 321, 321)
+    torch.testing.assert_close(probs.sum(1), torch.ones(1, 321, 321))
 
 
 @pytest.mark.parametrize("blocks", [("block2",), ("block3",), ("block4",), ("block2", "block3", "block4")])
 def test_block_choices_share_the_grid(blocks: tuple[str, ...]) -> None:
-    model = CANet(pretrained=False, blocks=blocks).eval()
-    query, supports, masks = make_episode(size=65)
-    assert model(query, supports, masks, iterations=0).final.shape == (1, 2, 9, 9)
+    model = paper_model(blocks=blocks)
+    channels = {"block2": 512, "block3": 1024, "block4": 2048}
+    query, supports, masks = meta_episode(321)
+    feats = model.backbone(query)
+    assert all(v.shape[-2:] == (41, 41) for v in feats.values())  # dilated, not strided
+    for b in blocks:
+        assert feats[b].shape == (1, channels[b], 41, 41)
+    assert (model.backbone.layer4 is None) == ("block4" not in blocks)  # built only if asked
+    out = model(query, supports, masks, iterations=0, check=False)
+    assert out.final.shape == (1, 2, 41, 41)
 
 
 def test_vgg16_variant_runs() -> None:

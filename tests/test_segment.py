@@ -108,7 +108,12 @@ def test_command_errors(files: dict[str, str], tmp_path: Path, extra: list[str],
     assert message in capsys.readouterr().err
 
 
-def test_annotation_before_support_is_refused(files: dict[str, str]) -> None:
-    with pytest.raises(SystemExit):
+def test_annotation_before_support_is_refused(files: dict[str, str], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o.png"
+    with pytest.raises(SystemExit) as exc:
         main(["segment", "--checkpoint", files["ckpt"], "--support-mask", files["mask"],
-              "--support", files["support"], "--query", files["query"], "--out", "o.png"])
+              "--support", files["support"], "--query", files["query"], "--out", str(out)])
+    assert exc.value.code == 2  # a usage error, not a clean exit
+    assert "--support-mask must follow a --support IMG" in capsys.readouterr().err
+    assert not out.exists()

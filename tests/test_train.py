@@ -240,8 +240,68 @@ def _step_of(path: Path) -> int:
         return -1
 
 
+class Killed(BaseException):
+    """Stands for SIGKILL inside the process: no handler of the trainer may catch it."""
+
+
+def _assert_same_run(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Two ``last.pt`` states hold the same step, weights, optimizer state and IOM memory."""
+    assert a["step"] == b["step"]
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["optimizer"]["state"] and a["optimizer"]["state"].keys() == b["optimizer"][
+        "state"].keys()
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert sa.keys() == sb.keys()
+        for key in sa:  # AdamW moments and step counts (momentum buffers for SGD)
+            assert torch.equal(torch.as_tensor(sa[key]), torch.as_tensor(sb[key])), key
+    assert torch.equal(a["history"]["fg"], b["history"]["fg"])
+    assert torch.equal(a["history"]["valid"], b["history"]["valid"])
+
+
+def _log_rows(folder: Path) -> list[list[str]]:
+    return [r.split(",") for r in (folder / "log.csv").read_text().splitlines()[1:]]
+
+
+def test_killed_and_resumed_run_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process: a run stopped dead after step 5 (checkpoint at 4, log row 5 written) and
+    resumed ends with the tensors, memory and losses of an unbroken run of 9 steps."""
+    import canetlib.train as tr
+
+    cfg, steps = tiny("save_every=2"), 9
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    unbroken = train(cfg, whole, max_steps=steps, progress=False)
+    real, calls = tr._train_step, {"n": 0}
+
+    def dies_at_step_6(*args: Any, **kwargs: Any) -> float:
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "_train_step", dies_at_step_6)
+    with pytest.raises(Killed):
+        train(cfg, broken, max_steps=steps, progress=False)
+    monkeypatch.setattr(tr, "_train_step", real)
+    assert _step_of(broken / "last.pt") == 4 and len(_log_rows(broken)) == 5
+    assert not (broken / "model.pt").exists()
+    resumed = train(cfg, broken, max_steps=steps, resume=True, progress=False)
+    assert resumed.step == steps and resumed.losses == unbroken.losses[4:]
+    _assert_same_run(torch.load(whole / "last.pt", weights_only=True),
+                     torch.load(broken / "last.pt", weights_only=True))
+    # the log has one row per step, the killed run's row 5 replaced by the resumed one
+    rows = _log_rows(broken)
+    assert [int(r[0]) for r in rows] == list(range(1, steps + 1))
+    assert [r[2] for r in rows] == [r[2] for r in _log_rows(whole)]
+    a, b = ckpt_io.load(whole / "model.pt")["model"], ckpt_io.load(broken / "model.pt")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
 def test_sigkill_and_resume_is_exact(tmp_path: Path) -> None:
-    """A run killed with SIGKILL and resumed ends with the tensors of an unbroken run."""
+    """A run killed with SIGKILL and resumed ends with the tensors of an unbroken run
+    (three CLI processes; test_killed_and_resumed_run_is_exact checks the same in process)."""
     steps = "9"
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     env = _env()
@@ -264,23 +324,15 @@ def test_sigkill_and_resume_is_exact(tmp_path: Path) -> None:
                    check=True, capture_output=True, timeout=120)
     a = torch.load(whole / "last.pt", weights_only=True)
     b = torch.load(broken / "last.pt", weights_only=True)
-    assert a["step"] == b["step"] == int(steps)
-    assert a["model"].keys() == b["model"].keys()
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
-    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
-    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
-        for key in sa:  # AdamW moments and step counts (momentum buffers for SGD)
-            assert torch.equal(torch.as_tensor(sa[key]), torch.as_tensor(sb[key])), key
-    assert torch.equal(a["history"]["fg"], b["history"]["fg"])
-    assert torch.equal(a["history"]["valid"], b["history"]["valid"])
+    assert a["step"] == int(steps)
+    _assert_same_run(a, b)
     # the log has one row per step, the killed run's extra rows dropped
-    rows = (broken / "log.csv").read_text().splitlines()[1:]
-    assert [int(r.split(",")[0]) for r in rows] == list(range(1, int(steps) + 1))
-    whole_losses = [r.split(",")[2] for r in (whole / "log.csv").read_text().splitlines()[1:]]
-    assert [r.split(",")[2] for r in rows] == whole_losses
+    rows = _log_rows(broken)
+    assert [int(r[0]) for r in rows] == list(range(1, int(steps) + 1))
+    assert [r[2] for r in rows] == [r[2] for r in _log_rows(whole)]
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     torchrun = shutil.which("torchrun")
     if torchrun is None:
