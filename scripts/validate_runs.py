@@ -10,7 +10,8 @@ without looking at a test episode:
     python scripts/validate_runs.py /tmp/iomexp/memory /tmp/iomexp/own \\
         --checkpoint synthetic-imagenet-1shot-fold0 --episodes 1000 --json out.json
 
-Each RUN contributes ``RUN/model.pt``; ``--checkpoint`` adds shipped names or paths.
+Each RUN contributes ``RUN/model.pt``; ``--checkpoint`` adds shipped names or paths;
+``--fusions attention,feature-avg`` scores each k-shot checkpoint with each fusion.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def main() -> int:
     p.add_argument("runs", nargs="+", help="run folders (their model.pt is scored)")
     p.add_argument("--checkpoint", action="append", default=[],
                    help="also score this shipped name or path (repeatable)")
+    p.add_argument("--fusions", default=None, metavar="A,B",
+                   help="k-shot runs: score every checkpoint with each of these fusions "
+                        "(e.g. attention,feature-avg); default: the checkpoint's own")
     p.add_argument("--episodes", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None)
@@ -46,13 +50,17 @@ def main() -> int:
     dataset = build_val_dataset(cfg)
     names = [str(Path(r) / "model.pt") for r in args.runs] + list(args.checkpoint)
     out: dict[str, list[float]] = {}
+    fusions = args.fusions.split(",") if args.fusions else [None]
     for name in names:
-        model = checkpoint.load_model(name)
-        res = evaluate(model, dataset, iterations=4, progress=False)
-        out[name] = [round(v, 2) for v in res["miou_per_iteration"]]
-        its = " ".join(f"{v:5.1f}" for v in out[name])
-        print(f"{name:60s} init..final: {its}  (IOM gain {out[name][-1] - out[name][0]:+.1f})",
-              flush=True)
+        for fusion in fusions:
+            model = (checkpoint.load_model(name) if fusion is None
+                     else checkpoint.load_model(name, fusion=fusion))
+            res = evaluate(model, dataset, iterations=4, progress=False)
+            key = name if fusion is None else f"{name} [{fusion}]"
+            out[key] = [round(v, 2) for v in res["miou_per_iteration"]]
+            its = " ".join(f"{v:5.1f}" for v in out[key])
+            print(f"{key:60s} init..final: {its}  (IOM gain {out[key][-1] - out[key][0]:+.1f})",
+                  flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"validation": {"val_by": cfg.val_by, "val_fraction": cfg.val_fraction,
