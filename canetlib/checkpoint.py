@@ -4,7 +4,8 @@ A checkpoint is a plain dict (tensors, numbers, strings, lists, dicts) so it
 loads with ``torch.load(..., weights_only=True)``:
 
 * ``format``: ``"canetlib"`` and ``version``: 1 — refuses foreign files;
-* ``model_config``: the keyword arguments that rebuild :class:`CANet`;
+* ``model_config``: the :class:`~canetlib.model.CANetConfig` that rebuilds the
+  :class:`CANet`, as a plain dict (:meth:`~canetlib.model.CANetConfig.to_dict`);
 * ``model``: its state dict (shipped checkpoints store it in float16);
 * training runs add ``step``, ``epoch``, ``optimizer``, ``rng``, ``history``,
   ``train_config`` so that ``--resume`` continues exactly.
@@ -27,15 +28,15 @@ from typing import Any
 import torch
 
 from canetlib.data.imageio import atomic_path
-from canetlib.model import CANet
+from canetlib.model import CANet, CANetConfig
+from canetlib.model.config import REQUIRED_KEYS
 
 FORMAT = "canetlib"
 VERSION = 1
 #: ``kind`` of a backbone-only checkpoint (:func:`canetlib.pretrain.backbone_payload`)
 BACKBONE_KIND = "backbone"
-#: the ``model_config`` keys that rebuild a :class:`CANet`
-MODEL_KEYS = ("backbone", "blocks", "fusion", "width", "iterations", "dropout",
-              "backbone_widths")
+#: the ``model_config`` keys every CANet checkpoint stores (newer keys default to the paper)
+MODEL_KEYS = REQUIRED_KEYS
 
 
 #: the package folder that holds the shipped ``*.pt`` files and their README
@@ -121,19 +122,19 @@ def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
                              "value(s); the checkpoint is corrupt or from a diverged run")
 
 
-def model_config(ckpt: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """The ``model_config`` of a CANet checkpoint, refusing backbone-only files and
-    configs that lack a key (both named in the error)."""
+def canet_config(ckpt: Mapping[str, Any], source: str) -> CANetConfig:
+    """The :class:`CANetConfig` of a CANet checkpoint, refusing backbone-only files and
+    configs that lack a key or hold an impossible value (``source`` named in the error)."""
     if ckpt.get("kind") == BACKBONE_KIND:
         raise ValueError(f"{source} is a backbone checkpoint (a pretrained feature extractor, "
                          "no segmentation head), not a CANet model; use it as a training "
                          "config's backbone_checkpoint and give a model checkpoint here")
-    config = dict(ckpt["model_config"])
-    missing = [key for key in MODEL_KEYS if key not in config]
-    if missing:
-        raise ValueError(f"{source}: model_config lacks {', '.join(map(repr, missing))}; "
-                         f"a CANet checkpoint needs {', '.join(MODEL_KEYS)}")
-    return config
+    return CANetConfig.from_dict(ckpt["model_config"], source)
+
+
+def model_config(ckpt: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """:func:`canet_config` as a plain dict (keys newer than the checkpoint filled in)."""
+    return canet_config(ckpt, source).to_dict()
 
 
 #: backbones whose weights come from an installed package: checkpoints leave them out
@@ -164,17 +165,13 @@ def model_payload(model: CANet, half: bool = False) -> dict[str, Any]:
             "model": state}
 
 
-def build_model(config: Mapping[str, Any]) -> CANet:
-    """Rebuild a :class:`CANet` from a stored ``model_config``: random head weights, and
-    a random backbone unless its weights come from a package (loaded from there)."""
-    kw = model_config({"model_config": config}, "model_config")
-    return CANet(pretrained=_packaged_backbone(kw), backbone=kw["backbone"],
-                 blocks=tuple(kw["blocks"]), fusion=kw["fusion"], width=kw["width"],
-                 iterations=kw["iterations"], dropout=kw["dropout"],
-                 backbone_widths=kw["backbone_widths"],
-                 # options newer than the format: older checkpoints are the paper's
-                 normalise=bool(kw.get("normalise", False)),
-                 pairing=str(kw.get("pairing", "concat")))
+def build_model(config: Mapping[str, Any] | CANetConfig) -> CANet:
+    """Rebuild a :class:`CANet` from a stored ``model_config`` (or a :class:`CANetConfig`):
+    random head weights, and a random backbone unless its weights come from a package
+    (loaded from there)."""
+    if not isinstance(config, CANetConfig):
+        config = CANetConfig.from_dict(config)
+    return CANet.from_config(config, pretrained=packaged_backbone(config.backbone))
 
 
 def trained_input_size(ckpt: Mapping[str, Any]) -> int | None:
@@ -197,12 +194,12 @@ def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.d
     ``"attention"`` on a checkpoint without the attention branch is an error.
     """
     ckpt = load(name_or_path, map_location)
-    config = model_config(ckpt, str(name_or_path))
+    config = canet_config(ckpt, str(name_or_path))
     if fusion is not ...:
-        if fusion == "attention" and config.get("fusion") != "attention":
+        if fusion == "attention" and config.fusion != "attention":
             raise ValueError(f"{name_or_path}: has no attention branch; choose fusion from "
                              "None, 'feature-avg', 'mask-avg', 'mask-or'")
-        config["fusion"] = fusion
+        config = config.replace(fusion=fusion)
     model = build_model(config)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     if fusion is not ... and fusion != "attention":

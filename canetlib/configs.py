@@ -21,22 +21,21 @@ Named configs (:data:`CONFIGS`):
   pretraining classes (the miniature of ImageNet), a :class:`PretrainConfig`.
 
 Every field can be overridden: ``TrainConfig.override(["lr=0.001"])`` or, on
-the command line, ``--set lr=0.001 --set backbone_widths=8,16,16,16``.
+the command line, ``--set lr=0.001 --set backbone_widths=8,16,16,16`` (the
+parsing and the plain-dict round trips live in :mod:`canetlib.settings`). The
+model's fields are those of :class:`canetlib.model.CANetConfig`, which validates
+them (``TrainConfig.model_config()``).
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import types
-import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar, Union
+from typing import Any
 
-from typing_extensions import Self
-
-C = TypeVar("C", bound="_Config")
+from canetlib.model.config import MODEL_FIELDS, PAPER_MODEL, CANetConfig
+from canetlib.settings import Settings, parse_value
 
 #: fields that may differ between a checkpoint and ``--resume`` (they do not
 #: change the arithmetic of the run: where data lives, how often to save/log)
@@ -56,69 +55,8 @@ IOM_HISTORIES = ("memory", "own")
 VAL_BY = ("images", "classes")
 
 
-class _Config:
-    """Shared helpers: typed ``key=value`` overrides and plain-dict round trips."""
-
-    def override(self, assignments: Iterable[str]) -> Self:
-        """A copy with ``key=value`` assignments applied (values parsed by field type)."""
-        changes: dict[str, Any] = {}
-        hints = typing.get_type_hints(type(self))
-        names = [f.name for f in dataclasses.fields(self)]  # type: ignore[arg-type]
-        for item in assignments:
-            key, sep, text = item.partition("=")
-            key = key.strip().replace("-", "_")
-            if not sep:
-                raise ValueError(f"--set expects key=value, got {item!r}")
-            if key not in names:
-                raise ValueError(f"unknown setting {key!r} for {type(self).__name__}; "
-                                 f"valid keys: {', '.join(names)}")
-            changes[key] = parse_value(text.strip(), hints[key], key)
-        return self.replace(**changes)
-
-    def replace(self, **changes: Any) -> Self:
-        """``dataclasses.replace`` that validates the result."""
-        new = dataclasses.replace(self, **changes)  # type: ignore[type-var]
-        new.validate()
-        return new
-
-    def validate(self) -> None:  # pragma: no cover - overridden
-        """Raise ``ValueError`` on an impossible combination."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (tuples as lists) that ``torch.load(weights_only=True)`` accepts."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
-
-    def mismatch(self, other: Self) -> list[str]:
-        """Fields (other than run-control ones) whose values differ, as ``key: a != b``."""
-        diffs = []
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            if f.name in RUN_CONTROL_FIELDS:
-                continue
-            a, b = getattr(self, f.name), getattr(other, f.name)
-            if a != b:
-                diffs.append(f"{f.name}: checkpoint {b!r} != requested {a!r}")
-        return diffs
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        hints = typing.get_type_hints(cls)
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys {unknown}")
-        kw = {k: _coerce(v, hints[k]) for k, v in data.items()}
-        obj = cls(**kw)
-        obj.validate()
-        return obj
-
-
 @dataclass(frozen=True)
-class TrainConfig(_Config):
+class TrainConfig(Settings):
     """Everything that defines a CANet training run (defaults: paper, PASCAL-5i 1-shot).
 
     Data: ``dataset``/``root``/``fold``/``shots`` select episodes of the fold's
@@ -136,7 +74,9 @@ class TrainConfig(_Config):
     pool, so that ``evaluate --glyphs held`` can score the model on artwork it
     never saw (see :class:`canetlib.data.SyntheticSource`).
 
-    Model: the keyword arguments of :class:`canetlib.CANet`, plus
+    Model: the fields of :class:`canetlib.model.CANetConfig` (flat, so that
+    ``--set width=64`` works; :meth:`model_config` gathers and validates them),
+    ``pretrained`` (ImageNet weights for the backbone), ``head_init``,
     ``backbone_checkpoint`` (a shipped name or path whose backbone weights are
     loaded, e.g. the pretrained ``synthetic-backbone``) and
     ``init_checkpoint`` (a model checkpoint whose matching tensors initialise
@@ -203,17 +143,17 @@ class TrainConfig(_Config):
     world_per_fold: bool = True
     world_base_classes: int = 0
     world_held_glyphs: bool = False
-    # -- model
-    backbone: str = "resnet50"
-    backbone_widths: tuple[int, ...] | None = None
-    blocks: tuple[str, ...] = ("block2", "block3")
-    fusion: str | None = None
-    width: int = 256
-    dropout: float = 0.5
-    iterations: int = 4
+    # -- model: CANetConfig's fields (defaults: the paper's model), then how to initialise it
+    backbone: str = PAPER_MODEL.backbone
+    backbone_widths: tuple[int, ...] | None = PAPER_MODEL.backbone_widths
+    blocks: tuple[str, ...] = PAPER_MODEL.blocks
+    fusion: str | None = PAPER_MODEL.fusion
+    width: int = PAPER_MODEL.width
+    dropout: float = PAPER_MODEL.dropout
+    iterations: int = PAPER_MODEL.iterations
     head_init: str = "reference"
-    normalise: bool = False
-    pairing: str = "concat"
+    normalise: bool = PAPER_MODEL.normalise
+    pairing: str = PAPER_MODEL.pairing
     pretrained: bool = True
     backbone_checkpoint: str | None = None
     init_checkpoint: str | None = None
@@ -243,20 +183,17 @@ class TrainConfig(_Config):
     val_by: str = "images"
     val_classes: int = 3
 
-    def validate(self) -> None:
-        from canetlib.model import BACKBONES, FUSIONS
+    RUN_CONTROL = RUN_CONTROL_FIELDS  # a class attribute (no annotation), not a field
 
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+    def validate(self) -> None:
+        self.model_config()  # the model's settings, validated by CANetConfig
         if self.shots < 1:
             raise ValueError(f"shots must be >= 1, got {self.shots}")
         if self.shots > 1 and self.fusion is None:
             raise ValueError(f"shots={self.shots} needs a k-shot fusion (e.g. fusion=attention)")
         if self.episodes is not None and self.episodes < 1:
             raise ValueError(f"episodes must be >= 1 (or none), got {self.episodes}")
-        for key in ("train_size", "batch_size", "epochs", "width", "save_every"):
+        for key in ("train_size", "batch_size", "epochs", "save_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if not 0.0 <= self.mask_dropout <= 1.0:
@@ -291,10 +228,6 @@ class TrainConfig(_Config):
                              f"got {self.iom_history!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        from canetlib.model.modules import PAIRINGS
-
-        if self.pairing not in PAIRINGS:
-            raise ValueError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
         if self.head_init not in HEAD_INITS:
             raise ValueError(f"head_init must be one of {HEAD_INITS}, got {self.head_init!r}")
         if self.world_held_glyphs and self.dataset != "synthetic":
@@ -304,17 +237,18 @@ class TrainConfig(_Config):
             raise ValueError("resnet-tiny has no ImageNet weights: set pretrained=false and "
                              "backbone_checkpoint=synthetic-backbone (see canetlib.pretrain)")
 
+    def model_config(self) -> CANetConfig:
+        """The run's :class:`canetlib.model.CANetConfig` (from the model fields, validated);
+        build the model with ``CANet.from_config(cfg.model_config(), cfg.pretrained)``."""
+        return CANetConfig(**{name: getattr(self, name) for name in MODEL_FIELDS})
+
     def model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`canetlib.CANet` (``pretrained`` included)."""
-        return {"pretrained": self.pretrained, "backbone": self.backbone,
-                "blocks": tuple(self.blocks), "fusion": self.fusion, "width": self.width,
-                "iterations": self.iterations, "dropout": self.dropout,
-                "normalise": self.normalise, "pairing": self.pairing,
-                "backbone_widths": tuple(self.backbone_widths) if self.backbone_widths else None}
+        return {"pretrained": self.pretrained, **self.model_config().as_kwargs()}
 
 
 @dataclass(frozen=True)
-class PretrainConfig(_Config):
+class PretrainConfig(Settings):
     """Backbone pretraining on the embedded pretraining classes (ImageNet's miniature).
 
     The CANet paper starts from an ImageNet ResNet-50 (section 5.1). Offline
@@ -348,6 +282,8 @@ class PretrainConfig(_Config):
     threads: int | None = 2
     amp: bool | None = None
     channels_last: bool = True
+
+    RUN_CONTROL = RUN_CONTROL_FIELDS  # a class attribute (no annotation), not a field
 
     def validate(self) -> None:
         if len(self.backbone_widths) != 4:
@@ -431,65 +367,10 @@ def get_config(name: str, overrides: Iterable[str] = (), **changes: Any
     return cfg
 
 
-# --------------------------------------------------------------------------- parsing
-
-_NONE = {"none", "null", "~", ""}
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
-
-
-def _split_optional(tp: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return (args[0] if len(args) == 1 else Union[tuple(args)]), True  # noqa: UP007
-    return tp, False
-
-
-def parse_value(text: str, tp: Any, key: str = "value") -> Any:
-    """Parse command-line ``text`` into the field type ``tp`` (clear error on failure)."""
-    base, optional = _split_optional(tp)
-    if optional and text.lower() in _NONE:
-        return None
-    try:
-        if base is bool:
-            low = text.lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError("expected true/false")
-        if base is int:
-            return int(text)
-        if base is float:
-            return float(text)
-        if base is str:
-            return text
-        if typing.get_origin(base) is tuple:
-            (item, *_rest) = typing.get_args(base)
-            stripped = text.strip("()[] ")
-            parts = [p.strip().strip("'\"") for p in stripped.split(",") if p.strip()]
-            return tuple(parse_value(p, item, key) for p in parts)
-    except ValueError as err:
-        raise ValueError(f"bad value {text!r} for {key} ({_type_name(tp)}): {err}") from None
-    return ast.literal_eval(text)  # pragma: no cover - no other field types
-
-
-def _coerce(value: Any, tp: Any) -> Any:
-    """Lists back to tuples when a checkpoint's plain dict is read."""
-    base, _ = _split_optional(tp)
-    if isinstance(value, list) and typing.get_origin(base) is tuple:
-        return tuple(value)
-    return value
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
 __all__ = [
     "CONFIGS",
     "RUN_CONTROL_FIELDS",
+    "CANetConfig",
     "PretrainConfig",
     "TrainConfig",
     "config_names",

@@ -153,31 +153,46 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike[str], *, max_steps: int
     Same folder rules as :func:`canetlib.train.train` (refuse another run
     without ``resume``/``overwrite``; ``resume`` continues exactly).
     """
-    # 1. one process: threads and device
-    check_max_steps(max_steps)
-    if dist_info().world > 1:
-        raise ValueError("backbone pretraining runs in one process; start it without torchrun")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    dev = default_device(device)
-
-    # 2. the output folder and the state to resume
+    dev = _one_process(cfg, max_steps, device)
     out = Path(out)
     resume_from = open_run_folder(out, resume, overwrite, extra=("backbone.pt",))
     state = load_resumable(resume_from, cfg, max_steps, kind="pretrain",
                            config_key="pretrain_config", what="pretraining",
                            refusal="not a pretraining checkpoint; cannot resume it with "
                                    f"{cfg.name}")
-
-    # 3. samples of the pretraining classes, keyed by (epoch, index)
+    # samples of the pretraining classes, keyed by (epoch, index)
     pool = build_pool(cfg)
     samples = PretrainSamples(pool, cfg.mosaic, cfg.seed)
-    spe = len(samples) // cfg.batch_size
     end = cfg.steps if max_steps is None else min(cfg.steps, int(max_steps))
+    net, optim = _net_and_optimizer(cfg, pool.num_classes, state, dev)
+    run = Run(out, partial(_checkpoint, net, optim, cfg), end=end, save_every=cfg.save_every,
+              state=state, progress=progress, desc=f"pretrain {cfg.name}")
+    with run:
+        _pretrain_loop(cfg, net, optim, run, samples, dev)
+    run.finish()  # last.pt at the final step; keep the backbone
+    path = ckpt_io.save_atomic(backbone_payload(net, cfg), out / "backbone.pt")
+    net.eval()
+    final = run.losses[-1] if run.losses else float("nan")
+    return PretrainResult(net, run.step, cfg.steps, final, path)
 
-    # 4. network and optimizer (SGD with Nesterov momentum, no decay on biases and norms)
+
+def _one_process(cfg: PretrainConfig, max_steps: int | None,
+                 device: str | torch.device | None) -> torch.device:
+    """Check ``max_steps`` and refuse torchrun; set the threads; the device."""
+    check_max_steps(max_steps)
+    if dist_info().world > 1:
+        raise ValueError("backbone pretraining runs in one process; start it without torchrun")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return default_device(device)
+
+
+def _net_and_optimizer(cfg: PretrainConfig, num_classes: int, state: dict[str, Any] | None,
+                       dev: torch.device) -> tuple[PretrainNet, torch.optim.Optimizer]:
+    """The network (seeded init, training mode on ``dev``) and SGD with Nesterov momentum,
+    no weight decay on biases and norms; on resume their states and the RNG states."""
     torch.manual_seed(cfg.seed)
-    net = PretrainNet(cfg, pool.num_classes)
+    net = PretrainNet(cfg, num_classes)
     params = [p for p in net.parameters()]
     optim = torch.optim.SGD([{"params": [p for p in params if p.dim() > 1],
                               "weight_decay": cfg.weight_decay},
@@ -189,43 +204,43 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike[str], *, max_steps: int
         optim.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
     net.to(dev).train()
-    channels_last = dev.type == "cuda" and cfg.channels_last
-    if channels_last:
+    if dev.type == "cuda" and cfg.channels_last:
         net.to(memory_format=torch.channels_last)
-    use_amp = dev.type == "cuda" and cfg.amp is not False
+    return net, optim
 
-    # 5. the loop: one loader per epoch; the engine logs and writes last.pt
-    run = Run(out, partial(_checkpoint, net, optim, cfg), end=end, save_every=cfg.save_every,
-              state=state, progress=progress, desc=f"pretrain {cfg.name}")
-    with run:
-        while not run.done:
-            epoch, pos = divmod(run.step, spe)
-            batches = epoch_batches(cfg.seed, epoch, len(samples), cfg.batch_size)
-            loader = DataLoader(samples, batch_sampler=batches[pos:][:end - run.step],
-                                collate_fn=_collate, num_workers=cfg.num_workers)
-            run.restart_clock()
-            for batch in loader:
-                lr = set_lr(optim, _lr(cfg, run.step))
-                reseed_step(cfg.seed, run.step)
-                images = batch["image"].to(dev)
-                if channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                with autocast(dev, use_amp):
-                    pixel, image = net(images)
-                loss = pretrain_loss(pixel, image, batch["pixels"].to(dev),
-                                     batch["label"].to(dev), cfg.classification_weight)
-                value = check_loss(float(loss.detach()), run.step + 1, what="pretraining")
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
-                run.step_done(value, lr, epoch)
 
-    # 6. last.pt at the final step; keep the backbone
-    run.finish()
-    path = ckpt_io.save_atomic(backbone_payload(net, cfg), out / "backbone.pt")
-    net.eval()
-    final = run.losses[-1] if run.losses else float("nan")
-    return PretrainResult(net, run.step, cfg.steps, final, path)
+def _pretrain_loop(cfg: PretrainConfig, net: PretrainNet, optim: torch.optim.Optimizer,
+                   run: Run, samples: PretrainSamples, dev: torch.device) -> None:
+    """Steps until ``run.done``, one loader per epoch; the engine logs and writes ``last.pt``."""
+    spe = len(samples) // cfg.batch_size
+    while not run.done:
+        epoch, pos = divmod(run.step, spe)
+        batches = epoch_batches(cfg.seed, epoch, len(samples), cfg.batch_size)
+        loader = DataLoader(samples, batch_sampler=batches[pos:][:run.end - run.step],
+                            collate_fn=_collate, num_workers=cfg.num_workers)
+        run.restart_clock()
+        for batch in loader:
+            lr = set_lr(optim, _lr(cfg, run.step))
+            reseed_step(cfg.seed, run.step)
+            value = _pretrain_step(cfg, net, optim, batch, run.step, dev)
+            run.step_done(value, lr, epoch)
+
+
+def _pretrain_step(cfg: PretrainConfig, net: PretrainNet, optim: torch.optim.Optimizer,
+                   batch: dict[str, Tensor], step: int, dev: torch.device) -> float:
+    """One SGD step (0-based ``step``) on a batch; returns its loss (NaN guard on)."""
+    images = batch["image"].to(dev)
+    if dev.type == "cuda" and cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(dev, dev.type == "cuda" and cfg.amp is not False):
+        pixel, image = net(images)
+    loss = pretrain_loss(pixel, image, batch["pixels"].to(dev), batch["label"].to(dev),
+                         cfg.classification_weight)
+    value = check_loss(float(loss.detach()), step + 1, what="pretraining")
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    optim.step()
+    return value
 
 
 def pretrain_loss(pixel: Tensor, image: Tensor, pixels: Tensor, labels: Tensor,

@@ -181,8 +181,7 @@ def model_for_shots(model: CANet, shots: int) -> tuple[CANet, str]:
         return model, ""
     from canetlib.checkpoint import build_model
 
-    config = dict(model.config, fusion="mask-avg")
-    twin = build_model(config)
+    twin = build_model(model.canet_config.replace(fusion="mask-avg"))
     twin.load_state_dict(model.state_dict())
     device = next(model.parameters()).device
     note = (f"this is a 1-shot model; the {shots} supports are fused with Mask-Avg "

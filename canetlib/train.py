@@ -26,8 +26,9 @@ images are then excluded from training). With ``val_by="classes"`` a seeded
 trains on the others and is validated on classes it never saw, which is what
 the benchmark measures, still without a test class or a test image.
 
-The data wrappers, the history memory and the engine's pieces are re-exported
-here under their old names (``from canetlib.train import HeldOutSource`` works).
+The data wrappers, the history memory, the engine's pieces and the run's starting
+point (:mod:`canetlib.train_init`: model, optimizer, lr schedule) are re-exported here under
+their old names (``from canetlib.train import HeldOutSource, build_model`` works).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from canetlib.engine import (
     LR_HINT,
     RUN_FILES,
     DistInfo,
+    Processes,
     Run,
     all_gather,
     append_row,
@@ -86,77 +88,13 @@ from canetlib.history import HistoryMemory, keep_history
 from canetlib.inputs import IGNORE_INDEX
 from canetlib.model import CANet
 from canetlib.runtime import amp_dtype, autocast
+from canetlib.train_init import build_model, init_from, kaiming_head, make_optimizer, poly_lr
 
 #: the old private name of :func:`canetlib.data.training.source_kwargs` (scripts use it)
 _source_kwargs = source_kwargs
 
 
-# --------------------------------------------------------------------------- model
-def build_model(cfg: TrainConfig) -> CANet:
-    """CANet from the config, with pretrained backbone / initial weights loaded.
-
-    The head is initialised from ``torch.manual_seed(cfg.seed)`` (N(0, 0.01)
-    as the reference), so every process and every rerun starts identically.
-    """
-    torch.manual_seed(cfg.seed)
-    model = CANet(**cfg.model_kwargs())
-    if cfg.head_init == "kaiming":
-        kaiming_head(model)
-    if cfg.backbone_checkpoint:
-        from canetlib.pretrain import load_backbone
-
-        load_backbone(model, cfg.backbone_checkpoint)
-    if cfg.init_checkpoint:
-        init_from(model, cfg.init_checkpoint.format(fold=cfg.fold))
-    return model
-
-
-def kaiming_head(model: CANet) -> None:
-    """He-normal (fan-in, ReLU) weights and zero biases for every head convolution.
-
-    The classifier keeps a small init (std 0.01) so the first predictions are
-    near 50/50. The frozen backbone is untouched.
-    """
-    for name, module in model.named_modules():
-        if name.startswith("backbone") or not isinstance(module, nn.Conv2d):
-            continue
-        if module is model.iom.classifier:
-            nn.init.normal_(module.weight, 0.0, 0.01)
-        else:
-            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-
-def init_from(model: CANet, name_or_path: str) -> list[str]:
-    """Copy every tensor of a model checkpoint whose name and shape match; return the rest.
-
-    Used to start the 5-shot attention model from a 1-shot model: everything
-    but the new attention branch is loaded.
-    """
-    state = ckpt_io.load(name_or_path)["model"]
-    own = model.state_dict()
-    bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
-           for k, v in state.items() if k in own and v.shape != own[k].shape]
-    if bad:
-        raise ValueError(f"init_checkpoint {name_or_path!r} does not fit this model: "
-                         + "; ".join(bad[:3]))
-    loaded = {k: v.to(own[k].dtype) for k, v in state.items() if k in own}
-    if not loaded:
-        raise ValueError(f"init_checkpoint {name_or_path!r} shares no tensor with this model")
-    own.update(loaded)
-    model.load_state_dict(own)
-    return sorted(set(own) - set(loaded))
-
-
-def make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """SGD with momentum and weight decay (paper), or AdamW (``optimizer="adamw"``)."""
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay)
-
-
+# --------------------------------------------------------------------------- loss
 def pixel_loss(logits: Tensor, target: Tensor) -> Tensor:
     """Mean cross-entropy over the non-ignored pixels, logits upsampled to the labels.
 
@@ -168,13 +106,6 @@ def pixel_loss(logits: Tensor, target: Tensor) -> Tensor:
     total = F.cross_entropy(up, target, ignore_index=IGNORE_INDEX, reduction="sum")
     count = (target != IGNORE_INDEX).sum().clamp_min(1)
     return total / count
-
-
-def poly_lr(cfg: TrainConfig, step: int, total: int) -> float:
-    """``lr * (1 - step / total) ** poly_power`` (constant when ``poly_power == 0``)."""
-    if cfg.poly_power == 0:
-        return cfg.lr
-    return cfg.lr * max(0.0, 1.0 - step / total) ** cfg.poly_power
 
 
 # --------------------------------------------------------------------------- trainer
@@ -205,6 +136,17 @@ class StepContext:
     use_amp: bool
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How long a run is: ``episodes`` an epoch, ``steps_per_epoch`` (episodes //
+    batch_size), ``total`` steps of the schedule, ``end`` the step this call stops at."""
+
+    episodes: int
+    steps_per_epoch: int
+    total: int
+    end: int
+
+
 def train(cfg: TrainConfig, out: str | os.PathLike[str], *, max_steps: int | None = None,
           resume: bool = False, overwrite: bool = False,
           device: str | torch.device | None = None, progress: bool = True,
@@ -228,42 +170,80 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, max_steps: int | Non
             starts from (nothing written), or a NaN/inf loss (the message names the step).
         OSError: ``out`` cannot be written (checked before any work).
     """
-    # 1. processes: threads, device, the process group under torchrun
-    check_max_steps(max_steps)
-    procs = start_processes(device, cfg.threads)
-    info, dev = procs.info, procs.device
-    if cfg.batch_size % info.world:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the "
-                         f"{info.world} processes")
-
-    # 2. the output folder (rank 0 decides, the others follow) and the state to resume
+    procs = _start_processes(cfg, max_steps, device)
     out = Path(out)
-    resume_from = open_run_folder(out, resume, overwrite, info=info, broadcast=procs.distributed)
+    # the output folder (rank 0 decides, the others follow) and the state to resume
+    resume_from = open_run_folder(out, resume, overwrite, info=procs.info,
+                                  broadcast=procs.distributed)
     state = load_resumable(resume_from, cfg, max_steps, kind="train", config_key="train_config",
                            what="training",
                            refusal="not a training checkpoint (no optimizer/step); cannot resume")
-
-    # 3. the episodes and the schedule (epochs of episodes // batch_size steps)
     ds = dataset if dataset is not None else build_train_dataset(cfg)
-    episodes = len(ds)
+    sched = _schedule(cfg, len(ds), max_steps)
+    # the order matters for exact reruns: the model's init draws from torch's RNG after
+    # the dataset is built, and a resumed run restores the RNG before the loader exists
+    model, memory = _model_and_memory(cfg, state, resume_from, sched.episodes, procs.device)
+    ctx = _step_context(cfg, procs, model, memory, state)
+    run = Run(out, partial(_checkpoint, ctx, sched.steps_per_epoch), end=sched.end,
+              save_every=cfg.save_every, state=state, info=procs.info, progress=progress,
+              desc=f"train {cfg.name}")
+    with run:
+        validation = _train_loop(ctx, run, ds, sched, out)
+    run.finish()  # last.pt at the final step
+    _save_final_model(ctx, out)
+    end_processes(procs)
+    model.eval()
+    return TrainResult(model, run.step, sched.total, out, run.losses, validation)
+
+
+def _start_processes(cfg: TrainConfig, max_steps: int | None,
+                     device: str | torch.device | None) -> Processes:
+    """Threads, device and the process group under torchrun; the global batch must split
+    evenly over the processes."""
+    check_max_steps(max_steps)
+    procs = start_processes(device, cfg.threads)
+    if cfg.batch_size % procs.info.world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the "
+                         f"{procs.info.world} processes")
+    return procs
+
+
+def _schedule(cfg: TrainConfig, episodes: int, max_steps: int | None) -> Schedule:
+    """Epochs of ``episodes // batch_size`` steps; this call stops at ``max_steps``."""
     spe = episodes // cfg.batch_size
     if spe < 1:
         raise ValueError(f"an epoch has {episodes} episodes, fewer than batch_size "
                          f"{cfg.batch_size}")
     total = cfg.epochs * spe
     end = total if max_steps is None else min(total, int(max_steps))
+    return Schedule(episodes, spe, total, end)
 
-    # 4. model, history memory, optimizer and loss scaler; on resume all from last.pt
-    # (every weight, except a packaged backbone's, which its package provides again)
-    model = build_model(cfg) if state is None else CANet(**{
-        **cfg.model_kwargs(), "pretrained": ckpt_io.packaged_backbone(cfg.backbone)})
+
+def _model_and_memory(cfg: TrainConfig, state: dict[str, Any] | None, source: Path | None,
+                      episodes: int, dev: torch.device) -> tuple[CANet, HistoryMemory]:
+    """The model (training mode, on ``dev``) and the IOM history memory: fresh, or on
+    resume both from ``last.pt`` (every weight, except a packaged backbone's, which its
+    package provides again)."""
+    if state is None:
+        model = build_model(cfg)
+    else:
+        model = CANet.from_config(cfg.model_config(),
+                                  pretrained=ckpt_io.packaged_backbone(cfg.backbone))
     memory = HistoryMemory(episodes)
     if state is not None:
-        ckpt_io.load_state(model, state["model"], str(resume_from))
+        ckpt_io.load_state(model, state["model"], str(source))
         memory.load_state_dict(state["history"])
     model.to(dev).train()
     if dev.type == "cuda" and cfg.channels_last:
         model.use_channels_last()
+    return model, memory
+
+
+def _step_context(cfg: TrainConfig, procs: Processes, model: CANet, memory: HistoryMemory,
+                  state: dict[str, Any] | None) -> StepContext:
+    """Optimizer and loss scaler (on resume: their states and the RNG states from
+    ``last.pt``), and the model wrapped in DistributedDataParallel under torchrun."""
+    dev = procs.device
     optim = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     use_amp = dev.type == "cuda" and cfg.amp is not False
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype(dev) == torch.float16)
@@ -279,42 +259,49 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, max_steps: int | Non
         unused = cfg.fusion == "attention" and cfg.shots == 1
         net = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None,
                   find_unused_parameters=unused)
-    ctx = StepContext(cfg, net, model, memory, optim, scaler, info, dev, use_amp)
+    return StepContext(cfg, net, model, memory, optim, scaler, procs.info, dev, use_amp)
 
-    # 5. the loop: one loader for the rest of the run (persistent workers keep their
-    # caches); the engine logs every step and writes last.pt every save_every steps
-    run = Run(out, partial(_checkpoint, ctx, spe), end=end, save_every=cfg.save_every,
-              state=state, info=info, progress=progress, desc=f"train {cfg.name}")
+
+def _train_loop(ctx: StepContext, run: Run, ds: Any, sched: Schedule,
+                out: Path) -> list[dict[str, Any]]:
+    """Every step from ``run.step`` to ``sched.end`` with one loader for the rest of the
+    run (persistent workers keep their caches); the engine logs every step and writes
+    ``last.pt`` every ``save_every`` steps. Returns the validation results."""
+    cfg, info, spe = ctx.cfg, ctx.info, sched.steps_per_epoch
     validation: list[dict[str, Any]] = []
-    with run:
-        batches = run_batches(cfg, info, episodes, run.step, end)
-        loader: Any = DataLoader(EpochEpisodes(ds), batch_sampler=batches, collate_fn=collate,
-                                 num_workers=cfg.num_workers) if batches else []
-        run.restart_clock()
-        for batch in loader:
-            epoch = run.step // spe
-            lr = set_lr(optim, poly_lr(cfg, run.step, total))
-            loss = _train_step(ctx, batch, run.step, epoch)
-            run.step_done(loss, lr, epoch)
-            # 6. optional validation at the end of every validate_every-th epoch
-            done, rest = divmod(run.step, spe)
-            if cfg.validate_every and info.main and rest == 0 and done % cfg.validate_every == 0:
-                metrics = validate(model, cfg, dev)
-                model.train()
-                validation.append({"epoch": done, **metrics})
-                row = [run.step, done, *[f"{v:.4f}" for v in metrics.values()]]
-                append_row(out / "val.csv", row, header=["step", "epoch", *metrics])
-                run.restart_clock()
+    batches = run_batches(cfg, info, sched.episodes, run.step, sched.end)
+    loader: Any = DataLoader(EpochEpisodes(ds), batch_sampler=batches, collate_fn=collate,
+                             num_workers=cfg.num_workers) if batches else []
+    run.restart_clock()
+    for batch in loader:
+        epoch = run.step // spe
+        lr = set_lr(ctx.optim, poly_lr(cfg, run.step, sched.total))
+        loss = _train_step(ctx, batch, run.step, epoch)
+        run.step_done(loss, lr, epoch)
+        done, rest = divmod(run.step, spe)
+        if cfg.validate_every and info.main and rest == 0 and done % cfg.validate_every == 0:
+            validation.append(_validate_epoch(ctx, run, done, out))
+    return validation
 
-    # 7. last.pt at the final step, model.pt (fp16 + the training config), the group ends
-    run.finish()
-    if info.main:
-        final = ckpt_io.model_payload(model, half=True)
-        final["train_config"] = cfg.to_dict()  # e.g. the evaluator's input size
+
+def _validate_epoch(ctx: StepContext, run: Run, epoch: int, out: Path) -> dict[str, Any]:
+    """Validation at the end of ``epoch`` (rank 0): a row of ``out/val.csv``; the model goes
+    back to training mode and the step clock restarts."""
+    metrics = validate(ctx.model, ctx.cfg, ctx.device)
+    ctx.model.train()
+    row = [run.step, epoch, *[f"{v:.4f}" for v in metrics.values()]]
+    append_row(out / "val.csv", row, header=["step", "epoch", *metrics])
+    run.restart_clock()
+    return {"epoch": epoch, **metrics}
+
+
+def _save_final_model(ctx: StepContext, out: Path) -> None:
+    """``model.pt`` (rank 0): the fp16 model payload and the training config (e.g. the
+    evaluator's input size)."""
+    if ctx.info.main:
+        final = ckpt_io.model_payload(ctx.model, half=True)
+        final["train_config"] = ctx.cfg.to_dict()
         ckpt_io.save_atomic(final, out / "model.pt")
-    end_processes(procs)
-    model.eval()
-    return TrainResult(model, run.step, total, out, run.losses, validation)
 
 
 def _train_step(ctx: StepContext, batch: dict[str, Any], step: int, epoch: int) -> float:
@@ -379,6 +366,7 @@ __all__ = [
     "EpochEpisodes",
     "HeldOutSource",
     "HistoryMemory",
+    "Schedule",
     "StepContext",
     "TrainResult",
     "build_model",

@@ -97,3 +97,31 @@ def test_parse_value_none_only_for_optional() -> None:
     assert parse_value("none", int | None) is None
     with pytest.raises(ValueError):
         parse_value("none", int)
+
+
+def test_model_fields_are_the_canet_config() -> None:
+    import dataclasses
+
+    from canetlib.model import MODEL_FIELDS, PAPER_MODEL, CANetConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(MODEL_FIELDS) <= names  # flat, so that --set width=64 works
+    assert TrainConfig().model_config() == PAPER_MODEL
+    cfg = get_config("synthetic-1shot", ["width=48", "fusion=mask-avg"])
+    model = cfg.model_config()
+    assert isinstance(model, CANetConfig) and model.width == 48 and model.fusion == "mask-avg"
+    assert model.backbone_widths == cfg.backbone_widths and model.backbone == "resnet-tiny"
+    assert cfg.model_kwargs() == {"pretrained": False, **model.as_kwargs()}
+    with pytest.raises(ValueError, match="iterations must be an integer >= 0"):
+        get_config("synthetic-1shot", ["iterations=-1"])
+    with pytest.raises(ValueError, match="pairing must be one of"):
+        get_config("synthetic-1shot", ["pairing=product"])
+
+
+def test_settings_machinery_lives_in_its_own_module() -> None:
+    from canetlib import settings
+
+    assert parse_value is settings.parse_value
+    assert issubclass(TrainConfig, settings.Settings)
+    assert issubclass(PretrainConfig, settings.Settings)
+    assert settings.parse_value("8,16", tuple[int, ...]) == (8, 16)

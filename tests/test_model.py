@@ -360,3 +360,75 @@ def test_options_survive_a_checkpoint_and_old_configs_load_as_the_paper() -> Non
     old = {k: v for k, v in model.config.items() if k not in ("normalise", "pairing")}
     paper = build_model(old)
     assert not paper.encoder.normalise and paper.comparison.pairing == "concat"
+
+
+# --------------------------------------------------------------------------- one model config
+def test_canet_config_is_the_one_description_of_a_model() -> None:
+    from canetlib import CANetConfig
+    from canetlib.model import MODEL_FIELDS, PAPER_MODEL
+
+    # CANet's keyword defaults are the config's (the book reads __kwdefaults__)
+    defaults = CANet.__init__.__kwdefaults__
+    assert {name: defaults[name] for name in MODEL_FIELDS} == PAPER_MODEL.as_kwargs()
+    cfg = CANetConfig(backbone="resnet-tiny", width=16, backbone_widths=[8, 8, 16, 16],
+                      fusion="mask-avg", normalise=True, pairing="relational")
+    assert cfg.backbone_widths == (8, 8, 16, 16) and cfg.blocks == ("block2", "block3")
+    model = CANet.from_config(cfg, pretrained=False)
+    assert model.canet_config == cfg and model.fusion == "mask-avg"
+    assert model.config == cfg.to_dict() and model.config["backbone_widths"] == [8, 8, 16, 16]
+    model.config["width"] = 99  # a fresh plain dict: the model is not changed
+    assert model.config["width"] == 16
+    kw = CANet(pretrained=False, backbone="resnet-tiny", width=16, backbone_widths=(8, 8, 16, 16),
+               fusion="mask-avg", normalise=True, pairing="relational")
+    assert kw.canet_config == cfg
+    assert CANetConfig.from_dict(cfg.to_dict()) == cfg
+    assert CANetConfig(backbone_widths=()).backbone_widths is None
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"backbone": "resnet9000"}, "backbone must be one of"),
+    ({"fusion": "sum"}, "fusion must be one of"),
+    ({"blocks": ()}, "at least one backbone block"),
+    ({"blocks": ("block5",)}, "unknown block 'block5'"),
+    ({"width": 0}, "width must be >= 1"),
+    ({"iterations": -1}, "iterations must be an integer >= 0"),
+    ({"dropout": 1.5}, r"dropout must be in \[0, 1\]"),
+    ({"pairing": "product"}, "pairing must be one of"),
+    ({"backbone": "resnet-tiny", "backbone_widths": (8, 8)}, "resnet-tiny needs 4 widths"),
+])
+def test_canet_config_validates_in_one_place(kw: dict[str, object], message: str) -> None:
+    from canetlib import CANetConfig
+
+    with pytest.raises(ValueError, match=message):
+        CANetConfig(**kw)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=message):
+        CANet(pretrained=False, **kw)  # type: ignore[arg-type]
+
+
+def test_checkpoint_model_configs_are_read_by_the_config() -> None:
+    from canetlib import CANetConfig
+
+    stored = CANetConfig(backbone="resnet-tiny").to_dict()
+    old = {k: v for k, v in stored.items() if k not in ("normalise", "pairing")}
+    assert CANetConfig.from_dict(old) == CANetConfig(backbone="resnet-tiny")
+    with pytest.raises(ValueError, match="x.pt: model_config lacks 'width'; a CANet checkpoint "
+                                         "needs backbone, blocks, fusion, width"):
+        CANetConfig.from_dict({k: v for k, v in stored.items() if k != "width"}, "x.pt")
+    with pytest.raises(ValueError, match=r"x.pt: model_config has unknown keys \['colour'\]"):
+        CANetConfig.from_dict({**stored, "colour": "red"}, "x.pt")
+    with pytest.raises(ValueError, match="x.pt: fusion must be one of"):
+        CANetConfig.from_dict({**stored, "fusion": "sum"}, "x.pt")
+
+
+def test_every_shipped_checkpoint_loads_through_the_config() -> None:
+    from canetlib import CANetConfig, checkpoint
+
+    names = [n for n in checkpoint.shipped_names()
+             if checkpoint.load(n).get("kind") != checkpoint.BACKBONE_KIND]
+    assert names, "no shipped model checkpoint"
+    for name in names:
+        stored = checkpoint.load(name)["model_config"]
+        model = checkpoint.load_model(name)
+        assert model.canet_config == CANetConfig.from_dict(stored)
+        assert {k: model.config[k] for k in stored} == stored  # older files: a subset
+        assert checkpoint.model_payload(model)["model_config"] == model.config

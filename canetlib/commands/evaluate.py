@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 HELP = ("evaluate a checkpoint on seeded test episodes (mIoU, FB-IoU per IOM iteration, "
@@ -103,7 +104,6 @@ def source_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from canetlib import checkpoint
-    from canetlib.evaluate import MULTI_SCALE, build_dataset, evaluate, evaluate_seeds
     from canetlib.fsutil import check_writable
     from canetlib.runtime import default_device
 
@@ -112,23 +112,54 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.json)
     device = default_device(args.device)
     ckpt = checkpoint.load(args.checkpoint)
+    model = _load_model(args, device)
+    del ckpt["model"]
+    settings = _settings(args, model, _trained_fold(args, ckpt))
+    kw = _evaluate_kwargs(args, ckpt, device)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    result = _measure(model, _dataset_factory(args), seeds, kw)
+    if args.baseline == "prototype":
+        result["baselines"] = {"prototype": _prototype_baseline(model, args, seeds, kw)}
+    result["settings"] = {**settings, **result["settings"], "seeds": seeds}
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"results written to {args.json}")
+    return 0
+
+
+def _load_model(args: argparse.Namespace, device: Any) -> Any:
+    """The checkpoint's model with ``--fusion`` applied; a 1-shot model needs a fusion
+    for ``--shots`` above 1."""
+    from canetlib import checkpoint
+
     fusion: Any = ... if args.fusion is None else (None if args.fusion == "none" else args.fusion)
     model = checkpoint.load_model(args.checkpoint, map_location=device, fusion=fusion)
     if args.shots > 1 and model.fusion is None:
         raise ValueError(f"{args.checkpoint} is a 1-shot model; for --shots {args.shots} pass "
                          "--fusion mask-avg, feature-avg or mask-or (or use an attention "
                          "checkpoint)")
-    del ckpt["model"]
-    if args.glyphs == "held" and not (ckpt.get("train_config") or {}).get("world_held_glyphs"):
+    return model
+
+
+def _trained_fold(args: argparse.Namespace, ckpt: dict[str, Any]) -> int | None:
+    """The fold the checkpoint was trained on (``None``: unknown or another dataset); notes
+    on stderr when the test classes or glyphs were seen in training."""
+    trained = ckpt.get("train_config") or {}
+    if args.glyphs == "held" and not trained.get("world_held_glyphs"):
         print(f"note: {args.checkpoint} was not trained with world_held_glyphs, so its training "
               "pool showed the held-out glyphs", file=sys.stderr)
-    trained = ckpt.get("train_config") or {}
     trained_fold = trained.get("fold") if trained.get("dataset") == args.dataset else None
     if trained_fold is not None and trained_fold != args.fold:
         print(f"note: {args.checkpoint} was trained on fold {trained_fold}: the test classes of "
               f"fold {args.fold} were among its training classes (seen classes, test images)",
               file=sys.stderr)
-    settings = {
+    return trained_fold
+
+
+def _settings(args: argparse.Namespace, model: Any, trained_fold: int | None) -> dict[str, Any]:
+    """The command's part of the result's ``settings``."""
+    return {
         "dataset": args.dataset, "root": args.root, "fold": args.fold, "shots": args.shots,
         "trained_fold": trained_fold,
         "episodes_per_seed": args.episodes, "checkpoint": str(args.checkpoint),
@@ -136,10 +167,11 @@ def run(args: argparse.Namespace) -> int:
         "box_support": args.box_support, "dense_crf": args.dense_crf, "glyphs": args.glyphs,
     }
 
-    def factory(seed: int) -> Any:
-        return build_dataset(args.dataset, root=args.root, fold=args.fold, shots=args.shots,
-                             episodes=args.episodes, seed=seed, box_support=args.box_support,
-                             **source_kwargs(args))
+
+def _evaluate_kwargs(args: argparse.Namespace, ckpt: dict[str, Any],
+                     device: Any) -> dict[str, Any]:
+    """Keyword arguments of :func:`canetlib.evaluate.evaluate` from the command line."""
+    from canetlib.evaluate import MULTI_SCALE
 
     kw: dict[str, Any] = {
         "iterations": args.iterations,
@@ -152,33 +184,47 @@ def run(args: argparse.Namespace) -> int:
         from canetlib.crf import DenseCRF
 
         kw["postprocess"] = DenseCRF()
-    seeds = list(range(args.seed, args.seed + args.seeds))
+    return kw
 
-    def measure(predictor: Any, **extra: Any) -> dict[str, Any]:
-        if len(seeds) == 1:
-            out = evaluate(predictor, factory(seeds[0]), **{**kw, **extra}).to_dict()
-            out["seed"] = seeds[0]
-            return out
-        return evaluate_seeds(predictor, seeds, factory, **{**kw, **extra}).to_dict()
 
-    result = measure(model)
-    if args.baseline == "prototype":
-        from canetlib.evaluate import fit_prototype_baseline
+def _dataset_factory(args: argparse.Namespace) -> Callable[[int], Any]:
+    """The test episodes of one seed."""
+    from canetlib.evaluate import build_dataset
 
-        size = kw["input_size"] if isinstance(kw["input_size"], int) else None
-        matcher, fit = fit_prototype_baseline(model, args.dataset, root=args.root,
-                                              fold=args.fold, shots=args.shots,
-                                              input_size=size)
-        base = measure(matcher, iterations=0, postprocess=None, scales=(1.0,))
-        result["baselines"] = {"prototype": {
-            "miou": base["miou"], "miou_std": base.get("miou_std"), "fbiou": base["fbiou"],
-            "per_class_iou": base["per_class_iou"], "fit": fit}}
-    result["settings"] = {**settings, **result["settings"], "seeds": seeds}
-    print(format_table(result))
-    if args.json:
-        write_json(result, args.json)
-        print(f"results written to {args.json}")
-    return 0
+    def factory(seed: int) -> Any:
+        return build_dataset(args.dataset, root=args.root, fold=args.fold, shots=args.shots,
+                             episodes=args.episodes, seed=seed, box_support=args.box_support,
+                             **source_kwargs(args))
+
+    return factory
+
+
+def _measure(predictor: Any, factory: Callable[[int], Any], seeds: list[int],
+             kw: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """:func:`evaluate` on one seed (``seed`` added) or :func:`evaluate_seeds` on several."""
+    from canetlib.evaluate import evaluate, evaluate_seeds
+
+    if len(seeds) == 1:
+        out = evaluate(predictor, factory(seeds[0]), **{**kw, **extra}).to_dict()
+        out["seed"] = seeds[0]
+        return out
+    return evaluate_seeds(predictor, seeds, factory, **{**kw, **extra}).to_dict()
+
+
+def _prototype_baseline(model: Any, args: argparse.Namespace, seeds: list[int],
+                        kw: dict[str, Any]) -> dict[str, Any]:
+    """The training-free prototype matcher on the model's frozen backbone, on the same
+    episodes (threshold fitted on training-class episodes)."""
+    from canetlib.evaluate import fit_prototype_baseline
+
+    size = kw["input_size"] if isinstance(kw["input_size"], int) else None
+    matcher, fit = fit_prototype_baseline(model, args.dataset, root=args.root,
+                                          fold=args.fold, shots=args.shots,
+                                          input_size=size)
+    base = _measure(matcher, _dataset_factory(args), seeds, kw, iterations=0, postprocess=None,
+                    scales=(1.0,))
+    return {"miou": base["miou"], "miou_std": base.get("miou_std"), "fbiou": base["fbiou"],
+            "per_class_iou": base["per_class_iou"], "fit": fit}
 
 
 def _label(t: int, last: int) -> str:

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     ckpt = checkpoint.load(args.checkpoint)
     size = args.size if args.size is not None else \
         int((ckpt.get("train_config") or {}).get("train_size") or 321)
-    one_shot = checkpoint.model_config(ckpt, args.checkpoint)["fusion"] is None
+    one_shot = checkpoint.canet_config(ckpt, args.checkpoint).fusion is None
     del ckpt
     k = len(args.supports)
     if k > 1 and one_shot:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from canetlib.evaluation.datasets import class_names, dataset_classes
 from canetlib.evaluation.results import EvalResult
-from canetlib.evaluation.sizing import group_items, resolve_input_size, stack_items
+from canetlib.evaluation.sizing import Size, group_items, resolve_input_size, stack_items
 from canetlib.inputs import check_episode
 from canetlib.metrics import AllObjectsMeter, FewShotMeter, episode_iou
 from canetlib.model import CANet
@@ -185,6 +185,28 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
         ``missing_classes``, ``episodes``, ``seconds``, ``episodes_per_second``,
         ``settings``.
     """
+    scales = _checked_scales(iterations, batch_size, scales)
+    dev = default_device(device)
+    size = resolve_input_size(dataset, input_size, model)
+    class_ids = [int(c) for c in classes] if classes is not None else dataset_classes(dataset)
+    tally = _Tally(class_ids, iterations, per_episode)
+    use_amp = dev.type == "cuda" and (amp is None or bool(amp))  # no AMP on CPU
+    with _eval_mode(model, dev, use_amp):
+        start = time.perf_counter()
+        with torch.inference_mode(), autocast(dev, use_amp), maybe_cache(model, cache_features):
+            batches = _loader(dataset, batch_size, num_workers)
+            total = -(-len(dataset) // batch_size)  # type: ignore[arg-type]
+            for items in _progress(batches, enabled=progress, total=total, desc="evaluate",
+                                  unit="batch"):
+                _score_batch(model, items, tally, size, dev, iterations, scales, postprocess)
+    seconds = time.perf_counter() - start
+    settings = _settings(iterations, scales, batch_size, size, dev, use_amp, postprocess)
+    return tally.summarise(class_names(dataset, class_ids), seconds, settings)
+
+
+def _checked_scales(iterations: int, batch_size: int, scales: Sequence[float]
+                    ) -> tuple[float, ...]:
+    """The scales as floats, after checking the arguments of :func:`evaluate`."""
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
     if batch_size < 1:
@@ -192,38 +214,46 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
     scales = tuple(float(s) for s in scales)
     if not scales or min(scales) <= 0:
         raise ValueError(f"scales must be positive, got {scales}")
-    dev = default_device(device)
-    size = resolve_input_size(dataset, input_size, model)
-    class_ids = [int(c) for c in classes] if classes is not None else dataset_classes(dataset)
-    tally = _Tally(class_ids, iterations, per_episode)
-    use_amp = dev.type == "cuda" and (amp is None or bool(amp))  # no AMP on CPU
+    return scales
+
+
+@contextmanager
+def _eval_mode(model: CANet, dev: torch.device, use_amp: bool) -> Iterator[None]:
+    """``model`` on ``dev`` in eval mode (channels_last with AMP on CUDA) for the block;
+    its training flag and memory format are restored afterwards, whatever happens."""
     was_training, was_cl = model.training, bool(getattr(model, "_channels_last", False))
     model.to(dev).eval()
     if dev.type == "cuda" and use_amp:
         model.use_channels_last(True)
-    start = time.perf_counter()
     try:
-        with torch.inference_mode(), autocast(dev, use_amp), maybe_cache(model, cache_features):
-            batches = _loader(dataset, batch_size, num_workers)
-            total = -(-len(dataset) // batch_size)  # type: ignore[arg-type]
-            for items in _progress(batches, enabled=progress, total=total, desc="evaluate",
-                                  unit="batch"):
-                _check_items(items)
-                for group in group_items(items, size):
-                    query, supports, masks = stack_items(group, size, dev)
-                    check_episode(query, supports, masks)
-                    out = iteration_maps(model, query, supports, masks, iterations, scales,
-                                         logits=True)
-                    for j, item in enumerate(group):
-                        tally.add(item, out.episode(j), postprocess)
+        yield
     finally:
         if dev.type == "cuda" and use_amp and not was_cl:
             model.use_channels_last(False)
         model.train(was_training)
-    seconds = time.perf_counter() - start
-    settings = {"iterations": iterations, "scales": list(scales), "batch_size": batch_size,
-                "input_size": list(size) if size is not None else None, "device": str(dev),
-                "amp": use_amp}
+
+
+def _score_batch(model: CANet, items: list[Item], tally: _Tally, size: Size | None,
+                 dev: torch.device, iterations: int, scales: Sequence[float],
+                 postprocess: Postprocess | None) -> None:
+    """Predict every episode of a loader batch (in groups of one input size) and tally it."""
+    _check_items(items)
+    for group in group_items(items, size):
+        query, supports, masks = stack_items(group, size, dev)
+        check_episode(query, supports, masks)
+        out = iteration_maps(model, query, supports, masks, iterations, scales, logits=True)
+        for j, item in enumerate(group):
+            tally.add(item, out.episode(j), postprocess)
+
+
+def _settings(iterations: int, scales: Sequence[float], batch_size: int,
+              size: Size | None, dev: torch.device, use_amp: bool,
+              postprocess: Postprocess | None) -> dict[str, Any]:
+    """What :func:`evaluate` ran with (the result's ``settings``)."""
+    settings: dict[str, Any] = {
+        "iterations": iterations, "scales": list(scales), "batch_size": batch_size,
+        "input_size": list(size) if size is not None else None, "device": str(dev),
+        "amp": use_amp}
     if postprocess is not None:
         settings["postprocess"] = getattr(postprocess, "settings", lambda: repr(postprocess))()
-    return tally.summarise(class_names(dataset, class_ids), seconds, settings)
+    return settings

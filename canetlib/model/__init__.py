@@ -2,13 +2,13 @@
 
 from canetlib.model.backbone import BACKBONES, BLOCKS, build_backbone, count_parameters
 from canetlib.model.canet import (
-    FUSIONS,
     MULTI_SCALE,
     CANet,
     CANetOutput,
     EpisodeFeatures,
     Prediction,
 )
+from canetlib.model.config import FUSIONS, MODEL_FIELDS, PAPER_MODEL, CANetConfig
 from canetlib.model.inference import IterationMaps, iteration_maps
 from canetlib.model.modules import (
     ASPP,
@@ -24,9 +24,12 @@ __all__ = [
     "BACKBONES",
     "BLOCKS",
     "FUSIONS",
+    "MODEL_FIELDS",
     "MULTI_SCALE",
+    "PAPER_MODEL",
     "AttentionFusion",
     "CANet",
+    "CANetConfig",
     "CANetOutput",
     "DenseComparison",
     "EpisodeFeatures",

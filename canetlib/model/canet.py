@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from canetlib.inputs import check_episode, check_iterations, check_scales
-from canetlib.model.backbone import BACKBONES, build_backbone, count_parameters
+from canetlib.model.backbone import build_backbone, count_parameters
+from canetlib.model.config import MASK_FUSIONS, PAPER_MODEL, CANetConfig
 from canetlib.model.inference import iteration_maps, resize_maps
 from canetlib.model.modules import (
     AttentionFusion,
@@ -35,9 +36,6 @@ from canetlib.model.modules import (
     masked_average_pooling,
 )
 
-#: k-shot fusions: the learned attention of section 4.3 and Table 5's baselines
-FUSIONS: tuple[str | None, ...] = (None, "attention", "feature-avg", "mask-avg", "mask-or")
-MASK_FUSIONS = ("mask-avg", "mask-or")
 #: query scales of the paper's multi-scale test (predictions averaged)
 MULTI_SCALE = (0.7, 1.0, 1.3)
 
@@ -106,49 +104,35 @@ class CANet(nn.Module):
             ``IMAGENET1K_V1``). ``False`` gives random weights, for offline use
             and tests; a clear error explains the offline route when the
             weights cannot be fetched.
-        backbone: ``"resnet50"`` (paper), ``"vgg16"`` (Table 3) or
-            ``"resnet-tiny"`` (the CPU configuration of the embedded world).
-        blocks: backbone blocks whose features are compared (Table 3);
-            the paper's choice is block2 + block3.
-        fusion: k-shot fusion. ``None`` is the paper's 1-shot model (no
-            attention branch, exactly one support). ``"attention"`` adds the
-            attention branch of section 4.3; ``"feature-avg"``, ``"mask-avg"``
-            and ``"mask-or"`` are the non-learned fusions of Table 5.
-        width: channels of the head (256 in the paper).
-        iterations: IOM refinements after the initial prediction at inference
-            (4 in the paper); iteration 0 is CANet-Init.
-        dropout: ``Dropout2d`` probability after head convolutions (reference).
-        backbone_widths: stage widths for ``"resnet-tiny"``.
-        normalise: unit-length backbone features per block before the encoder
-            (not in the paper; see :class:`FeatureEncoder`).
-        pairing: ``"concat"`` (paper) or ``"relational"`` (see :class:`DenseComparison`).
+        backbone, blocks, fusion, width, iterations, dropout, backbone_widths,
+            normalise, pairing: the fields of :class:`CANetConfig` (documented
+            there; defaults: the paper's model). :meth:`from_config` builds
+            from a config; ``model.canet_config`` is the config of a model and
+            ``model.config`` its plain-dict form (a checkpoint's ``model_config``).
     """
 
-    def __init__(self, pretrained: bool = True, *, backbone: str = "resnet50",
-                 blocks: Sequence[str] = ("block2", "block3"), fusion: str | None = None,
-                 width: int = 256, iterations: int = 4, dropout: float = 0.5,
-                 backbone_widths: Sequence[int] | None = None, normalise: bool = False,
-                 pairing: str = "concat") -> None:
+    def __init__(self, pretrained: bool = True, *, backbone: str = PAPER_MODEL.backbone,
+                 blocks: Sequence[str] = PAPER_MODEL.blocks,
+                 fusion: str | None = PAPER_MODEL.fusion, width: int = PAPER_MODEL.width,
+                 iterations: int = PAPER_MODEL.iterations, dropout: float = PAPER_MODEL.dropout,
+                 backbone_widths: Sequence[int] | None = PAPER_MODEL.backbone_widths,
+                 normalise: bool = PAPER_MODEL.normalise,
+                 pairing: str = PAPER_MODEL.pairing) -> None:
         super().__init__()
-        if fusion not in FUSIONS:
-            raise ValueError(f"unknown fusion {fusion!r}; choose from {FUSIONS}")
-        if backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {backbone!r}; choose from {BACKBONES}")
-        if iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {iterations}")
-        self.blocks = tuple(blocks)
-        self.fusion = fusion
-        self.iterations = iterations
-        self.config: dict[str, Any] = {
-            "backbone": backbone, "blocks": list(self.blocks), "fusion": fusion,
-            "width": width, "iterations": iterations, "dropout": dropout,
-            "backbone_widths": list(backbone_widths) if backbone_widths else None,
-            "normalise": normalise, "pairing": pairing,
-        }
-        self.backbone = build_backbone(backbone, self.blocks, pretrained, backbone_widths)
+        config = CANetConfig(backbone=backbone, blocks=tuple(blocks), fusion=fusion, width=width,
+                             iterations=iterations, dropout=dropout,
+                             backbone_widths=tuple(backbone_widths) if backbone_widths else None,
+                             normalise=normalise, pairing=pairing)
+        #: what this model is (see :attr:`config` for the plain-dict form)
+        self.canet_config = config
+        self.blocks = config.blocks
+        self.fusion = config.fusion
+        self.iterations = config.iterations
+        self.backbone = build_backbone(config.backbone, self.blocks, pretrained,
+                                       config.backbone_widths)
         channels: dict[str, int] = self.backbone.channels
         in_channels = sum(channels[b] for b in self.blocks)
-        self.encoder = FeatureEncoder(in_channels, width, dropout, normalise)
+        self.encoder = FeatureEncoder(in_channels, width, dropout, config.normalise)
         self.comparison = DenseComparison(width, dropout, pairing)
         self.attention = AttentionFusion(width, dropout) if fusion == "attention" else None
         self.iom = IterativeOptimization(width, dropout)
@@ -156,6 +140,17 @@ class CANet(nn.Module):
             if head is not None:
                 init_head(head)
         self._channels_last = False
+
+    @classmethod
+    def from_config(cls, config: CANetConfig, pretrained: bool = True) -> CANet:
+        """Build the model ``config`` describes (``pretrained`` as in :class:`CANet`)."""
+        return cls(pretrained, **config.as_kwargs())
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The plain-dict form of :attr:`canet_config` (what a checkpoint stores as
+        ``model_config``; a fresh dict on every access)."""
+        return self.canet_config.to_dict()
 
     # -- modes and devices -------------------------------------------------
     def train(self, mode: bool = True) -> CANet:
@@ -270,7 +265,7 @@ class CANet(nn.Module):
     # -- whole passes ------------------------------------------------------
     def encode(self, query: Tensor, supports: Tensor, support_masks: Tensor) -> EpisodeFeatures:
         """Backbone once per image (query and k supports in one batch when sizes match)."""
-        b, k = supports.shape[:2]
+        b = supports.shape[0]
         flat = supports.flatten(0, 1)
         if query.shape[-2:] == flat.shape[-2:]:
             feats = self.extract(torch.cat([query, flat], dim=0))
