@@ -96,7 +96,8 @@ def main() -> int:
             if fusion == "attention":  # record the (B, k) softmax weights of every batch
                 plain = model.attention.weights
 
-                def recording(paired: torch.Tensor, shots: int) -> torch.Tensor:
+                def recording(paired: torch.Tensor, shots: int, plain: Any = plain,
+                              weights: list[torch.Tensor] = weights) -> torch.Tensor:
                     w = plain(paired, shots)
                     weights.append(w.detach().float().cpu())
                     return w
