@@ -16,20 +16,38 @@ original-image pixels, and each kernel is normalised symmetrically (the
 reference DenseCRF code's default), so a pixel's messages do not grow with
 the number of pixels its kernel covers and the grid size does not change
 their scale. The refined probabilities are upsampled back to the image's size.
+That is ``backend="exact"``, the default, and needs nothing beyond torch.
+
+``backend="pydensecrf"`` runs the field's own implementation instead: the
+permutohedral-lattice fully connected CRF of Krähenbühl and Koltun in
+``pydensecrf2`` (``pip install "canetlib[crf]"``; imports as
+``pydensecrf.densecrf``), at full resolution (``max_side`` is not used), with the
+same kernels and weights: unary ``-log P``, ``addPairwiseGaussian(sxy=smoothness_xy,
+compat=smoothness_weight)``, ``addPairwiseBilateral(sxy=appearance_xy,
+srgb=appearance_rgb, compat=appearance_weight)`` on the uint8 image, and
+``inference(iterations)``. Its lattice filtering is approximate and the exact
+backend works on a coarse grid, so the two agree in kind, not pixel for pixel.
+``backend="auto"`` takes ``pydensecrf`` when it imports, else ``exact``;
+:meth:`DenseCRF.settings` records the backend that actually ran.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from canetlib.data.episodes import denormalise_image
 
-__all__ = ["DenseCRF"]
+__all__ = ["CRF_BACKENDS", "DenseCRF"]
+
+CRF_BACKENDS = ("exact", "pydensecrf", "auto")
+_MISSING = ('DenseCRF(backend="pydensecrf") needs the pydensecrf2 package: '
+            'pip install "canetlib[crf]" (or pip install pydensecrf2)')
 
 
 @dataclass(frozen=True)
@@ -50,16 +68,36 @@ class DenseCRF:
     smoothness_weight: float = 3.0
     smoothness_xy: float = 3.0
     max_side: int = 40
+    backend: Literal["exact", "pydensecrf", "auto"] = "exact"
 
     def __post_init__(self) -> None:
+        if self.backend not in CRF_BACKENDS:
+            raise ValueError(f"DenseCRF: backend must be one of {CRF_BACKENDS}, "
+                             f"got {self.backend!r}")
+        if self.backend == "pydensecrf":
+            self.resolved_backend()  # a missing package fails here, not mid-evaluation
         if self.iterations < 0 or self.max_side < 2:
             raise ValueError("DenseCRF: need iterations >= 0 and max_side >= 2")
         if min(self.appearance_xy, self.appearance_rgb, self.smoothness_xy) <= 0:
             raise ValueError("DenseCRF: kernel widths must be > 0")
 
     def settings(self) -> dict[str, Any]:
-        """The parameters as a plain dict (for result files)."""
-        return asdict(self)
+        """The parameters as a plain dict (for result files), with the backend that runs."""
+        return {**asdict(self), "backend": self.resolved_backend()}
+
+    def resolved_backend(self) -> str:
+        """``"exact"`` or ``"pydensecrf"``: what ``"auto"`` picks here.
+
+        Raises:
+            ImportError: ``backend="pydensecrf"`` without the pydensecrf2 package.
+        """
+        if self.backend == "exact":
+            return "exact"
+        if _densecrf_module() is not None:
+            return "pydensecrf"
+        if self.backend == "pydensecrf":
+            raise ImportError(_MISSING)
+        return "exact"
 
     def __call__(self, image: Tensor, probs: Tensor) -> Tensor:
         """Refine ``probs`` ``([1,] 2, H, W)`` (background, foreground) of ``image``.
@@ -78,8 +116,11 @@ class DenseCRF:
         if image.dim() != 3 or image.shape[0] != 3 or image.shape[-2:] != p.shape[-2:]:
             raise ValueError(f"DenseCRF: image {tuple(image.shape)} must be (3, H, W) with the "
                              f"probabilities' size {tuple(p.shape[-2:])}")
-        out = self._infer(_rgb255(image).to(p.device), p.float())
-        out = out.to(probs.dtype)
+        if self.resolved_backend() == "pydensecrf":
+            out = self._infer_pydensecrf(_rgb255(image), p.float())
+        else:
+            out = self._infer(_rgb255(image).to(p.device), p.float())
+        out = out.to(device=p.device, dtype=probs.dtype)
         return out[None] if batched else out
 
     def _infer(self, rgb: Tensor, p: Tensor) -> Tensor:
@@ -111,6 +152,31 @@ class DenseCRF:
             refined = F.interpolate(refined[None], size=(height, width), mode="bilinear",
                                     align_corners=False)[0]
         return refined
+
+    def _infer_pydensecrf(self, rgb: Tensor, p: Tensor) -> Tensor:
+        dcrf = _densecrf_module()
+        if dcrf is None:
+            raise ImportError(_MISSING)
+        height, width = p.shape[-2:]
+        unary = -np.log(p.detach().cpu().clamp_min(1e-6).numpy().reshape(2, -1))
+        image = rgb.detach().cpu().round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+        crf = dcrf.DenseCRF2D(width, height, 2)
+        crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
+        crf.addPairwiseGaussian(sxy=self.smoothness_xy, compat=self.smoothness_weight)
+        crf.addPairwiseBilateral(sxy=self.appearance_xy, srgb=self.appearance_rgb,
+                                 rgbim=np.ascontiguousarray(image.numpy()),
+                                 compat=self.appearance_weight)
+        q = np.asarray(crf.inference(self.iterations), dtype=np.float32)
+        return torch.from_numpy(q.reshape(2, height, width).copy())
+
+
+def _densecrf_module() -> Any:
+    """``pydensecrf.densecrf`` (from the pydensecrf2 package), or None when it does not import."""
+    try:
+        import pydensecrf.densecrf as dcrf
+    except ImportError:
+        return None
+    return dcrf
 
 
 def _gaussian(features: Tensor) -> Tensor:

@@ -134,6 +134,7 @@ def test_evaluate_dense_crf(shipped: Path, tmp_path: Path,
     data = evaluate_json(tmp_path, "--dense-crf", "--input-size", "64")
     assert data["settings"]["dense_crf"] is True
     assert data["settings"]["postprocess"]["iterations"] == 5
+    assert data["settings"]["postprocess"]["backend"] == "exact"  # the default, installed or not
     assert ", DenseCRF" in capsys.readouterr().out
 
 

@@ -94,3 +94,34 @@ def test_evaluator_applies_the_postprocess_at_original_size() -> None:
     assert flipped["miou"] != pytest.approx(plain["miou"])
     crf = evaluate(model, data, iterations=0, input_size=24, postprocess=DenseCRF())
     assert crf["settings"]["postprocess"]["appearance_rgb"] == 13.0
+
+
+def test_pydensecrf_backend_snaps_to_the_edge_like_the_exact_one() -> None:
+    """The field's full-resolution CRF (pydensecrf2) on the same noisy map: IoU goes up, and
+    its output has the exact backend's shape, dtype and normalisation (batched or not)."""
+    pytest.importorskip("pydensecrf.densecrf")
+    image, truth, probs = two_regions()
+    crf = DenseCRF(backend="pydensecrf")
+    assert crf.settings()["backend"] == "pydensecrf"
+    assert DenseCRF(backend="auto").settings()["backend"] == "pydensecrf"
+    after, exact = crf(image, probs), DenseCRF(backend="exact")(image, probs)
+    assert after.shape == exact.shape == probs.shape and after.dtype == exact.dtype
+    torch.testing.assert_close(after.sum(0), torch.ones(probs.shape[1:]))
+    before = iou(probs.argmax(0), truth)
+    assert before < 0.85 and iou(after.argmax(0), truth) > max(before, 0.97)
+    assert (after.argmax(0) == exact.argmax(0)).float().mean() > 0.97
+    batched = crf(image, probs[None].double())
+    assert batched.shape == (1, *probs.shape) and batched.dtype == torch.float64
+    torch.testing.assert_close(batched[0].float(), after)
+
+
+def test_pydensecrf_backend_missing_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pydensecrf", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
+    with pytest.raises(ImportError, match=r'pip install "canetlib\[crf\]"'):
+        DenseCRF(backend="pydensecrf")
+    assert DenseCRF(backend="auto").settings()["backend"] == "exact"
+    with pytest.raises(ValueError, match="backend"):
+        DenseCRF(backend="lattice")  # type: ignore[arg-type]

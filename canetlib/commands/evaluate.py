@@ -41,6 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dense-crf", action="store_true",
                    help="refine every iteration's prediction with a DenseCRF (Table 4; "
                         "canetlib.crf.DenseCRF defaults)")
+    p.add_argument("--crf-backend", choices=["exact", "pydensecrf", "auto"], default="exact",
+                   help="with --dense-crf: 'exact' (in-house mean field on a <= 40 px grid, "
+                        "the default), 'pydensecrf' (the full-resolution fully connected CRF "
+                        "of pydensecrf2: pip install \"canetlib[crf]\") or 'auto' "
+                        "(pydensecrf when installed)")
     p.add_argument("--baseline", choices=["prototype"], default=None,
                    help="also score the training-free prototype matcher on the checkpoint's "
                         "frozen backbone, on the same episodes (threshold fitted on "
@@ -183,7 +188,7 @@ def _evaluate_kwargs(args: argparse.Namespace, ckpt: dict[str, Any],
     if args.dense_crf:
         from canetlib.crf import DenseCRF
 
-        kw["postprocess"] = DenseCRF()
+        kw["postprocess"] = DenseCRF(backend=args.crf_backend)
     return kw
 
 
