@@ -103,8 +103,8 @@ class TrainConfig(Settings):
     miniature, with a few thousand steps, uses ``"kaiming"``.
 
     Optimisation (section 5.1): ``optimizer="sgd"`` with ``lr``/``momentum``/
-    ``weight_decay`` (``"adamw"`` is the miniature's choice, see the README of
-    ``data/checkpoints``),
+    ``weight_decay`` (``"adamw"`` is the miniature's choice, see
+    ``canetlib/weights/README.md``),
     ``batch_size`` episodes per step (global over all processes), ``epochs``,
     poly decay ``lr * (1 - step / total) ** poly_power`` (0 = constant, as the
     reference), ``mask_dropout`` = pr of section 4.2.
@@ -302,7 +302,7 @@ class PretrainConfig(Settings):
 _PAPER = TrainConfig()
 
 #: the CPU miniature: image size, head width and schedule chosen so that each
-#: stage runs in about 10-15 minutes on two CPU cores (data/checkpoints/README.md)
+#: stage runs in about 10-15 minutes on two CPU cores (canetlib/weights/README.md)
 _SYNTHETIC = TrainConfig(
     name="synthetic-1shot", dataset="synthetic", episodes=1600, train_size=128,
     world_per_fold=False,  # the shipped resnet-tiny models were trained on the leaky world
