@@ -85,7 +85,6 @@ def main() -> int:
     torch.set_num_threads(1)
     episodes = build_dataset("synthetic", fold=args.fold, shots=5, episodes=args.episodes,
                              seed=args.seed)
-    size = checkpoint.load(args.checkpoint).get("train_config", {}).get("train_size", 128)
     results: dict[str, dict[str, float]] = {}
     for n in (int(t) for t in args.wrong.split(",")):
         data = WrongSupports(episodes, n, args.seed)
@@ -103,7 +102,7 @@ def main() -> int:
                     return w
 
                 model.attention.weights = recording  # type: ignore[method-assign]
-            res = evaluate(model, data, iterations=4, input_size=size)
+            res = evaluate(model, data, iterations=4)  # at the checkpoint's input size
             row[fusion] = round(float(res["miou"]), 2)
             if weights:
                 w = torch.cat([x.reshape(-1, 5) for x in weights])
