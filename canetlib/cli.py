@@ -78,7 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     Exit status: 0 done, 2 bad input or an OS error (named path), 130 Ctrl-C.
     """
     parser = build_parser()
-    args = parser.parse_args(glue_negative_values(sys.argv[1:] if argv is None else argv))
+    args, extra = parser.parse_known_args(
+        glue_negative_values(sys.argv[1:] if argv is None else argv))
+    if extra:  # only a command with ``config_flags`` (train: the config's fields) takes more
+        if not isinstance(getattr(args, "config_flags", None), list):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.config_flags = extra
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

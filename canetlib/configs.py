@@ -1,4 +1,4 @@
-"""Named training configurations and ``--set key=value`` overrides.
+"""Named training configurations and their command-line overrides (``--set key=value``).
 
 The defaults of :class:`TrainConfig` are the paper's recipe for PASCAL-5i
 (section 5.1 "Implementation details"): SGD with learning
@@ -21,8 +21,10 @@ Named configs (:data:`CONFIGS`):
   pretraining classes (the miniature of ImageNet), a :class:`PretrainConfig`.
 
 Every field can be overridden: ``TrainConfig.override(["lr=0.001"])`` or, on
-the command line, ``--set lr=0.001 --set backbone_widths=8,16,16,16`` (the
-parsing and the plain-dict round trips live in :mod:`canetlib.settings`). The
+the command line, ``--set lr=0.001 --set backbone_widths=8,16,16,16`` or the
+field's own flag, ``--lr 0.001 --backbone-widths 8,16,16,16``; tyro parses the
+values by the fields' types and lists the flags, with the comments beside the
+fields as their help, in ``train --help`` (:mod:`canetlib.settings`). The
 model's fields are those of :class:`canetlib.model.CANetConfig`, which validates
 them (``TrainConfig.model_config()``).
 """
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from canetlib.model.config import MODEL_FIELDS, PAPER_MODEL, CANetConfig
-from canetlib.settings import Settings, parse_value
+from canetlib.settings import Settings
 
 #: fields that may differ between a checkpoint and ``--resume`` (they do not
 #: change the arithmetic of the run: where data lives, how often to save/log)
@@ -131,57 +133,58 @@ class TrainConfig(Settings):
     classes; use it to choose settings for unseen-class generalisation).
     """
 
-    name: str = "custom"
+    name: str = "custom"  # the run's name
     # -- data
-    dataset: str = "pascal"
-    root: str | None = None
-    fold: int = 0
-    shots: int = 1
-    episodes: int | None = None
-    train_size: int = 321
-    world_images: int | None = None
-    world_per_fold: bool = True
-    world_base_classes: int = 0
-    world_held_glyphs: bool = False
+    dataset: str = "pascal"  # pascal, coco or synthetic (the embedded world)
+    root: str | None = None  # dataset folder (none: the default place)
+    fold: int = 0  # its 5 (COCO: 20) classes are the test classes, never trained on
+    shots: int = 1  # supports per training episode
+    episodes: int | None = None  # episodes an epoch (none: one per (image, class) pair)
+    train_size: int = 321  # side of the square training crop, pixels
+    world_images: int | None = None  # synthetic: images per class (none: the default)
+    world_per_fold: bool = True  # synthetic: no test class in any training image
+    world_base_classes: int = 0  # synthetic: one-glyph base classes added to training
+    world_held_glyphs: bool = False  # synthetic: one glyph a class never trained on
     # -- model: CANetConfig's fields (defaults: the paper's model), then how to initialise it
-    backbone: str = PAPER_MODEL.backbone
+    backbone: str = PAPER_MODEL.backbone  # resnet50, vgg16, resnet-tiny, efficientnet-lite0
+    #: resnet-tiny's stage widths (none: its default)
     backbone_widths: tuple[int, ...] | None = PAPER_MODEL.backbone_widths
-    blocks: tuple[str, ...] = PAPER_MODEL.blocks
-    fusion: str | None = PAPER_MODEL.fusion
-    width: int = PAPER_MODEL.width
-    dropout: float = PAPER_MODEL.dropout
-    iterations: int = PAPER_MODEL.iterations
-    head_init: str = "reference"
-    normalise: bool = PAPER_MODEL.normalise
-    pairing: str = PAPER_MODEL.pairing
-    pretrained: bool = True
-    backbone_checkpoint: str | None = None
-    init_checkpoint: str | None = None
+    blocks: tuple[str, ...] = PAPER_MODEL.blocks  # backbone blocks compared (Table 3)
+    fusion: str | None = PAPER_MODEL.fusion  # k shots: attention, feature-avg, mask-avg, mask-or
+    width: int = PAPER_MODEL.width  # channels of the head
+    dropout: float = PAPER_MODEL.dropout  # Dropout2d after the head's convolutions
+    iterations: int = PAPER_MODEL.iterations  # IOM refinements at inference (0: CANet-Init)
+    head_init: str = "reference"  # reference (N(0, 0.01)) or kaiming
+    normalise: bool = PAPER_MODEL.normalise  # unit-length backbone features (not the paper)
+    pairing: str = PAPER_MODEL.pairing  # dense comparison: concat (paper) or relational
+    pretrained: bool = True  # ImageNet weights for the backbone
+    backbone_checkpoint: str | None = None  # backbone weights: a shipped name or a path
+    init_checkpoint: str | None = None  # a model that initialises this one ({fold}: the fold)
     # -- optimisation
-    optimizer: str = "sgd"
-    lr: float = 0.0025
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 4
-    epochs: int = 200
-    poly_power: float = 0.0
-    mask_dropout: float = 0.7
-    iom_history: str = "memory"
-    wrong_supports: float = 0.0
-    seed: int = 0
+    optimizer: str = "sgd"  # sgd (paper) or adamw
+    lr: float = 0.0025  # learning rate
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 5e-4  # L2 (sgd) or decoupled (adamw) weight decay
+    batch_size: int = 4  # episodes a step, over all processes
+    epochs: int = 200  # epochs of the run (the lr schedule spans them all)
+    poly_power: float = 0.0  # lr * (1 - step / total) ** poly_power; 0: constant
+    mask_dropout: float = 0.7  # probability that the IOM is fed the empty mask (pr)
+    iom_history: str = "memory"  # IOM history: memory (last epoch's, paper) or own
+    wrong_supports: float = 0.0  # k shots: probability of a wrong-class last support
+    seed: int = 0  # seed of episodes, head initialisation and dropout
     # -- runtime (CUDA only: amp None = on, channels_last)
-    amp: bool | None = None
-    channels_last: bool = True
-    num_workers: int = 0
-    threads: int | None = None
-    cache_images: bool = False
-    save_every: int = 500
+    amp: bool | None = None  # CUDA mixed precision (none: on)
+    channels_last: bool = True  # CUDA: channels-last memory format
+    num_workers: int = 0  # data loader processes
+    threads: int | None = None  # torch threads (none: torch's default)
+    cache_images: bool = False  # keep every decoded image in memory
+    save_every: int = 500  # write last.pt every N steps
     # -- optional validation on held-out images of the training classes
-    validate_every: int = 0
-    val_episodes: int = 300
-    val_fraction: float = 0.0
-    val_by: str = "images"
-    val_classes: int = 3
+    validate_every: int = 0  # validate every N epochs (0: never)
+    val_episodes: int = 300  # validation episodes
+    val_fraction: float = 0.0  # val_by=images: fraction of training images held out
+    val_by: str = "images"  # held out: images (seen classes) or classes (unseen ones)
+    val_classes: int = 3  # val_by=classes: training classes held out
 
     RUN_CONTROL = RUN_CONTROL_FIELDS  # a class attribute (no annotation), not a field
 
@@ -262,26 +265,26 @@ class PretrainConfig(Settings):
     one backbone; the shipped CANet models use block2 + block3 only.
     """
 
-    name: str = "synthetic-pretrain"
-    backbone_widths: tuple[int, ...] = (32, 64, 128, 256)
-    blocks: tuple[str, ...] = ("block2", "block3", "block4")
-    image_size: int = 128
-    images_per_class: int = 32
-    mosaic: float = 0.5
-    batch_size: int = 32
-    steps: int = 2200
-    lr: float = 0.05
-    warmup: int = 50
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    poly_power: float = 0.9
-    classification_weight: float = 0.5
-    seed: int = 0
-    save_every: int = 100
-    num_workers: int = 1
-    threads: int | None = 2
-    amp: bool | None = None
-    channels_last: bool = True
+    name: str = "synthetic-pretrain"  # the run's name
+    backbone_widths: tuple[int, ...] = (32, 64, 128, 256)  # resnet-tiny's stage widths
+    blocks: tuple[str, ...] = ("block2", "block3", "block4")  # blocks the pixel head reads
+    image_size: int = 128  # side of the square images, pixels
+    images_per_class: int = 32  # images of each pretraining class
+    mosaic: float = 0.5  # probability that an image tiles 2 x 2 half-size samples
+    batch_size: int = 32  # images a step
+    steps: int = 2200  # optimizer steps of the run
+    lr: float = 0.05  # learning rate (SGD)
+    warmup: int = 50  # steps of linear lr warmup
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 1e-4  # L2 weight decay
+    poly_power: float = 0.9  # lr * (1 - step / total) ** poly_power after the warmup
+    classification_weight: float = 0.5  # weight of the image-level classification loss
+    seed: int = 0  # seed of the images, the samples and the initialisation
+    save_every: int = 100  # write last.pt every N steps
+    num_workers: int = 1  # data loader processes
+    threads: int | None = 2  # torch threads (none: torch's default)
+    amp: bool | None = None  # CUDA mixed precision (none: on)
+    channels_last: bool = True  # CUDA: channels-last memory format
 
     RUN_CONTROL = RUN_CONTROL_FIELDS  # a class attribute (no annotation), not a field
 
@@ -375,5 +378,4 @@ __all__ = [
     "TrainConfig",
     "config_names",
     "get_config",
-    "parse_value",
 ]

@@ -32,7 +32,7 @@ def intersection_union(pred: Tensor, target: Tensor,
     """Per-image (intersection, union) of background (col 0) and foreground (col 1).
 
     Args:
-        pred: ``(B, H, W)`` or ``(H, W)`` binary prediction.
+        pred: ``(B, H, W)`` or ``(H, W)`` binary prediction (1 = foreground).
         target: same shape, values 0, 1 or ``ignore_index``.
     Returns:
         two ``(B, 2)`` int64 tensors.
@@ -42,16 +42,33 @@ def intersection_union(pred: Tensor, target: Tensor,
                          f"{tuple(target.shape)}")
     if pred.dim() == 2:
         pred, target = pred[None], target[None]
+    return counts(pred == 1, target, ignore_index)
+
+
+def counts(foreground: Tensor, target: Tensor,
+           ignore_index: int = IGNORE_INDEX) -> tuple[Tensor, Tensor]:
+    """(intersection, union) ``(..., 2)`` of many predictions in four sums.
+
+    ``foreground``: boolean ``(..., H, W)`` predictions; ``target``: ``(..., H, W)``
+    with 0, 1 or ``ignore_index``, broadcast against it (one target for all
+    IOM iterations of an episode, say). With ``V`` valid pixels, ``P`` predicted
+    and ``T`` true foreground pixels among them and ``I`` their overlap, the
+    foreground's intersection and union are ``I`` and ``P + T - I``, the
+    background's ``V - P - T + I`` and ``V - I``: the evaluator scores every
+    iteration of a batch in one pass instead of a dozen small ops per episode.
+    """
+    if foreground.shape[-2:] != target.shape[-2:]:
+        raise ValueError(f"prediction size {tuple(foreground.shape[-2:])} differs from target "
+                         f"size {tuple(target.shape[-2:])}")
     valid = target != ignore_index
-    pred = pred.long()
-    target = target.long()
-    inter, union = [], []
-    for cls in (0, 1):
-        p = (pred == cls) & valid
-        t = (target == cls) & valid
-        inter.append((p & t).flatten(1).sum(1))
-        union.append((p | t).flatten(1).sum(1))
-    return torch.stack(inter, 1), torch.stack(union, 1)
+    truth = target == 1
+    p = (foreground & valid).flatten(-2).sum(-1)
+    i = (foreground & truth).flatten(-2).sum(-1)
+    t = truth.flatten(-2).sum(-1).expand_as(i)
+    v = valid.flatten(-2).sum(-1).expand_as(i)
+    inter = torch.stack([v - p - t + i, i], dim=-1)
+    union = torch.stack([v - i, p + t - i], dim=-1)
+    return inter, union
 
 
 def episode_iou(pred: Tensor | np.ndarray, target: Tensor | np.ndarray,
@@ -89,6 +106,11 @@ class FewShotMeter:
     def update(self, pred: Tensor, target: Tensor, class_ids: Sequence[int] | Tensor) -> None:
         """Add a batch of predictions ``(B, H, W)`` with their episodes' class ids."""
         inter, union = intersection_union(pred, target)
+        self.add_counts(class_ids, inter, union)
+
+    def add_counts(self, class_ids: Sequence[int] | Tensor, inter: Tensor,
+                   union: Tensor) -> None:
+        """Add ``(B, 2)`` intersections and unions (:func:`counts`) of B episodes."""
         ids = class_ids.tolist() if torch.is_tensor(class_ids) else list(class_ids)
         if len(ids) != inter.shape[0]:
             raise ValueError(f"{inter.shape[0]} predictions but {len(ids)} class ids")

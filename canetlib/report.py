@@ -59,7 +59,9 @@ def variant_of(settings: dict[str, Any]) -> str:
     if list(settings.get("scales", [1.0])) != [1.0]:
         parts.append("scales " + "/".join(f"{s:g}" for s in settings["scales"]))
     if settings.get("dense_crf"):
-        parts.append("DenseCRF")
+        post = settings.get("postprocess")
+        backend = post.get("backend", "exact") if isinstance(post, dict) else "exact"
+        parts.append("DenseCRF" if backend == "exact" else f"DenseCRF ({backend})")
     if settings.get("glyphs", "all") != "all":
         parts.append(f"{settings['glyphs']} glyphs")
     trained = settings.get("trained_fold")

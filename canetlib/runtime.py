@@ -50,3 +50,24 @@ def progress(it: Iterable[T], enabled: bool = True, **kwargs: object) -> Iterato
     from tqdm.auto import tqdm
 
     yield from tqdm(it, file=sys.stderr, **kwargs)  # type: ignore[call-overload]
+
+
+#: intra-op threads when neither ``--threads`` nor ``OMP_NUM_THREADS`` says: measured on a
+#: 2-core machine, a second thread gains little when idle and costs a lot when another job
+#: runs (oneDNN threads then wait for each other; see the README's "Speed" section)
+DEFAULT_THREADS = 1
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads and return the number in use.
+
+    ``threads`` wins; else ``OMP_NUM_THREADS`` (which torch already honours) is
+    kept; else :data:`DEFAULT_THREADS` (at most the machine's cores).
+    """
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    elif not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(max(1, min(DEFAULT_THREADS, os.cpu_count() or 1)))
+    return torch.get_num_threads()

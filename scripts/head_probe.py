@@ -260,7 +260,8 @@ def main() -> None:
                 outs = {}
                 for it in (0, cfg.iterations):
                     outs[it] = round(score(
-                        lambda idx: head_logits(model, cache, idx, it)[-1], cache, classes), 1)
+                        lambda idx, c=cache, t=it: head_logits(model, c, idx, t)[-1], cache,
+                        classes), 1)
                 row[f"{name}_init"], row[name] = outs[0], outs[cfg.iterations]
         curve.append(row)
         print(json.dumps(row), flush=True)

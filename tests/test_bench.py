@@ -10,8 +10,16 @@ import pytest
 import torch
 from evalfakes import tiny_model
 
-from canetlib.bench import episode_batch, evaluator_path, rerun_path, run_benchmark
+from canetlib.bench import (
+    available_modes,
+    episode_batch,
+    evaluator_path,
+    rerun_path,
+    run_benchmark,
+)
+from canetlib.checkpoint import load
 from canetlib.cli import main
+from canetlib.throughput import conv_throughput, evaluation_timing
 
 TINY: dict[str, Any] = {"size": 48, "backbone": "resnet-tiny", "width": 16,
                         "backbone_widths": (8, 8, 16, 16), "batch": 2, "train_batch": 2,
@@ -33,24 +41,52 @@ def test_benchmark_reports_positive_numbers() -> None:
     for key in ("eval_episodes_per_s", "rerun_episodes_per_s", "eval_speedup_vs_rerun",
                 "eval_vs_floor", "eval_batch_episodes_per_s", "train_steps_per_s", "floor_ms"):
         assert r[key] > 0, key
-    assert set(r["modes"]) == {"fp32"}
+    assert list(r["modes"]) == available_modes(torch.device("cpu"))
+    assert r["settings"]["default_mode"] == "fp32"
     assert r["settings"]["size"] == 48 and r["settings"]["iterations"] == 4
     flops = r["flops_g"]
     assert flops["rerun_episode"] > flops["evaluator_episode"] > 0
     assert 1 < flops["ideal_speedup_vs_rerun"] < 5
-    assert set(r["meets_targets"]) == {"eval_speedup_vs_rerun", "eval_vs_floor"}
+    ceiling = r["conv_ceiling"]["fp32"]
+    assert ceiling["conv_gflops_per_s"] > 0
+    assert ceiling["share"] == pytest.approx(
+        flops["evaluator_episode"] * r["eval_batch_episodes_per_s"] / ceiling["conv_gflops_per_s"])
+    assert set(r["meets_targets"]) == {"eval_speedup_vs_rerun", "eval_vs_floor", "conv_share_fp32"}
+
+
+def test_conv_throughput_counts_flops() -> None:
+    rate = conv_throughput("cpu", channels=16, grid=9, batch=2, repeats=1)
+    assert 0.01 < rate < 1e5  # GFLOP/s
+
+
+def test_evaluation_timing_splits_the_run(tmp_path: Path) -> None:
+    t = evaluation_timing("synthetic-imagenet-1shot-fold0", episodes=6)
+    sec = t["seconds"]
+    assert sec["backbone"] > 0 and sec["head"] > 0 and sec["metrics"] > 0 and sec["data"] > 0
+    assert sec["total"] >= sec["backbone"] + sec["head"] + sec["metrics"]
+    assert t["vs_backbone"] == pytest.approx(sec["total"] / sec["backbone"], rel=1e-3)
+    assert t["precision"] == "fp32" and len(t["miou_per_iteration"]) == 5
+    ckpt = load("synthetic-imagenet-1shot-fold0")
+    ckpt["train_config"]["dataset"] = "pascal"
+    torch.save(ckpt, tmp_path / "pascal.pt")
+    with pytest.raises(ValueError, match="embedded world"):
+        evaluation_timing(str(tmp_path / "pascal.pt"), episodes=1)
 
 
 def test_bench_command_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     rc = main(["bench", "--json", str(out), "--device", "cpu", "--size", "40", "--backbone",
                "resnet-tiny", "--width", "16", "--repeats", "1", "--warmup", "0", "--batch", "2",
-               "--train-batch", "2", "--no-flops", "--iterations", "1"])
+               "--train-batch", "2", "--no-flops", "--iterations", "1", "--eval-episodes", "4",
+               "--threads", "1"])
     assert rc == 0
     data = json.loads(out.read_text())
     assert data["eval_speedup_vs_rerun"] > 0 and data["train_steps_per_s"] > 0
-    assert "flops_g" not in data
-    assert "eval_speedup_vs_rerun" in capsys.readouterr().out
+    assert "flops_g" not in data and "conv_ceiling" not in data
+    timed = data["evaluation"]["fp32"]
+    assert timed["episodes"] == 4 and timed["threads"] == 1 and timed["seconds"]["backbone"] > 0
+    printed = capsys.readouterr().out
+    assert "eval_speedup_vs_rerun" in printed and "evaluate --episodes 4" in printed
 
 
 def test_bad_settings() -> None:

@@ -1,16 +1,22 @@
-"""Named configs and ``--set key=value`` overrides (canetlib.configs)."""
+"""Named configs and their command-line overrides (canetlib.configs, canetlib.settings):
+``--set key=value`` and the fields' own flags, both parsed by tyro."""
 
 from __future__ import annotations
 
+import dataclasses
+import types
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from canetlib.cli import main
 from canetlib.configs import (
     CONFIGS,
     PretrainConfig,
     TrainConfig,
     config_names,
     get_config,
-    parse_value,
 )
 
 
@@ -58,24 +64,52 @@ def test_overrides_are_typed() -> None:
     assert get_config("pascal-1shot", ["fusion=none"]).fusion is None
 
 
-@pytest.mark.parametrize("item, message", [
-    ("colour=red", "unknown setting 'colour'.*valid keys"),
-    ("lr=fast", "bad value 'fast' for lr"),
-    ("lr", "key=value"),
-    ("channels_last=maybe", "bad value"),
-    ("shots=5", "needs a k-shot fusion"),
-    ("mask_dropout=1.5", "mask_dropout"),
-    ("backbone=resnet18", "backbone must be one of"),
-    ("validate_every=1", "val_fraction"),
-    ("val_by=labels", "val_by must be one of"),
-    ("val_by=classes;val_fraction=0.1", "leave it at 0"),
-    ("val_classes=0;val_by=classes", "val_classes must be >= 1"),
+@pytest.mark.parametrize("item, field, value", [
+    ("world_held_glyphs=true", "world_held_glyphs", True),
+    ("cache_images=TRUE", "cache_images", True),
+    ("cache_images=yes", "cache_images", True),
+    ("channels_last=0", "channels_last", False),
+    ("channels_last=Off", "channels_last", False),
+    ("amp=True", "amp", True),
+    ("amp=null", "amp", None),
+    ("threads=None", "threads", None),
+    ("threads=~", "threads", None),
+    ("root=", "root", None),                      # empty: None for an optional field
+    ("root=/data/voc,sbd", "root", "/data/voc,sbd"),  # a str keeps its commas
+    ("name=none", "name", "none"),                # a plain str keeps "none"
+    ("init_checkpoint=none", "init_checkpoint", None),
+    ("backbone_checkpoint=-weird", "backbone_checkpoint", "-weird"),
+    ("backbone_widths=none", "backbone_widths", None),
+    ("backbone_widths=[8, 16, 16, 16]", "backbone_widths", (8, 16, 16, 16)),
+    ("blocks=block2", "blocks", ("block2",)),
+    ("blocks=['block2', 'block3']", "blocks", ("block2", "block3")),
+    ("train-size=64", "train_size", 64),          # - or _ in keys
+    ("weight-decay = 1e-3", "weight_decay", 1e-3),
+    ("iterations=0", "iterations", 0),
+    ("val_by=classes", "val_by", "classes"),
 ])
-def test_bad_overrides(item: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        get_config("pascal-1shot", item.split(";"))
+def test_override_spellings(item: str, field: str, value: Any) -> None:
+    got = getattr(get_config("synthetic-1shot", [item]), field)
+    assert got == value and type(got) is type(value), (item, got)
 
 
+def test_overrides_are_parsed_by_tyro(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tyro
+
+    from canetlib import settings
+
+    assert not hasattr(settings, "parse_value")  # the hand-written parser is gone
+    calls: list[list[str]] = []
+    real = tyro.cli
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(list(kwargs["args"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tyro, "cli", spy)
+    cfg = get_config("synthetic-1shot", ["lr=0.5", "backbone-widths=8,16,16,16"])
+    assert calls == [["--lr=0.5", "--backbone-widths=8,16,16,16"]]
+    assert cfg.lr == 0.5 and cfg.backbone_widths == (8, 16, 16, 16)
 def test_tiny_backbone_needs_no_imagenet() -> None:
     with pytest.raises(ValueError, match="no ImageNet"):
         get_config("synthetic-1shot", ["pretrained=true"])
@@ -91,12 +125,6 @@ def test_round_trip_and_mismatch() -> None:
         TrainConfig.from_dict({**cfg.to_dict(), "bogus": 1})
     pre = get_config("synthetic-pretrain", ["steps=3"])
     assert PretrainConfig.from_dict(pre.to_dict()) == pre
-
-
-def test_parse_value_none_only_for_optional() -> None:
-    assert parse_value("none", int | None) is None
-    with pytest.raises(ValueError):
-        parse_value("none", int)
 
 
 def test_model_fields_are_the_canet_config() -> None:
@@ -121,7 +149,125 @@ def test_model_fields_are_the_canet_config() -> None:
 def test_settings_machinery_lives_in_its_own_module() -> None:
     from canetlib import settings
 
-    assert parse_value is settings.parse_value
     assert issubclass(TrainConfig, settings.Settings)
     assert issubclass(PretrainConfig, settings.Settings)
-    assert settings.parse_value("8,16", tuple[int, ...]) == (8, 16)
+    cfg = CONFIGS["synthetic-pretrain"].override(["backbone_widths=8,16,16,16", "steps=3"])
+    assert isinstance(cfg, PretrainConfig) and cfg.backbone_widths == (8, 16, 16, 16)
+    with pytest.raises(ValueError, match="backbone_widths needs 4 values"):
+        cfg.override(["backbone_widths=8,16"])  # validated after parsing
+
+
+# --------------------------------------------------------------------------- the fields' flags
+def test_parse_flags_takes_every_field_as_a_flag() -> None:
+    cfg = CONFIGS["synthetic-1shot"].parse_flags(
+        ["--lr", "0.5", "--backbone-widths", "8", "16", "16", "16", "--blocks=block2,block3",
+         "--fusion", "attention", "--shots", "5", "--pretrained", "false", "--threads", "none",
+         "--iterations=2"])
+    assert (cfg.lr, cfg.backbone_widths, cfg.blocks) == (0.5, (8, 16, 16, 16),
+                                                        ("block2", "block3"))
+    assert (cfg.fusion, cfg.shots, cfg.pretrained, cfg.threads, cfg.iterations) == (
+        "attention", 5, False, None, 2)
+    assert cfg.width == CONFIGS["synthetic-1shot"].width  # the rest: the config's
+    with pytest.raises(ValueError, match="bad value for --lr: could not convert"):
+        cfg.parse_flags(["--lr", "fast"])
+    with pytest.raises(ValueError, match="Unrecognized options: --colour.*not fields of "
+                                         "TrainConfig"):
+        cfg.parse_flags(["--colour", "red"])
+    with pytest.raises(ValueError, match="needs a k-shot fusion"):
+        cfg.parse_flags(["--fusion", "none"])  # validated
+
+
+@pytest.mark.parametrize("name", ["synthetic-1shot", "pascal-5shot", "synthetic-pretrain"])
+def test_flags_help_lists_every_field_with_its_default_and_doc(name: str) -> None:
+    cfg = CONFIGS[name]
+    text = " ".join(cfg.flags_help().split())
+    for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
+        assert f"--{f.name.replace('_', '-')} " in text, f.name
+    lr, steps = ("learning rate", None) if name != "synthetic-pretrain" else (
+        "learning rate (SGD)", "--steps INT optimizer steps of the run (default: 2200)")
+    assert f"--lr FLOAT {lr} (default: {cfg.lr})" in text
+    if steps:
+        assert steps in text
+    else:
+        assert "--amp {none,true,false} CUDA mixed precision (none: on) (default: none)" in text
+        assert f"(default: {cfg.name})" in text and "-- data" not in text
+
+
+# --------------------------------------------------------------------------- train's command line
+def _train_cli(monkeypatch: pytest.MonkeyPatch, out: Path, *argv: str) -> TrainConfig:
+    """``python -m canetlib train --config synthetic-1shot --out OUT *argv`` with the trainer
+    replaced: the config it would train."""
+    import canetlib.train
+
+    got: dict[str, TrainConfig] = {}
+
+    def fake_train(cfg: TrainConfig, out: Path, **kwargs: Any) -> Any:
+        got["cfg"] = cfg
+        return types.SimpleNamespace(losses=[], step=0, total_steps=0, out=Path(out))
+
+    monkeypatch.setattr(canetlib.train, "train", fake_train)
+    assert main(["train", "--config", "synthetic-1shot", "--out", str(out), *argv]) == 0
+    return got["cfg"]
+
+
+def test_train_takes_set_and_field_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = _train_cli(monkeypatch, tmp_path, "--set", "lr=0.1", "--set", "width=8", "--lr", "0.5",
+                     "--fold", "2", "--blocks", "block2,block3", "--cache-images=false")
+    assert (cfg.lr, cfg.width, cfg.fold, cfg.cache_images) == (0.5, 8, 2, False)  # flags win
+    assert cfg.blocks == ("block2", "block3")
+    cfg = _train_cli(monkeypatch, tmp_path, "--backbone-widths", "8,16,16,16", "--iterations", "0")
+    assert cfg.backbone_widths == (8, 16, 16, 16) and cfg.iterations == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--colour", "red"], "error: Unrecognized options: --colour"),
+    (["--lr", "fast"], "error: bad value for --lr: could not convert string to float: 'fast'"),
+    (["--set", "lr=fast"], "error: bad value 'fast' for lr"),
+    (["--set", "colour=red"], "error: unknown setting 'colour' for TrainConfig; valid keys: "),
+])
+def test_train_refuses_bad_fields_in_one_line(argv: list[str], message: str, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--config", "synthetic-1shot", "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_other_commands_still_refuse_unknown_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["ablate", "--dry-run", "--lr", "0.5"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --lr 0.5" in capsys.readouterr().err
+
+
+def test_resume_command_repeats_the_field_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import canetlib.train
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(canetlib.train, "train", interrupted)
+    (tmp_path / "last.pt").write_bytes(b"")
+    argv = ["train", "--config", "synthetic-1shot", "--out", str(tmp_path), "--set", "width=8",
+            "--lr", "0.5", "--blocks", "block2", "block3"]
+    assert main(argv) == 130
+    assert ("--set width=8 --lr 0.5 --blocks block2 block3 --resume"
+            in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("config, present, absent", [
+    (None, "--lr FLOAT learning rate (default: 0.0025)", "--warmup"),
+    ("synthetic-1shot", "--lr FLOAT learning rate (default: 0.001)", "--warmup"),
+    ("synthetic-pretrain", "--warmup INT steps of linear lr warmup (default: 50)", "--width"),
+])
+def test_train_help_lists_the_fields(config: str | None, present: str, absent: str,
+                                     capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *(["--config", config] if config else []), "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--set KEY=VALUE override a config field" in out  # argparse's options first
+    assert out.index("--no-progress") < out.index("fields of ") < out.index(present)
+    assert f"fields of {config or 'pascal-1shot'}," in out and absent not in out

@@ -52,23 +52,24 @@ def test_matches_a_hand_loop_at_native_size() -> None:
     assert result["episodes"] == 7
 
 
-def test_original_size_with_varying_images() -> None:
+def test_original_size_with_varying_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    from canetlib.evaluation import loop
+
     model = tiny_model()
     data = FakeEpisodes(6, sizes=[(40, 56), (52, 36), (48, 48)], vary_support=True)
-    shapes: list[tuple[int, ...]] = []
-    original = FewShotMeter.update
+    scored: list[tuple[int, ...]] = []
+    original = loop.counts
 
-    def spy(self: FewShotMeter, pred: torch.Tensor, target: torch.Tensor, ids: Any) -> None:
-        shapes.append(tuple(pred.shape))
-        original(self, pred, target, ids)
+    def spy(fg: torch.Tensor, target: torch.Tensor) -> Any:
+        assert fg.shape[-2:] == target.shape[-2:]
+        scored.extend([(fg.shape[0], *fg.shape[-2:])] * fg.shape[1])  # one per episode
+        return original(fg, target)
 
-    FewShotMeter.update = spy  # type: ignore[method-assign]
-    try:
-        result = evaluate(model, data, iterations=1, batch_size=4, input_size=40)
-    finally:
-        FewShotMeter.update = original  # type: ignore[method-assign]
-    expected = [(1, *data[i]["query_mask"].shape) for i in range(6) for _ in range(2)]
-    assert sorted(shapes) == sorted(expected)
+    monkeypatch.setattr(loop, "counts", spy)
+    result = evaluate(model, data, iterations=1, batch_size=4, input_size=40)
+    # every episode scored once, at its query's original size, both iterations together
+    expected = [(2, *data[i]["query_mask"].shape) for i in range(6)]
+    assert sorted(scored) == sorted(expected)
     meters = hand_loop(model, data, 1, (40, 40))
     assert result["miou_per_iteration"] == pytest.approx([100 * m.miou() for m in meters])
     assert result["settings"]["input_size"] == [40, 40]
@@ -163,7 +164,8 @@ def test_binary_prediction_is_the_two_class_argmax() -> None:
 
 RESULT_KEYS = ["miou", "fbiou", "miou_init", "miou_per_iteration", "fbiou_per_iteration",
                "per_class_iou", "all_objects_miou", "per_class_iou_per_iteration", "classes",
-               "missing_classes", "episodes", "seconds", "episodes_per_second", "settings"]
+               "missing_classes", "episodes", "seconds", "episodes_per_second", "settings",
+               "timings"]
 
 
 def test_the_result_is_typed_and_reads_like_the_old_dict() -> None:
@@ -179,7 +181,7 @@ def test_the_result_is_typed_and_reads_like_the_old_dict() -> None:
     assert result.settings["device"] == "cpu" and result.input_size is None
     detailed = evaluate(tiny_model(), FakeEpisodes(2), iterations=1, input_size="native",
                         per_episode=True)
-    assert list(detailed.to_dict()) == [*RESULT_KEYS, "per_episode"]
+    assert list(detailed.to_dict()) == [*RESULT_KEYS[:-1], "per_episode", "timings"]
 
 
 def test_the_size_the_model_was_trained_at_wins_over_the_source_default() -> None:

@@ -413,3 +413,20 @@ def test_tiny_query_is_refused_before_writing(side: int, files: dict[str, str], 
     q, s, m = make_episode(size=side, support_size=40)
     with pytest.raises(ValueError, match="query image is"):
         tiny_model().predict(q, s, m)
+
+
+def test_threads_and_bf16_errors(capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    args = ["evaluate", "--dataset", "synthetic", "--checkpoint",
+            "synthetic-imagenet-1shot-fold0", "--episodes", "2", "--no-progress"]
+    try:
+        assert main([*args, "--threads", "0"]) == 2
+        assert "threads must be >= 1, got 0" in capsys.readouterr().err
+        from canetlib.evaluation import speed
+
+        monkeypatch.setattr(speed, "cpu_bf16_supported", lambda: False)
+        assert main([*args, "--bf16", "--device", "cpu", "--threads", "1"]) == 2
+        assert "needs a CPU with native bf16 instructions" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)

@@ -432,3 +432,22 @@ def test_every_shipped_checkpoint_loads_through_the_config() -> None:
         assert model.canet_config == CANetConfig.from_dict(stored)
         assert {k: model.config[k] for k in stored} == stored  # older files: a subset
         assert checkpoint.model_payload(model)["model_config"] == model.config
+
+
+def test_use_fusion_switches_how_supports_combine() -> None:
+    from evalfakes import tiny_model
+
+    model = tiny_model()
+    assert model.fusion is None
+    q, s, m = torch.randn(1, 3, 40, 40), torch.randn(1, 3, 3, 40, 40), torch.ones(1, 3, 40, 40)
+    with pytest.raises(ValueError, match="1-shot CANet"):
+        model(q, s, m, iterations=0)
+    model.eval().use_fusion("mask-avg")
+    assert model.fusion == "mask-avg" and model.config["fusion"] == "mask-avg"
+    avg = model(q, s, m, iterations=0).final
+    model.use_fusion("mask-or")
+    assert not torch.allclose(model(q, s, m, iterations=0).final, avg)
+    with pytest.raises(ValueError, match="no attention branch"):
+        model.use_fusion("attention")
+    with pytest.raises(ValueError):
+        model.use_fusion("median")

@@ -95,3 +95,13 @@ def test_readme_and_intro_quote_the_result_files() -> None:
         assert report.read_block(text) == report.benchmark_table(rows), hint
         variants = report.read_block(text, "variants")
         assert variants is None or variants == report.variants_table(rows), hint
+
+
+def test_variant_names_the_crf_backend() -> None:
+    from canetlib.report import variant_of
+
+    assert variant_of({"dense_crf": True}) == "DenseCRF"  # files written before the option
+    assert variant_of({"dense_crf": True, "postprocess": {"backend": "exact"}}) == "DenseCRF"
+    assert variant_of({"dense_crf": True, "postprocess": {"backend": "pydensecrf"}}) == (
+        "DenseCRF (pydensecrf)")
+    assert variant_of({"scales": [1.0]}) == "standard"

@@ -4,10 +4,14 @@ Starts JupyterLab on a temporary notebook that builds an explorer with a tiny
 random CANet, runs it, and checks in the browser that the frame is shown at
 its natural pixel size (not stretched to the output's width), that the colour
 key renders, and that moving the iteration slider redraws the frame without
-an error. Skipped when JupyterLab, the ipywidgets lab extension, playwright or
+an error (no error output in the notebook, no error in the browser's
+console). Skipped when JupyterLab, the ipywidgets lab extension, playwright or
 a Chromium binary is missing (playwright's own browser download is not
 needed: set ``CHROMIUM`` to a binary, else Debian's ``chromium`` is used).
-Run with ``pytest -m slow tests/test_widgets_browser.py``.
+Run with ``pytest -m slow tests/test_widgets_browser.py``; set
+``CANET_BROWSER_SCREENSHOTS`` to a folder to keep screenshots of the page and
+of each widget. The waits are on conditions, with generous limits for a
+loaded two-core machine: a passing run takes about half a minute per screen.
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for_server(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+def _wait_for_server(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -120,6 +124,11 @@ def lab(tmp_path: Path):
                 "nbformat": 4, "nbformat_minor": 5}
     (tmp_path / "explorer.ipynb").write_text(json.dumps(notebook))
     home = tmp_path / "jupyter"
+    # no "get notified about Jupyter news?" toast over the outputs (nor any request for news)
+    notification = home / "settings" / "@jupyterlab" / "apputils-extension"
+    notification.mkdir(parents=True)
+    (notification / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     env = dict(os.environ, JUPYTER_PATH=_jupyter_path(), OMP_NUM_THREADS="1",
                JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "rt"),
                JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
@@ -148,6 +157,10 @@ def lab(tmp_path: Path):
         print((tmp_path / "lab.log").read_text(errors="replace")[-4000:])
 
 
+#: the error outputs of the notebook's cells (tracebacks, warnings) as the browser shows them
+ERROR_OUTPUTS = (".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'], "
+                 ".jp-OutputArea-output .ansi-red-fg")
+
 FRAME_JS = """(n = 0) => {
     const img = document.querySelectorAll('.jp-OutputArea .widget-image')[n];
     if (!img || !img.complete || !img.naturalWidth) return null;
@@ -158,6 +171,21 @@ FRAME_JS = """(n = 0) => {
             shown: [box.width, box.height], area: area.width, widget: widget.height,
             frame_box: img.parentElement.getBoundingClientRect().height};
 }"""
+
+
+def wait_until(page, condition: str, what: str, timeout_s: float) -> None:
+    """Wait for the JavaScript ``condition``; on timeout fail saying what did not happen.
+
+    The kernel's own tracebacks (a redraw that raised in a slider callback) are in
+    JupyterLab's log, printed after the test.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(condition, timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        pytest.fail(f"{what} within {timeout_s:.0f} s (notebook errors: "
+                    f"{page.locator(ERROR_OUTPUTS).all_inner_texts()}; see JupyterLab's log)")
 
 
 def check_natural_size(frame: dict) -> None:
@@ -176,21 +204,28 @@ def test_explorers_in_jupyterlab(lab: str, screen: int) -> None:
         browser = p.chromium.launch(executable_path=_chromium(), headless=True)
         try:
             page = browser.new_page(viewport={"width": screen, "height": 1000})
-            page.goto(lab)
-            page.wait_for_function("() => window.jupyterapp && document.querySelector("
-                                   "'.jp-Notebook .jp-Cell')", timeout=90_000)
-            # wait until the kernel is idle, then run the cell
-            page.wait_for_function("""() => {
+            page.set_default_timeout(60_000)  # locators' waits on a loaded machine
+            console: list[str] = []  # errors in the browser (widget views, the lab itself)
+            page.on("console", lambda m: console.append(f"console.{m.type}: {m.text}")
+                    if m.type == "error" else None)
+            page.on("pageerror", lambda e: console.append(f"uncaught: {e}"))
+            page.goto(lab, timeout=180_000)
+            wait_until(page, "() => window.jupyterapp && document.querySelector("
+                       "'.jp-Notebook .jp-Cell')", "JupyterLab did not show the notebook", 180)
+            # wait until the kernel is idle, then run the cells
+            wait_until(page, """() => {
                 const w = window.jupyterapp.shell.currentWidget;
                 return w && w.sessionContext && w.sessionContext.session
                     && w.sessionContext.session.kernel
                     && w.sessionContext.session.kernel.status === 'idle';
-            }""", timeout=120_000)
+            }""", "the kernel did not start", 180)
             page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            page.wait_for_function(f"({FRAME_JS})() !== null", timeout=180_000)
-            errors = page.locator(".jp-OutputArea-output[data-mime-type="
-                                  "'application/vnd.jupyter.stderr'], .jp-OutputArea-output"
-                                  " .ansi-red-fg")
+            # the first frame, or an error (a traceback fails the test now, not at the timeout)
+            wait_until(page, f"""() => ({FRAME_JS})() !== null
+                || document.querySelector({json.dumps(ERROR_OUTPUTS)}) !== null""",
+                       "the iteration explorer showed no frame", 300)
+            errors = page.locator(ERROR_OUTPUTS)
+            assert errors.count() == 0, errors.all_inner_texts()
             first = page.evaluate(FRAME_JS, 0)
             # the frame at its own pixel size: not stretched to the output's width
             check_natural_size(first)
@@ -208,31 +243,42 @@ def test_explorers_in_jupyterlab(lab: str, screen: int) -> None:
             handle = page.locator(".jp-OutputArea .widget-hslider .noUi-handle").nth(1)
             handle.focus()
             handle.press("ArrowRight")
-            page.wait_for_function(f"""() => {{
+            wait_until(page, f"""() => {{
                 const f = ({FRAME_JS})();
                 return f !== null && f.src !== {json.dumps(first["src"])};
-            }}""", timeout=60_000)
+            }}""", "moving the iteration slider did not redraw the frame", 120)
             page.locator(".jp-RenderedText", has_text="REDRAWN (0, 1)").first.wait_for(
-                timeout=30_000)
+                timeout=120_000)
             second = page.evaluate(FRAME_JS, 0)
             print("frames in the browser:", first, second)
-            if os.environ.get("CANET_BROWSER_SCREENSHOT"):  # to look at it by eye
-                page.screenshot(path=os.environ["CANET_BROWSER_SCREENSHOT"], full_page=True)
+            shots = os.environ.get("CANET_BROWSER_SCREENSHOTS")  # to look at them by eye
+            if shots:
+                Path(shots).mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=f"{shots}/{screen}-page.png")
+                page.locator(".jp-OutputArea .widget-vbox").first.screenshot(
+                    path=f"{shots}/{screen}-iteration-explorer.png")
             assert second["natural"] == first["natural"], (first, second)
             assert second["shown"][0] == pytest.approx(first["shown"][0], abs=1.5)
             assert "<b>1:" in page.locator(".jp-OutputArea .widget-html-content").first \
                 .inner_html()
             # the episode browser: 1-shot then 5-shot frames, natural size, same height
-            page.wait_for_function(f"({FRAME_JS})(1) !== null", timeout=120_000)
+            wait_until(page, f"({FRAME_JS})(1) !== null", "the episode browser showed no frame",
+                       180)
             one = page.evaluate(f"({FRAME_JS})(1)")
             check_natural_size(one)
+            if shots:
+                page.locator(".canet-test-browser").screenshot(
+                    path=f"{shots}/{screen}-episode-browser-1shot.png")
             page.locator(".canet-test-browser select").select_option("5-shot")
-            page.wait_for_function(f"""() => {{
+            wait_until(page, f"""() => {{
                 const f = ({FRAME_JS})(1);
                 return f !== null && f.src !== {json.dumps(one["src"])};
-            }}""", timeout=60_000)
+            }}""", "choosing the 5-shot episodes did not redraw the episode browser", 120)
             five = page.evaluate(f"({FRAME_JS})(1)")
             print("episode browser frames:", one, five)
+            if shots:
+                page.locator(".canet-test-browser").screenshot(
+                    path=f"{shots}/{screen}-episode-browser-5shot.png")
             check_natural_size(five)
             assert five["natural"][1] > 1.5 * one["natural"][1]  # two rows of panels
             if five["natural"][0] > five["area"]:  # narrow screen: shrunk, not cut or scrolled
@@ -243,5 +289,6 @@ def test_explorers_in_jupyterlab(lab: str, screen: int) -> None:
             if screen >= 1600:
                 assert five["widget"] == pytest.approx(one["widget"], abs=1.0)
             assert errors.count() == 0, errors.all_inner_texts()
+            assert not console, console
         finally:
             browser.close()

@@ -1,1 +1,19 @@
 """Thin command-line entry points; see :mod:`canetlib.cli`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch's CPU threads (see :func:`canetlib.runtime.configure_threads`)."""
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch (default: OMP_NUM_THREADS if set, else 1: on "
+                        "a shared machine more threads can be many times slower)")
+
+
+def apply_threads(args: argparse.Namespace) -> int:
+    """Set the thread count ``args.threads`` asks for; returns the number in use."""
+    from canetlib.runtime import configure_threads
+
+    return configure_threads(getattr(args, "threads", None))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+from canetlib.commands import add_threads_argument, apply_threads
 
 HELP = ("benchmark evaluation (ours vs re-running the network per IOM pass) and training "
         "speed on this device")
@@ -21,7 +24,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=8, help="episodes per call for throughput")
     p.add_argument("--train-batch", type=int, default=4, help="episodes per training step")
     p.add_argument("--width", type=int, default=256, help="head width (paper: 256)")
-    p.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    p.add_argument("--no-flops", action="store_true",
+                   help="skip the FLOP count and the convolution ceiling")
+    p.add_argument("--eval-episodes", type=int, default=1000, metavar="N",
+                   help="also time `evaluate --episodes N` of the book's checkpoint in each "
+                        "mode, split into data, backbone, head and metrics (0: skip)")
+    p.add_argument("--eval-checkpoint", default="synthetic-imagenet-1shot-fold0",
+                   help="the shipped checkpoint timed by --eval-episodes")
+    add_threads_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,10 +41,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json:
         check_writable(args.json)
+    apply_threads(args)
     result = run_benchmark(
         args.device, repeats=args.repeats, warmup=args.warmup, size=args.size,
         backbone=args.backbone, iterations=args.iterations, batch=args.batch,
         train_batch=args.train_batch, width=args.width, flops=not args.no_flops,
+        eval_episodes=args.eval_episodes, eval_checkpoint=args.eval_checkpoint,
         log=lambda msg: print(msg, file=sys.stderr))
     print(format_summary(result))
     if args.json:
@@ -43,13 +55,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_summary(r: dict[str, object]) -> str:
+def format_summary(r: dict[str, Any]) -> str:
     """The headline numbers, rounded."""
     s = r["settings"]
-    assert isinstance(s, dict)
-    ok = r["meets_targets"]
-    assert isinstance(ok, dict)
-    met = {k: "met" if v else "not met" for k, v in ok.items()}
+    met = {k: "met" if v else "not met" for k, v in r["meets_targets"].items()}
     lines = [
         (f"device {r['device']} ({r['device_name']}, {r['threads']} threads), {s['backbone']}, "
          f"{s['size']} px, 1-shot, {s['iterations']} refinements, median of {s['repeats']}, "
@@ -69,11 +78,24 @@ def format_summary(r: dict[str, object]) -> str:
     if isinstance(flops, dict):
         lines.append(
             f"GFLOPs: backbone {flops['backbone_per_image']:.1f}/image, IOM pass "
-            f"{flops['iom_pass']:.1f} (cached refinement {flops['iom_cached_pass']:.1f}), episode {flops['evaluator_episode']:.0f} vs re-run "
-            f"{flops['rerun_episode']:.0f}; arithmetic bounds: speedup "
-            f"{flops['ideal_speedup_vs_rerun']:.2f}, vs floor {flops['ideal_eval_vs_floor']:.2f}")
-    amp = r.get("amp_speedup_vs_fp32")
-    if isinstance(amp, dict):
-        lines.append("AMP + channels_last vs fp32: " + ", ".join(
-            f"{k} x{v:.2f}" for k, v in amp.items()))
+            f"{flops['iom_pass']:.1f} (cached refinement {flops['iom_cached_pass']:.1f}), "
+            f"episode {flops['evaluator_episode']:.0f} vs re-run {flops['rerun_episode']:.0f}; "
+            f"arithmetic bounds: speedup {flops['ideal_speedup_vs_rerun']:.2f}, vs floor "
+            f"{flops['ideal_eval_vs_floor']:.2f}")
+    for mode, c in (r.get("conv_ceiling") or {}).items():
+        lines.append(f"{mode}: batched evaluator {c['evaluator_gflops_per_s']:.0f} GFLOP/s = "
+                     f"{100 * c['share']:.0f}% of this device's 3x3 convolution "
+                     f"({c['conv_gflops_per_s']:.0f} GFLOP/s)"
+                     + (f"; target >= 60%: {met['conv_share_fp32']}" if mode == "fp32" else ""))
+    for key, value in r.items():
+        if key.endswith(("_speedup_vs_fp32", "_speedup_vs_amp_channels_last")):
+            lines.append(f"{key}: " + ", ".join(f"{k} x{v:.2f}" for k, v in value.items()))
+    for mode, e in (r.get("evaluation") or {}).items():
+        sec = e["seconds"]
+        ratio = f"{e['vs_backbone']:.2f}x" if e["vs_backbone"] else "n/a"
+        lines.append(
+            f"evaluate --episodes {e['episodes']} ({e['checkpoint']}, {mode}): "
+            f"{sec['total']:.1f} s = data {sec['data']:.1f} + backbone {sec['backbone']:.1f} + "
+            f"head {sec['head']:.1f} + metrics {sec['metrics']:.1f}; {ratio} the backbone "
+            f"passes; final mIoU {e['miou_per_iteration'][-1]:.2f}")
     return "\n".join(lines)

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from canetlib.commands import add_threads_argument, apply_threads
+
 HELP = ("evaluate a checkpoint on seeded test episodes (mIoU, FB-IoU per IOM iteration, "
         "original image size)")
 
@@ -56,6 +58,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "crop size, else 321 for pascal/coco and 128 for synthetic)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
     p.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast on a CPU with native bf16 instructions (about twice "
+                        "as fast; scores move by about 0.1 point)")
+    add_threads_argument(p)
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--per-episode", action="store_true",
                    help="also write every episode's IoU per iteration to the JSON")
@@ -115,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     _validate(args)
     if args.json:
         check_writable(args.json)
+    apply_threads(args)
     device = default_device(args.device)
     ckpt = checkpoint.load(args.checkpoint)
     model = _load_model(args, device)
@@ -183,7 +190,8 @@ def _evaluate_kwargs(args: argparse.Namespace, ckpt: dict[str, Any],
         "scales": MULTI_SCALE if args.multi_scale else (
             _parse_scales(args.scales) if args.scales else (1.0,)),
         "batch_size": args.batch_size, "input_size": _input_size(args, ckpt), "device": device,
-        "amp": False if args.no_amp else None, "progress": not args.no_progress,
+        "amp": False if args.no_amp else None, "bf16": args.bf16,
+        "progress": not args.no_progress,
         "num_workers": args.num_workers, "per_episode": args.per_episode}
     if args.dense_crf:
         from canetlib.crf import DenseCRF

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from canetlib.commands import add_threads_argument, apply_threads
+
 HELP = "segment your own query image from k support images with masks or boxes"
 
 
@@ -75,6 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "training crop size, else 321)")
     p.add_argument("--multi-scale", action="store_true", help="query at 0.7, 1 and 1.3")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if any)")
+    add_threads_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         check_size(args.size, args.size, "--size")
     for path in (args.out, overlay_path(args.out)):
         check_writable(path)
+    apply_threads(args)
     device = default_device(args.device)
     ckpt = checkpoint.load(args.checkpoint)
     size = args.size if args.size is not None else \

@@ -1,10 +1,16 @@
 """``train``: train CANet (or pretrain the offline backbone) from a named config.
 
 ``python -m canetlib train --config NAME --fold F --out DIR [--max-steps N]
-[--save-every N] [--resume] [--overwrite] [--set key=value ...]``; under
-``torchrun --nproc_per_node=N -m canetlib train ...`` it trains with
+[--save-every N] [--resume] [--overwrite] [--set key=value ...] [--FIELD VALUE ...]``;
+under ``torchrun --nproc_per_node=N -m canetlib train ...`` it trains with
 DistributedDataParallel. ``--config synthetic-pretrain`` runs the backbone
 pretraining of the offline miniature (:mod:`canetlib.pretrain`) instead.
+
+Every field of the named config is a flag of its own (``--lr 0.001``), generated
+by tyro from the config dataclass (:meth:`canetlib.settings.Settings.parse_flags`);
+``--help`` lists them after the options, with the defaults of ``--config NAME``
+when it comes first. The options below are argparse's; whatever they do not know
+is handed to tyro (``cli.main`` passes it as ``args.config_flags``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,25 @@ from pathlib import Path
 from canetlib.configs import CONFIGS, PretrainConfig, get_config
 
 HELP = "train CANet from a named config (paper recipe), resumable, torchrun-ready"
+
+
+class _HelpWithFields(argparse.Action):
+    """``-h/--help``: the options, then the config's fields as tyro's flags, with the defaults
+    of ``--config NAME`` when it comes before ``--help`` (else those of pascal-1shot)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 help: str | None = None) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        name = getattr(namespace, "config", None)
+        name = name if name in CONFIGS else "pascal-1shot"
+        parser.print_help()
+        print(f"\nfields of {name}, each a flag (--lr 0.001) or --set KEY=VALUE (--set lr=0.001);"
+              f"\n`train --config NAME --help` shows NAME's defaults:\n"
+              f"{CONFIGS[name].flags_help()}")
+        parser.exit()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,9 +60,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a previous run in DIR")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config field (repeatable), "
-                   "e.g. --set lr=0.001 --set backbone_widths=8,16,16,16")
+                   "e.g. --set lr=0.001 --set backbone_widths=8,16,16,16; or use the "
+                   "field's flag, e.g. --lr 0.001 (listed below)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if present)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument_group(conflict_handler="resolve").add_argument(
+        "-h", "--help", action=_HelpWithFields,
+        help="show this help, the config's fields last (with --config NAME first: its defaults)")
+    p.set_defaults(config_flags=[])  # the fields' flags (cli.main hands over unknown options)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +85,7 @@ def resume_command(args: argparse.Namespace) -> str:
         words += ["--fold", str(args.fold)]
     for item in args.overrides:
         words += ["--set", item]
+    words += getattr(args, "config_flags", [])
     for flag, value in (("--max-steps", args.max_steps), ("--save-every", args.save_every)):
         if value is not None:
             words += [flag, str(value)]
@@ -76,6 +107,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.save_every is not None:
         changes["save_every"] = args.save_every
     cfg = get_config(args.config, args.overrides, **changes)
+    if args.config_flags:  # after --set: the flags win
+        cfg = cfg.parse_flags(args.config_flags)
     if isinstance(cfg, PretrainConfig):
         if args.fold is not None:
             raise ValueError("--fold does not apply to synthetic-pretrain: the pretraining "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -14,12 +14,13 @@ from torch.utils.data import DataLoader, Dataset
 from canetlib.evaluation.datasets import class_names, dataset_classes
 from canetlib.evaluation.results import EvalResult
 from canetlib.evaluation.sizing import Size, group_items, resolve_input_size, stack_items
+from canetlib.evaluation.speed import StageTimes, inference_setup, resolve_precision
 from canetlib.inputs import check_episode
-from canetlib.metrics import AllObjectsMeter, FewShotMeter, episode_iou
+from canetlib.metrics import AllObjectsMeter, FewShotMeter, counts
 from canetlib.model import CANet
 from canetlib.model.cache import feature_cache
 from canetlib.model.inference import IterationMaps, iteration_maps, resize_maps
-from canetlib.runtime import autocast, default_device
+from canetlib.runtime import default_device
 from canetlib.runtime import progress as _progress
 
 Item = dict[str, Any]
@@ -76,42 +77,75 @@ class _Tally:
         self.counts = dict.fromkeys(classes, 0)
         self.episodes: list[dict[str, Any]] | None = [] if keep_episodes else None
 
-    def add(self, item: Item, out: IterationMaps, postprocess: Postprocess | None = None) -> None:
-        """``out``: one episode's per-iteration ``(1, 2, h, w)`` maps.
+    def add_group(self, items: list[Item], out: IterationMaps,
+                  postprocess: Postprocess | None = None) -> None:
+        """Score episodes predicted together: ``out.maps[t]`` is ``(B, 2, h, w)``.
 
+        Every iteration of all episodes whose queries share a size is upsampled,
+        thresholded and counted in one pass (:func:`canetlib.metrics.counts`).
         ``postprocess(query_image, probabilities)`` refines each iteration's
-        probabilities at the query's original size before the argmax.
+        probabilities at the query's original size before the argmax (one
+        episode at a time).
         """
-        cid = int(item["class_id"])
-        if cid not in self.counts:
-            raise ValueError(f"episode {item.get('index')} has class {cid}, which is not one of "
-                             f"the dataset's test classes {sorted(self.counts)}")
-        self.counts[cid] += 1
-        self.all_objects.add(item)
-        target = item["query_mask"].to(out.maps[0].device)
-        maps = out.maps
+        for item in items:
+            cid = int(item["class_id"])
+            if cid not in self.counts:
+                raise ValueError(f"episode {item.get('index')} has class {cid}, which is not "
+                                 f"one of the dataset's test classes {sorted(self.counts)}")
+            self.counts[cid] += 1
+            self.all_objects.add(item)
+        ious: list[list[float]] = [[] for _ in items]
         if postprocess is not None:
-            maps = [postprocess(item["query_image"].to(p.device), p)
-                    for p in out.probabilities(target.shape[-2:])]
-        ious = []
-        for meter, m in zip(self.meters, maps):
-            pred = binary_prediction(m, target.shape[-2:])
-            meter.update(pred, target[None], [cid])
-            if self.episodes is not None:
-                ious.append(episode_iou(pred, target[None]))
+            for j, item in enumerate(items):
+                ious[j] = self._add_postprocessed(item, out.episode(j), postprocess)[0]
+        else:
+            by_shape: dict[tuple[int, ...], list[int]] = {}
+            for j, item in enumerate(items):
+                by_shape.setdefault(tuple(item["query_mask"].shape), []).append(j)
+            for shape, idx in by_shape.items():
+                # bilinear resizing is linear: resize foreground - background once
+                # (a plain-layout copy: resizing channels_last maps is slow on CPU)
+                margin = torch.stack([m[idx, 1] - m[idx, 0] for m in out.maps]).float()
+                up = resize_maps(margin.flatten(0, 1)[:, None].contiguous(), shape)
+                fg = (up[:, 0] > 0).view(len(out.maps), len(idx), *shape)
+                target = torch.stack([items[j]["query_mask"] for j in idx]).to(fg.device)
+                for j, iou in zip(idx, self._count([items[j] for j in idx], *counts(fg, target))):
+                    ious[j] = iou
         if self.episodes is not None:
-            self.episodes.append({"index": item.get("index"), "class_id": cid,
-                                  "query_id": item.get("query_id"),
-                                  "support_ids": item.get("support_ids"),
-                                  "iou_per_iteration": ious})
+            for item, iou in zip(items, ious):
+                self.episodes.append({"index": item.get("index"), "class_id": int(item["class_id"]),
+                                      "query_id": item.get("query_id"),
+                                      "support_ids": item.get("support_ids"),
+                                      "iou_per_iteration": iou})
 
-    def summarise(self, names: dict[int, str], seconds: float,
+    def _add_postprocessed(self, item: Item, out: IterationMaps,
+                           postprocess: Postprocess) -> list[list[float]]:
+        target = item["query_mask"].to(out.maps[0].device)
+        maps = [postprocess(item["query_image"].to(p.device), p)
+                for p in out.probabilities(target.shape[-2:])]
+        fg = torch.stack([binary_prediction(m, target.shape[-2:]) == 1 for m in maps])
+        return self._count([item], *counts(fg, target[None]))
+
+    def _count(self, items: list[Item], inter: Tensor, union: Tensor) -> list[list[float]]:
+        """Add ``(T, b, 2)`` counts of ``b`` episodes at every iteration ``t``; returns each
+        episode's foreground IoU (%) per iteration (an empty union counts as 100)."""
+        ids = [int(item["class_id"]) for item in items]
+        for meter, i, u in zip(self.meters, inter, union):
+            meter.add_counts(ids, i, u)
+        if self.episodes is None:
+            return [[] for _ in items]
+        fg_i, fg_u = inter[..., 1].T.cpu().tolist(), union[..., 1].T.cpu().tolist()
+        return [[100.0 * a / b if b else 100.0 for a, b in zip(ai, bi)]
+                for ai, bi in zip(fg_i, fg_u)]
+
+    def summarise(self, names: dict[int, str], times: StageTimes,
                   settings: dict[str, Any]) -> EvalResult:
         meters = self.meters
         if not meters[-1].episodes:
             raise ValueError("the dataset has no episodes")
         final = meters[-1].class_iou()
         n = meters[-1].episodes
+        seconds = times.total
         return EvalResult(
             miou=100 * meters[-1].miou(),
             fbiou=100 * meters[-1].fbiou(),
@@ -129,6 +163,7 @@ class _Tally:
             episodes_per_second=n / seconds if seconds > 0 else float("inf"),
             settings=settings,
             per_episode=self.episodes,
+            timings=times.as_dict(),
         )
 
 
@@ -149,7 +184,8 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
              device: str | torch.device | None = None, amp: bool | None = None,
              progress: bool = False, num_workers: int = 0,
              classes: Sequence[int] | None = None, per_episode: bool = False,
-             postprocess: Postprocess | None = None, cache_features: bool = True
+             postprocess: Postprocess | None = None, cache_features: bool = True,
+             bf16: bool = False, channels_last: bool = True, fold_bn: bool = True
              ) -> EvalResult:
     """Evaluate ``model`` on every episode of ``dataset``.
 
@@ -165,10 +201,8 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
             (``model.input_size`` from :func:`canetlib.checkpoint.load_model`), else
             the source's default; see :func:`resolve_input_size`.
         device: default CUDA when available.
-        amp: mixed precision on CUDA (default on; with channels_last);
-            ignored on CPU.
-        progress: show a progress bar.
-        num_workers: DataLoader workers.
+        amp: mixed precision on CUDA (default on); ignored on CPU.
+        progress, num_workers: a progress bar; DataLoader workers.
         classes: test class ids (default: from the dataset).
         per_episode: also return every episode's IoU per iteration.
         postprocess: refines each iteration's ``(1, 2, H, W)`` probabilities at
@@ -177,31 +211,48 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
         cache_features: compute each distinct image's frozen features once
             (:func:`canetlib.model.cache.feature_cache`; the same numbers up to
             float rounding, several times faster on a fixed test pool).
+        bf16: bf16 autocast on a CPU with native bf16 instructions (opt-in: faster,
+            scores move by about 0.1 point; :mod:`canetlib.evaluation.speed`).
+        channels_last, fold_bn: channels_last layout; the frozen backbone's BatchNorm
+            folded into its convolutions (on a copy). Both exact up to float rounding.
 
     Returns:
         an :class:`EvalResult` (reads like the dict ``to_dict()`` gives): ``miou`` /
         ``fbiou`` (final iteration, %), ``miou_per_iteration`` / ``fbiou_per_iteration``
         (index 0 = CANet-Init), ``per_class_iou``, ``all_objects_miou``, ``classes``,
         ``missing_classes``, ``episodes``, ``seconds``, ``episodes_per_second``,
-        ``settings``.
+        ``settings``, and ``timings`` (seconds in data, backbone, head, metrics).
     """
     scales = _checked_scales(iterations, batch_size, scales)
     dev = default_device(device)
     size = resolve_input_size(dataset, input_size, model)
     class_ids = [int(c) for c in classes] if classes is not None else dataset_classes(dataset)
     tally = _Tally(class_ids, iterations, per_episode)
-    use_amp = dev.type == "cuda" and (amp is None or bool(amp))  # no AMP on CPU
-    with _eval_mode(model, dev, use_amp):
+    precision = resolve_precision(dev, amp, bf16)
+    times = StageTimes()
+    start = time.perf_counter()
+    with inference_setup(model, dev, precision, times, channels_last, fold_bn), \
+            torch.inference_mode(), maybe_cache(model, cache_features):
+        batches = _timed_batches(_loader(dataset, batch_size, num_workers), times)
+        total = -(-len(dataset) // batch_size)  # type: ignore[arg-type]
+        for items in _progress(batches, enabled=progress, total=total, desc="evaluate",
+                               unit="batch"):
+            _score_batch(model, items, tally, size, dev, iterations, scales, postprocess, times)
+    times.total = time.perf_counter() - start
+    settings = _settings(iterations, scales, batch_size, size, dev, precision, postprocess)
+    settings.update(channels_last=channels_last, fold_bn=fold_bn)
+    return tally.summarise(class_names(dataset, class_ids), times, settings)
+
+
+def _timed_batches(batches: Iterator[list[Item]], times: StageTimes) -> Iterator[list[Item]]:
+    """``batches``, with the time spent producing them added to ``times.data``."""
+    while True:
         start = time.perf_counter()
-        with torch.inference_mode(), autocast(dev, use_amp), maybe_cache(model, cache_features):
-            batches = _loader(dataset, batch_size, num_workers)
-            total = -(-len(dataset) // batch_size)  # type: ignore[arg-type]
-            for items in _progress(batches, enabled=progress, total=total, desc="evaluate",
-                                  unit="batch"):
-                _score_batch(model, items, tally, size, dev, iterations, scales, postprocess)
-    seconds = time.perf_counter() - start
-    settings = _settings(iterations, scales, batch_size, size, dev, use_amp, postprocess)
-    return tally.summarise(class_names(dataset, class_ids), seconds, settings)
+        items = next(batches, None)
+        times.data += time.perf_counter() - start
+        if items is None:
+            return
+        yield items
 
 
 def _checked_scales(iterations: int, batch_size: int, scales: Sequence[float]
@@ -217,43 +268,32 @@ def _checked_scales(iterations: int, batch_size: int, scales: Sequence[float]
     return scales
 
 
-@contextmanager
-def _eval_mode(model: CANet, dev: torch.device, use_amp: bool) -> Iterator[None]:
-    """``model`` on ``dev`` in eval mode (channels_last with AMP on CUDA) for the block;
-    its training flag and memory format are restored afterwards, whatever happens."""
-    was_training, was_cl = model.training, bool(getattr(model, "_channels_last", False))
-    model.to(dev).eval()
-    if dev.type == "cuda" and use_amp:
-        model.use_channels_last(True)
-    try:
-        yield
-    finally:
-        if dev.type == "cuda" and use_amp and not was_cl:
-            model.use_channels_last(False)
-        model.train(was_training)
-
-
 def _score_batch(model: CANet, items: list[Item], tally: _Tally, size: Size | None,
                  dev: torch.device, iterations: int, scales: Sequence[float],
-                 postprocess: Postprocess | None) -> None:
+                 postprocess: Postprocess | None, times: StageTimes) -> None:
     """Predict every episode of a loader batch (in groups of one input size) and tally it."""
     _check_items(items)
     for group in group_items(items, size):
+        start = time.perf_counter()
         query, supports, masks = stack_items(group, size, dev)
         check_episode(query, supports, masks)
         out = iteration_maps(model, query, supports, masks, iterations, scales, logits=True)
-        for j, item in enumerate(group):
-            tally.add(item, out.episode(j), postprocess)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        scored = time.perf_counter()
+        times.model += scored - start
+        tally.add_group(group, out, postprocess)
+        times.metrics += time.perf_counter() - scored
 
 
 def _settings(iterations: int, scales: Sequence[float], batch_size: int,
-              size: Size | None, dev: torch.device, use_amp: bool,
+              size: Size | None, dev: torch.device, precision: str,
               postprocess: Postprocess | None) -> dict[str, Any]:
     """What :func:`evaluate` ran with (the result's ``settings``)."""
     settings: dict[str, Any] = {
         "iterations": iterations, "scales": list(scales), "batch_size": batch_size,
         "input_size": list(size) if size is not None else None, "device": str(dev),
-        "amp": use_amp}
+        "amp": precision == "amp", "precision": precision, "threads": torch.get_num_threads()}
     if postprocess is not None:
         settings["postprocess"] = getattr(postprocess, "settings", lambda: repr(postprocess))()
     return settings

@@ -82,8 +82,11 @@ class EvalResult(ResultMapping):
     settings: dict[str, Any]
     #: each episode's IoU per iteration (``per_episode=True`` only)
     per_episode: list[dict[str, Any]] | None = None
+    #: seconds in data loading, the backbone, the head and the metrics, and in all
+    #: (:class:`canetlib.evaluation.speed.StageTimes`)
+    timings: dict[str, float] | None = None
 
-    _omit_if_none: ClassVar[tuple[str, ...]] = ("per_episode",)
+    _omit_if_none: ClassVar[tuple[str, ...]] = ("per_episode", "timings")
 
     @property
     def input_size(self) -> tuple[int, int] | None:

@@ -14,6 +14,7 @@ move (the reference code left them in training mode).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -78,7 +79,7 @@ class VGG16Backbone(nn.Module):
     """
 
     # indices of torchvision's vgg16().features: stage ends (after ReLU)
-    _STAGE_END = {"block2": 9, "block3": 16, "block4": 23}
+    _STAGE_END: ClassVar[dict[str, int]] = {"block2": 9, "block3": 16, "block4": 23}
 
     def __init__(self, blocks: Sequence[str], pretrained: bool) -> None:
         super().__init__()

@@ -166,6 +166,19 @@ class CANet(nn.Module):
         self._channels_last = enabled
         return self
 
+    def use_fusion(self, fusion: str | None) -> CANet:
+        """Switch the k-shot fusion in place (Table 5 tests one model with each).
+
+        Only how k supports are combined changes; the weights stay. ``"attention"``
+        needs the attention branch, i.e. a model built (and trained) with it.
+        """
+        config = self.canet_config.replace(fusion=fusion)  # validates the name
+        if config.fusion == "attention" and self.attention is None:
+            raise ValueError("this model has no attention branch; choose fusion from None, "
+                             "'feature-avg', 'mask-avg', 'mask-or'")
+        self.canet_config, self.fusion = config, config.fusion
+        return self
+
     def parameter_counts(self) -> tuple[int, int]:
         """``(frozen, trainable)`` parameter counts."""
         return count_parameters(self)
