@@ -161,3 +161,20 @@ def test_interpolating_the_margin_is_the_argmax_of_the_interpolation() -> None:
                            align_corners=True)
     agree = (up.argmax(1) == (margin[:, 0] > 0).long()).float().mean()
     assert agree > 0.999  # float rounding may flip an exact tie
+
+
+def test_cpu_backbone_chunks_give_the_batch_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    from canetlib.model import canet
+
+    model = tiny_model().eval()
+    x = torch.randn(5, 3, 48, 48)
+    with torch.inference_mode():
+        whole = model.extract(x)
+        monkeypatch.setattr(canet, "CPU_CHUNK_PIXELS", 2 * 48 * 48)  # chunks of 2, 2, 1
+        calls: list[int] = []
+        handle = model.backbone.register_forward_hook(
+            lambda _m, args, _o: calls.append(args[0].shape[0]))
+        chunked = model.extract(x)
+        handle.remove()
+    assert calls == [2, 2, 1]
+    assert torch.allclose(whole, chunked, atol=1e-6)

