@@ -178,3 +178,40 @@ def test_cpu_backbone_chunks_give_the_batch_result(monkeypatch: pytest.MonkeyPat
         handle.remove()
     assert calls == [2, 2, 1]
     assert torch.allclose(whole, chunked, atol=1e-6)
+
+
+@pytest.mark.parametrize("fusion", ["mask-avg", "feature-avg"])
+def test_cpu_head_chunks_give_the_batch_result(fusion: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from canetlib.model import canet
+
+    model = tiny_model(fusion=fusion).eval()
+    q, s = torch.randn(5, 3, 40, 40), torch.randn(5, 3, 3, 40, 40)
+    m = torch.zeros(5, 3, 40, 40, dtype=torch.long)
+    m[..., 10:30, 10:30] = 1
+    with torch.inference_mode():
+        feats = model.encode(q, s, m)
+        history = torch.rand(5, 2, *feats.features.shape[-2:])
+        whole = model.refine(feats, 2, history)
+        monkeypatch.setattr(canet, "CPU_HEAD_CHUNK", 6)  # 2 episodes (6 chains) at a time
+        calls: list[int] = []
+        handle = model.iom.register_forward_hook(lambda _m, a, _o: calls.append(a[0].shape[0]))
+        chunked = model.refine(feats, 2, history)
+        handle.remove()
+    groups = 3 if fusion == "mask-avg" else 1
+    assert max(calls) <= 6 and sum(calls) == 3 * 5 * groups  # 3 passes over every chain
+    for a, b in zip(whole.logits, chunked.logits):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_more_supports_than_a_head_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    from canetlib.model import canet
+
+    monkeypatch.setattr(canet, "CPU_HEAD_CHUNK", 2)  # fewer than the 3 chains of an episode
+    model = tiny_model(fusion="mask-or").eval()
+    q, s = torch.randn(2, 3, 40, 40), torch.randn(2, 3, 3, 40, 40)
+    m = torch.ones(2, 3, 40, 40, dtype=torch.long)
+    m[..., :5, :] = 0
+    with torch.inference_mode():
+        out = model(q, s, m, iterations=1)
+    assert out.final.shape[0] == 2
