@@ -194,17 +194,14 @@ def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.d
     ``"attention"`` on a checkpoint without the attention branch is an error.
     """
     ckpt = load(name_or_path, map_location)
-    config = canet_config(ckpt, str(name_or_path))
-    if fusion is not ...:
-        if fusion == "attention" and config.fusion != "attention":
-            raise ValueError(f"{name_or_path}: has no attention branch; choose fusion from "
-                             "None, 'feature-avg', 'mask-avg', 'mask-or'")
-        config = config.replace(fusion=fusion)
-    model = build_model(config)
+    model = build_model(canet_config(ckpt, str(name_or_path)))
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    if fusion is not ... and fusion != "attention":
-        state = {k: v for k, v in state.items() if not k.startswith("attention.")}
     load_state(model, state, str(name_or_path))
+    if fusion is not ...:
+        try:
+            model.use_fusion(fusion)
+        except ValueError as err:
+            raise ValueError(f"{name_or_path}: {err}") from None
     model.input_size = trained_input_size(ckpt)
     return model.to(map_location).eval()
 

@@ -50,12 +50,13 @@ def iteration_probabilities(model: CANet, query: Tensor, supports: Tensor, masks
 def binary_prediction(maps: Tensor, size: Sequence[int]) -> Tensor:
     """Upsample ``(B, 2, h, w)`` logits or probabilities to ``size`` and take the argmax.
 
-    ``foreground > background`` is the two-class argmax (ties go to
-    background, as ``argmax`` picks the first maximum) at a fraction of its
-    cost on CPU.
+    ``foreground > background`` is the two-class argmax (ties go to background,
+    as ``argmax`` picks the first maximum). Bilinear resizing is linear, so the
+    margin ``foreground - background`` is resized once instead of both maps (in
+    a plain layout: resizing channels_last maps is slow on CPU).
     """
-    up = resize_maps(maps, size)
-    return (up[:, 1] > up[:, 0]).long()
+    margin = (maps[:, 1:2] - maps[:, 0:1]).float().contiguous()
+    return (resize_maps(margin, size)[:, 0] > 0).long()
 
 
 def _as_list(items: list[Item]) -> list[Item]:
@@ -103,11 +104,8 @@ class _Tally:
             for j, item in enumerate(items):
                 by_shape.setdefault(tuple(item["query_mask"].shape), []).append(j)
             for shape, idx in by_shape.items():
-                # bilinear resizing is linear: resize foreground - background once
-                # (a plain-layout copy: resizing channels_last maps is slow on CPU)
-                margin = torch.stack([m[idx, 1] - m[idx, 0] for m in out.maps]).float()
-                up = resize_maps(margin.flatten(0, 1)[:, None].contiguous(), shape)
-                fg = (up[:, 0] > 0).view(len(out.maps), len(idx), *shape)
+                maps = torch.cat([m[idx] for m in out.maps])  # every iteration at once
+                fg = (binary_prediction(maps, shape) == 1).view(len(out.maps), len(idx), *shape)
                 target = torch.stack([items[j]["query_mask"] for j in idx]).to(fg.device)
                 for j, iou in zip(idx, self._count([items[j] for j in idx], *counts(fg, target))):
                     ious[j] = iou
