@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 from conftest import runs_slow_tests
 from test_publish import ROOT, readme_command
 
@@ -16,11 +17,65 @@ def ci_commands() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
+def readme_setup() -> list[str]:
+    """The lines of the README's first code block: the venv, then PyTorch (comment dropped)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split("   #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+VENV = "python -m venv .venv && . .venv/bin/activate"
+#: CI's stand-in for the README's CPU line: the same kind of build from its machine's disk
+CI_TORCH = "python -m pip install torch==2.14.1 torchvision==0.29.1"
+
+
+def test_readme_makes_the_venv_in_the_clone_root_then_installs_torch() -> None:
+    setup = readme_setup()
+    assert setup[0] == VENV
+    assert setup[1].startswith("python -m pip install torch torchvision --index-url ")
+    assert CI_TORCH in (ROOT / "README.md").read_text()  # the README says what CI does instead
+
+
+def test_ci_follows_the_readme_in_order_in_a_venv() -> None:
+    ci = ci_commands()
+    wanted = [VENV, CI_TORCH, readme_command(1), readme_command(2)]
+    for line in wanted:
+        assert line in ci, f".ci/run lacks {line!r}"
+    assert [ci.index(line) for line in wanted] == sorted(ci.index(line) for line in wanted)
+    before = ci[:ci.index(VENV)]
+    assert not any("pip install" in line for line in before)  # nothing installed outside it
+
+
 def test_ci_runs_readme_command_2_verbatim() -> None:
     full = readme_command(2)
     assert full == 'python -m pip install -e ".[test]" && python -m pytest --nbval tests/ book/'
     assert full in ci_commands()  # the very line, not a variant of it
     assert "-m " not in full.split("pytest", 1)[1]  # no marker filter: slow tests included
+
+
+def test_ci_builds_the_book_with_readme_command_1_verbatim() -> None:
+    full = readme_command(1)
+    assert full.endswith("jupyter-book build --all -W .")
+    assert full in ci_commands()
+
+
+def _tests_workflow() -> dict[str, Any]:
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "tests.yml").read_text())
+    assert isinstance(wf, dict)
+    return wf
+
+
+def test_github_workflow_runs_the_readme_on_pushes_and_pull_requests() -> None:
+    wf = _tests_workflow()
+    on = wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` key as True
+    assert "push" in on and "pull_request" in on
+    steps = [s for job in wf["jobs"].values() for s in job["steps"]]
+    python = [s for s in steps if str(s.get("uses", "")).startswith("actions/setup-python@")]
+    assert len(python) == 1 and str(python[0]["with"]["python-version"]) == "3.11"
+    runs = [s["run"] for s in steps if "run" in s]
+    assert len(runs) == 1  # one shell: the venv stays active for the commands after it
+    lines = [line.strip() for line in runs[0].splitlines() if line.strip()]
+    assert lines == [*readme_setup(), readme_command(2)]
 
 
 class Options:
