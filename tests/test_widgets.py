@@ -342,3 +342,61 @@ def test_the_package_exports_what_the_book_imports() -> None:
                  "InputSize", "Item"]:
         assert name in widgets.__all__ and hasattr(widgets, name), name
     assert widgets.PREDICTION == (visual.PRED_COLOR, "prediction")
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def small_explorers(world) -> list:
+    """One of each explorer, as small as they come."""
+    return [IterationExplorer.from_model(tiny_model(), episodes(world, shots=1, n=2), count=2,
+                                         iterations=1),
+            AttentionExplorer.from_model(tiny_model("attention"), episodes(world, shots=2, n=2),
+                                         count=2, iterations=1),
+            EpisodeBrowser({"a": episodes(world, shots=1, n=2),
+                            "b": episodes(world, shots=2, n=1)})]
+
+
+def test_explorers_display_the_widget_view_and_the_static_figure(world, monkeypatch) -> None:
+    """The mime bundle: the live view (JupyterLab, Colab) plus the static figure (the book)."""
+    from IPython.core.formatters import DisplayFormatter
+
+    from canetlib.widgets import explorer as explorer_module
+
+    made = []
+    real = explorer_module.static_figure
+    monkeypatch.setattr(explorer_module, "static_figure", lambda e: made.append(e) or real(e))
+    for explorer in small_explorers(world):
+        assert not made  # drawn lazily, on the first display
+        bundle = explorer._repr_mimebundle_()
+        assert set(bundle) == {WIDGET_VIEW, "text/plain", "text/html"}
+        assert bundle[WIDGET_VIEW]["model_id"] == explorer.widget.model_id
+        assert bundle["text/plain"] == explorer.widget._repr_mimebundle_()["text/plain"]
+        assert bundle["text/html"].startswith(
+            f'<div class="canet-static-explorer" data-explorer="{explorer.static_name}"')
+        assert bundle["text/html"] == explorer.static_html()
+        # IPython shows the bundle: nothing displays the widget alone around it
+        data, _ = DisplayFormatter().format(explorer)
+        assert set(data) >= {WIDGET_VIEW, "text/html"}
+        assert data["text/html"] is bundle["text/html"]
+        assert made == [explorer]  # computed once
+        made.clear()
+
+
+def test_live_frames_are_drawn_by_view(world) -> None:
+    """The live widget draws each state with ``view``, the method the static figure calls."""
+    for explorer in small_explorers(world):
+        seen = []
+        view = explorer.view
+        explorer.view = lambda state, view=view, seen=seen: seen.append(state) or view(state)
+        slider = explorer.slider
+        slider.value = 1 if slider.max >= 1 else 0
+        if isinstance(explorer, EpisodeBrowser):
+            explorer.chooser.value = "b"
+            assert seen == [(0, 1), (1, 0)]
+        elif isinstance(explorer, IterationExplorer):
+            explorer.episode_slider.value = 1
+            assert seen == [(0, 1), (1, 1)]
+        else:
+            assert seen == [(1,)]
+        assert explorer.caption.value == explorer.static_figure().caption(seen[-1])

@@ -11,8 +11,10 @@ turns a figure into a frame, :mod:`~canetlib.widgets.key` writes the colour
 key, :mod:`~canetlib.widgets.explorer` holds what every explorer shares, and
 :mod:`~canetlib.widgets.iterations`, :mod:`~canetlib.widgets.attention` and
 :mod:`~canetlib.widgets.browser` are the three explorers
-(:class:`IterationExplorer`, :class:`AttentionExplorer`, :class:`EpisodeBrowser`).
-Everything is importable from ``canetlib.widgets`` itself.
+(:class:`IterationExplorer`, :class:`AttentionExplorer`, :class:`EpisodeBrowser`), and
+:mod:`~canetlib.widgets.static` writes each explorer as a static HTML figure that moves
+without a kernel (what the published book shows). Everything is importable from
+``canetlib.widgets`` itself.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from canetlib.widgets.runs import (
     iterations_of,
     run_episode,
 )
+from canetlib.widgets.static import StaticFigure, static_page, write_static_page
 
 __all__ = [
     "FRAME_DPI", "FRAME_FORMAT", "FRAME_MAX_WIDTH", "GROUND_TRUTH", "IGNORED", "PREDICTION",
     "SUPPORT_MASK", "AttentionExplorer", "EpisodeBrowser", "EpisodeRun", "InputSize", "Item",
-    "IterationExplorer", "foreground_iou", "iterations_of", "run_episode",
+    "IterationExplorer", "StaticFigure", "foreground_iou", "iterations_of", "run_episode",
+    "static_page", "write_static_page",
 ]

@@ -25,6 +25,7 @@ from canetlib.widgets.explorer import (
 )
 from canetlib.widgets.key import GROUND_TRUTH, IGNORED, PREDICTION, SUPPORT_MASK, colour_key
 from canetlib.widgets.runs import InputSize, Item, run_first
+from canetlib.widgets.static import Control, State
 
 __all__ = ["AttentionExplorer"]
 
@@ -39,6 +40,8 @@ class AttentionExplorer(Explorer):
         ious: optional IoU (%) of each prediction, for the caption.
         class_names: names of class ids ``1..n`` for the caption.
     """
+
+    static_name = "attention"
 
     def __init__(self, episodes: Sequence[Item], weights: Sequence[Tensor],
                  predictions: Sequence[Tensor] | None = None,
@@ -83,8 +86,13 @@ class AttentionExplorer(Explorer):
         return cls(items, weights, [r.final for r in runs],
                    ious if len(ious) == len(runs) else None, class_names(episodes))
 
-    def _draw(self) -> None:
-        i = int(self.slider.value)
+    def static_controls(self) -> list[Control]:
+        """One ``episode`` slider."""
+        return [Control("episode", (len(self.episodes),), episodes=True)]
+
+    def view(self, state: State) -> tuple[Any, str]:
+        """Episode ``i``: supports titled with their weights; the caption lists the weights."""
+        (i,) = state
         item = self.episodes[i]
         pred = self.predictions[i] if self.predictions is not None else None
         wts = self.weights[i]
@@ -95,7 +103,11 @@ class AttentionExplorer(Explorer):
                    + f" &mdash; weights {', '.join(f'{float(v):.2f}' for v in wts)}")
         if self.ious is not None:
             caption += f" &mdash; IoU of the prediction {self.ious[i]:.1f}"
-        self._show(fig, caption)
+        return fig, caption
+
+    def _draw(self) -> None:
+        i = int(self.slider.value)
+        self._show(*self.view((i,)))
         self.shown = i
 
 

@@ -23,6 +23,7 @@ from canetlib.widgets.explorer import Explorer, class_label, class_names, slider
 from canetlib.widgets.frame import frame_height
 from canetlib.widgets.key import GROUND_TRUTH, IGNORED, PREDICTION, SUPPORT_MASK, colour_key
 from canetlib.widgets.runs import InputSize, Item, default_input_size, run_episode
+from canetlib.widgets.static import Control, State
 
 __all__ = ["EpisodeBrowser", "target_fractions"]
 
@@ -79,6 +80,7 @@ class EpisodeBrowser(Explorer):
     MAX_ON_EDGE = 0.10
     #: how many episodes are searched for the start episode
     START_SEARCH = 100
+    static_name = "browser"
 
     def __init__(self, datasets: Any, count: int | None = None,
                  predict: Callable[[Item], Tensor] | None = None) -> None:
@@ -179,11 +181,24 @@ class EpisodeBrowser(Explorer):
                         + ", ".join(html.escape(str(s)) for s in item.get("support_ids", [])))
         return caption
 
+    def static_controls(self) -> list[Control]:
+        """``set`` (the dropdown, hidden with one dataset) and ``episode`` (its length per set)."""
+        labels = tuple(self.datasets)
+        return [Control("set", options=labels, shown=len(labels) > 1, label="episodes"),
+                Control("episode", tuple(self._length(label) for label in labels), per="set",
+                        initial=self.start, episodes=True)]
+
+    def view(self, state: State) -> tuple[Any, str]:
+        """Episode ``i`` of the ``s``-th dataset, with the predictor's mask when there is one."""
+        s, i = state
+        label = list(self.datasets)[s]
+        item = self.datasets[label][i]
+        fig = visual.plot_episode(item, self._prediction(label, i, item))
+        return fig, self._caption(label, i, item)
+
     def _draw(self) -> None:
         label, i = str(self.chooser.value), int(self.slider.value)
         if self.shown == (label, i):
             return
-        item = self.datasets[label][i]
-        fig = visual.plot_episode(item, self._prediction(label, i, item))
-        self._show(fig, self._caption(label, i, item))
+        self._show(*self.view((list(self.datasets).index(label), i)))
         self.shown = (label, i)

@@ -5,6 +5,9 @@ each frame (:func:`canetlib.widgets.frame.render_frame`) in an
 ``ipywidgets.Image`` at its natural pixel size, under its controls and a
 caption that ends with the explorer's colour key; ``frames_drawn`` and
 ``frame_size`` let a test move every control headless and check what changed.
+Each explorer draws a control state with one method, :meth:`Explorer.view`, which its
+live widget and its static HTML figure (:mod:`canetlib.widgets.static`, for pages without a
+kernel) both call; displayed, an explorer offers both (:meth:`Explorer._repr_mimebundle_`).
 The helpers here build the sliders and the caption's episode heading.
 """
 
@@ -12,10 +15,18 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from canetlib.widgets.frame import FRAME_FORMAT, pixel_size, render_frame
 from canetlib.widgets.runs import Item
+from canetlib.widgets.static import (
+    Control,
+    State,
+    StaticFigure,
+    static_figure,
+    write_static_page,
+)
 
 __all__ = ["Explorer", "class_label", "class_names", "episode_heading", "has_ground_truth",
            "slider"]
@@ -29,14 +40,19 @@ class Explorer:
     ``keep_height`` (explorers whose frames differ in size) the box's minimum
     height is the tallest frame shown or reserved so far, so the widget does
     not jump. ``key`` is the colour key appended to every caption. Subclasses
-    build ``widget`` with :meth:`_layout` and draw in :meth:`_draw`, which
-    every observed control calls through :meth:`_on_change`.
+    build ``widget`` with :meth:`_layout`, list their controls in
+    :meth:`static_controls`, draw a state in :meth:`view` and show the current
+    one in :meth:`_draw`, which every observed control calls through :meth:`_on_change`.
     """
 
     key: str = ""
     #: reserve the tallest frame's height (on for frames of different sizes)
     keep_height: bool = False
+    #: the static figure's ``data-explorer`` name
+    static_name: str = ""
     widget: Any
+    _static: StaticFigure | None = None
+    _static_html: str | None = None
 
     def __init__(self) -> None:
         import ipywidgets as w
@@ -85,10 +101,37 @@ class Explorer:
     def _draw(self) -> None:
         raise NotImplementedError
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    def static_controls(self) -> list[Control]:
+        """The explorer's controls, in the order of a :data:`~canetlib.widgets.static.State`."""
+        raise NotImplementedError
 
-        display(self.widget)
+    def view(self, state: State) -> tuple[Any, str]:
+        """The figure and the caption (HTML, without the key) of one control state."""
+        raise NotImplementedError
+
+    def static_figure(self) -> StaticFigure:
+        """Every frame of the explorer, drawn once (see :mod:`canetlib.widgets.static`)."""
+        if self._static is None:
+            self._static = static_figure(self)
+        return self._static
+
+    def static_html(self) -> str:
+        """The self-contained HTML/JS figure that moves without a kernel (written once)."""
+        if self._static_html is None:
+            self._static_html = self.static_figure().html()
+        return self._static_html
+
+    def write_static_html(self, path: str | Path) -> Path:
+        """Write a whole HTML page holding :meth:`static_html` to ``path``."""
+        return write_static_page(path, [self.static_html()])
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The live widget's view (and its text) plus the static figure as ``text/html``."""
+        del include, exclude
+        live = getattr(self.widget, "_repr_mimebundle_", None)  # None once the widget is closed
+        bundle = dict(live() or {}) if callable(live) else {}
+        bundle["text/html"] = self.static_html()
+        return bundle
 
 
 def slider(description: str, count: int) -> Any:

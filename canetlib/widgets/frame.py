@@ -17,8 +17,8 @@ import math
 from typing import Any
 
 __all__ = [
-    "FRAME_DPI", "FRAME_FORMAT", "FRAME_MAX_WIDTH", "frame_height", "pixel_size", "render_frame",
-    "wrap_panels",
+    "FRAME_DPI", "FRAME_FORMAT", "FRAME_MAX_WIDTH", "FRAME_QUALITY", "encode_frame", "frame_height",
+    "frame_image", "pixel_size", "render_frame", "wrap_panels",
 ]
 
 #: frames are JPEG: the embedded world's textured backgrounds make PNG frames ~10x larger
@@ -27,6 +27,8 @@ FRAME_FORMAT = "jpeg"
 FRAME_DPI = 100
 #: figures wider than this many pixels are wrapped into rows of panels before rendering
 FRAME_MAX_WIDTH = 1200
+#: JPEG quality of the live widget's frames
+FRAME_QUALITY = 85
 
 
 def wrap_panels(fig: Any, max_width: int = FRAME_MAX_WIDTH, dpi: int = FRAME_DPI) -> None:
@@ -51,13 +53,29 @@ def wrap_panels(fig: Any, max_width: int = FRAME_MAX_WIDTH, dpi: int = FRAME_DPI
     fig.set_size_inches(width * cols / len(axes), height * rows)
 
 
-def render_frame(fig: Any) -> bytes:
-    """The figure, wrapped (:func:`wrap_panels`), as :data:`FRAME_FORMAT` bytes at :data:`FRAME_DPI`."""
+def frame_image(fig: Any) -> Any:
+    """The figure, wrapped (:func:`wrap_panels`), as an RGB ``PIL.Image`` at :data:`FRAME_DPI`."""
+    from PIL import Image
+
     wrap_panels(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format=FRAME_FORMAT, dpi=FRAME_DPI, bbox_inches="tight",
-                pil_kwargs={"quality": 85})
+    fig.savefig(buf, format="png", dpi=FRAME_DPI, bbox_inches="tight",
+                pil_kwargs={"compress_level": 1})
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return im.convert("RGB")
+
+
+def encode_frame(image: Any, quality: int = FRAME_QUALITY) -> bytes:
+    """An RGB ``PIL.Image`` as :data:`FRAME_FORMAT` bytes of JPEG ``quality``."""
+    buf = io.BytesIO()
+    image.save(buf, format=FRAME_FORMAT, quality=int(quality), optimize=True)
     return buf.getvalue()
+
+
+def render_frame(fig: Any) -> bytes:
+    """The figure, wrapped (:func:`wrap_panels`), as JPEG bytes at :data:`FRAME_DPI`."""
+    return encode_frame(frame_image(fig))
 
 
 def pixel_size(frame: bytes) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from canetlib.widgets.explorer import (
 )
 from canetlib.widgets.key import GROUND_TRUTH, IGNORED, PREDICTION, colour_key
 from canetlib.widgets.runs import EpisodeRun, InputSize, Item, run_episode, run_first
+from canetlib.widgets.static import Control, State
 
 __all__ = ["IterationExplorer"]
 
@@ -38,6 +39,8 @@ class IterationExplorer(Explorer):
         runs: one :class:`EpisodeRun` per episode (see :func:`run_episode`).
         class_names: names of class ids ``1..n`` for the caption.
     """
+
+    static_name = "iterations"
 
     def __init__(self, episodes: Sequence[Item], runs: Sequence[EpisodeRun],
                  class_names: Sequence[str] | None = None) -> None:
@@ -77,8 +80,15 @@ class IterationExplorer(Explorer):
         """One episode only (no episode slider)."""
         return cls([item], [run_episode(model, item, iterations, input_size)])
 
-    def _draw(self) -> None:
-        e, t = int(self.episode_slider.value), int(self.slider.value)
+    def static_controls(self) -> list[Control]:
+        """``episode`` (hidden with one episode) and ``iteration``."""
+        return [Control("episode", (len(self.episodes),), shown=len(self.episodes) > 1,
+                        episodes=True),
+                Control("iteration", (self.iterations + 1,))]
+
+    def view(self, state: State) -> tuple[Any, str]:
+        """Episode ``e`` at iteration ``t``; the caption lists the IoU of every iteration."""
+        e, t = state
         item, run = self.episodes[e], self.runs[e]
         iou = run.ious[t] if run.ious is not None else None
         fig = visual.plot_iteration(item["query_image"], run.probs[t], t,
@@ -86,8 +96,12 @@ class IterationExplorer(Explorer):
         caption = episode_heading(e, item, self.class_names)
         if run.ious is not None:
             caption += " &mdash; IoU per iteration: " + _iou_list(run.ious, t)
-        self._show(fig, caption)
-        self.shown = (e, t)
+        return fig, caption
+
+    def _draw(self) -> None:
+        state = (int(self.episode_slider.value), int(self.slider.value))
+        self._show(*self.view(state))
+        self.shown = state
 
 
 def _iterations(episodes: Sequence[Item], runs: Sequence[EpisodeRun]) -> int:
