@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import sys
+import types
 
 import matplotlib
 import pytest
@@ -371,7 +373,11 @@ def test_explorers_display_the_widget_view_and_the_static_figure(world, monkeypa
         bundle = explorer._repr_mimebundle_()
         assert set(bundle) == {WIDGET_VIEW, "text/plain", "text/html"}
         assert bundle[WIDGET_VIEW]["model_id"] == explorer.widget.model_id
-        assert bundle["text/plain"] == explorer.widget._repr_mimebundle_()["text/plain"]
+        if hasattr(explorer.widget, "_repr_mimebundle_"):  # ipywidgets 8: its own bundle
+            assert {k: bundle[k] for k in (WIDGET_VIEW, "text/plain")} == \
+                explorer.widget._repr_mimebundle_()
+        else:  # ipywidgets 7 (Colab's): the bundle its _ipython_display_ sends
+            assert bundle["text/plain"] == repr(explorer.widget)
         assert bundle["text/html"].startswith(
             f'<div class="canet-static-explorer" data-explorer="{explorer.static_name}"')
         assert bundle["text/html"] == explorer.static_html()
@@ -381,6 +387,15 @@ def test_explorers_display_the_widget_view_and_the_static_figure(world, monkeypa
         assert data["text/html"] is bundle["text/html"]
         assert made == [explorer]  # computed once
         made.clear()
+
+
+def test_on_colab_only_the_live_widget_is_shown(world, monkeypatch) -> None:
+    """Colab gets the widget view alone (in ipywidgets 7's format, which it ships)."""
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    explorer = small_explorers(world)[0]
+    assert set(explorer._repr_mimebundle_()) == {WIDGET_VIEW, "text/plain"}
+    explorer.widget.close()
+    assert explorer._repr_mimebundle_() == {}  # a closed widget has no view
 
 
 def test_live_frames_are_drawn_by_view(world) -> None:

@@ -14,6 +14,7 @@ The helpers here build the sliders and the caption's episode heading.
 from __future__ import annotations
 
 import html
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -126,12 +127,36 @@ class Explorer:
         return write_static_page(path, [self.static_html()])
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """The live widget's view (and its text) plus the static figure as ``text/html``."""
+        """The live widget's view (and its text) plus the static figure as ``text/html``.
+
+        On Colab only the widget's view: there the live widget is what a reader wants, and
+        Colab's front end is not documented to prefer a widget view over HTML.
+        """
         del include, exclude
-        live = getattr(self.widget, "_repr_mimebundle_", None)  # None once the widget is closed
-        bundle = dict(live() or {}) if callable(live) else {}
-        bundle["text/html"] = self.static_html()
+        bundle = widget_view(self.widget)
+        if "google.colab" not in sys.modules:
+            bundle["text/html"] = self.static_html()
         return bundle
+
+
+def widget_view(widget: Any) -> dict[str, Any]:
+    """The mime bundle that shows ``widget`` live: what ipywidgets 7 and 8 both display.
+
+    ipywidgets 8 gives it as ``_repr_mimebundle_``; ipywidgets 7 (Colab's) has no such
+    method, so the bundle is written here in the widget-view format both versions use.
+    Empty once the widget is closed (it has no model then).
+    """
+    model_id = getattr(widget, "model_id", None)
+    if model_id is None:
+        return {}
+    own = getattr(widget, "_repr_mimebundle_", None)
+    if callable(own):
+        return dict(own() or {})
+    return {
+        "text/plain": repr(widget),
+        "application/vnd.jupyter.widget-view+json": {
+            "version_major": 2, "version_minor": 0, "model_id": model_id},
+    }
 
 
 def slider(description: str, count: int) -> Any:
