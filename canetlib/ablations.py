@@ -19,7 +19,7 @@ are run by commands rather than in a notebook cell:
 
 :func:`table3_commands` gives the exact commands (the book prints them and
 ``python -m canetlib ablate`` runs them); :func:`load_table3` reads the result
-files they write.
+files they write, by default those shipped in ``canetlib/results/table3``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from canetlib.resources import shipped_path
+
+#: where ``ablate`` writes the rows from the repository root: the shipped result files
+TABLE3_RESULTS = "canetlib/results/table3"
 
 #: the block sets of Table 3, in the paper's order
 BLOCK_SETS: tuple[tuple[str, ...], ...] = (
@@ -80,7 +85,7 @@ class Table3Row:
 
 
 def table3_rows(*, fold: int = 0, out: str | os.PathLike[str] = "runs/table3",
-                results: str | os.PathLike[str] = "data/results/table3",
+                results: str | os.PathLike[str] = TABLE3_RESULTS,
                 epochs: int = TABLE3_EPOCHS, episodes: int = 1000, seeds: int = 5,
                 rows: Iterable[Sequence[str]] = BLOCK_SETS, config: str = "synthetic-1shot",
                 train_episodes: int | None = None, baseline: str | None = None
@@ -159,10 +164,10 @@ def run_table3(*, log: Callable[[str], None] = print,
     return written
 
 
-def load_table3(results: str | os.PathLike[str] = "data/results/table3"
-                ) -> dict[str, dict[str, Any]]:
-    """The result JSON of every Table 3 row present in ``results``, by row name."""
-    folder = Path(results)
+def load_table3(results: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The result JSON of every Table 3 row present in ``results`` (default: the shipped
+    files), by row name."""
+    folder = shipped_path("results/table3") if results is None else Path(results)
     found = {}
     for blocks in BLOCK_SETS:
         path = folder / f"{row_name(blocks)}.json"

@@ -3,13 +3,15 @@
 The book and the READMEs quote full-budget numbers (1000 episodes x 5 seeds) that
 take far longer than a chapter may run. They are measured once by the command
 each results README shows and read back here, so every quoted number comes from
-a file and every file from a command::
+a file and every file from a command. The files the book quotes ship in the package
+(``canetlib.resources.shipped_path("results/imagenet-backbone")``); from the repository root::
 
-    python -m canetlib.report data/results/imagenet-backbone
+    python -m canetlib.report canetlib/results/imagenet-backbone
 
 prints the per-fold table with the mean over the folds present, and::
 
-    python -m canetlib.report data/results/imagenet-backbone --write-into README.md book/intro.md
+    python -m canetlib.report canetlib/results/imagenet-backbone \\
+        --write-into README.md book/intro.md
 
 replaces the text between the markers ``<!-- results:begin -->`` and
 ``<!-- results:end -->`` of those files with the same table (a test checks they agree), and
@@ -97,9 +99,9 @@ def read_result(path: str | Path) -> ResultRow:
 def read_results(folder: str | Path) -> list[ResultRow]:
     """Every evaluation result ``folder/foldN/*.json``, sorted by fold, shots and path.
 
-    Only the files directly in a fold's folder are read: experiments that did not ship
-    (in subfolders such as ``fold0/iom-training/``) and Table 3 (``table3/``) are kept
-    beside them but are not the shipped models' results."""
+    Only the files directly in a fold's folder are read: files in subfolders (experiments
+    such as ``fold0/experiment/``) and other JSON files there are not the shipped models'
+    results."""
     rows = []
     for path in sorted(Path(folder).glob("fold*/*.json")):
         try:
@@ -116,6 +118,18 @@ def pick(rows: Sequence[ResultRow], **match: Any) -> ResultRow | None:
         if all(getattr(r, k) == v for k, v in match.items()):
             return r
     return None
+
+
+def require(rows: Sequence[ResultRow], **match: Any) -> ResultRow:
+    """The row :func:`pick` finds.
+
+    Raises:
+        LookupError: no row matches (the message names ``match``).
+    """
+    row = pick(rows, **match)
+    if row is None:
+        raise LookupError(f"no result file with {match} among {len(rows)} results")
+    return row
 
 
 def _fmt(value: tuple[float, float] | None) -> str:

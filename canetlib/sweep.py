@@ -28,8 +28,8 @@ Summary = dict[str, list[dict[str, Any]]]
 def load_sweep(folder: str | os.PathLike[str]) -> Summary:
     """Merge every ``round*.json`` in ``folder`` (later rounds may not reuse a name).
 
-    Returns an empty dict when the folder is missing (e.g. on Colab, where
-    only the package is installed).
+    Returns an empty dict when the folder is missing. The book's sweep ships in the
+    package: ``load_sweep(shipped_path("results/val_sweep"))`` (:mod:`canetlib.resources`).
 
     Raises:
         ValueError: a variant name that occurs in two rounds.

@@ -105,11 +105,12 @@ def test_sweep_decision_rule(tmp_path):
 
 
 def test_shipped_sweep_results_keep_the_base_settings():
-    """The shipped sweep (data/results/val_sweep) and the shipped config agree."""
+    """The shipped sweep (canetlib/results/val_sweep) and the shipped config agree."""
     from canetlib.configs import get_config
+    from canetlib.resources import shipped_path
     from canetlib.sweep import decide, load_sweep
 
-    summary = load_sweep(Path(__file__).resolve().parent.parent / "data/results/val_sweep")
+    summary = load_sweep(shipped_path("results/val_sweep"))
     d = decide(summary)
     assert not d.adopt  # so synthetic-1shot keeps its settings:
     cfg = get_config("synthetic-1shot")
@@ -151,12 +152,13 @@ def test_gpu_check_script_parses():
 
 
 def test_sweep_readme_table_matches_the_results():
+    from canetlib.resources import shipped_path
     from canetlib.sweep import final_scores, load_sweep
 
-    folder = Path(__file__).resolve().parent.parent / "data/results/val_sweep"
-    scores = final_scores(load_sweep(folder))
+    scores = final_scores(load_sweep(shipped_path("results/val_sweep")))
+    readme = Path(__file__).resolve().parent.parent / "data/results/val_sweep/README.md"
     rows = {}
-    for line in (folder / "README.md").read_text().splitlines():
+    for line in readme.read_text().splitlines():
         cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
         if len(cells) == 3 and cells[0] in scores:
             rows[cells[0]] = float(cells[2])

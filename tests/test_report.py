@@ -6,8 +6,12 @@ from pathlib import Path
 import pytest
 
 from canetlib import report
+from canetlib.resources import shipped_path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: the shipped result files the book quotes, and the README that says how each was made
+RESULTS = shipped_path("results/imagenet-backbone")
+RESULTS_README = ROOT / "data" / "results" / "imagenet-backbone" / "README.md"
 
 
 def write(path: Path, fold: int, shots: int, final: float, **settings) -> None:
@@ -53,7 +57,8 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_shipped_results_read() -> None:
-    rows = report.read_results(ROOT / "data" / "results" / "imagenet-backbone")
+    assert RESULTS == ROOT / "canetlib" / "results" / "imagenet-backbone"  # editable install
+    rows = report.read_results(RESULTS)
     standard = [r for r in rows if r.variant == "standard" and r.fusion in (None, "attention")]
     assert {(r.fold, r.shots) for r in standard} == {(f, k) for f in range(4) for k in (1, 5)}
     shipped = {p.stem for p in (ROOT / "canetlib" / "weights").glob("synthetic-imagenet-*.pt")}
@@ -81,8 +86,7 @@ def test_write_into_replaces_only_the_marked_block(tmp_path: Path) -> None:
     assert report.main([str(tmp_path / "r"), "--write-into", str(tmp_path / "plain.md")]) == 1
 
 
-RESULTS = ROOT / "data" / "results" / "imagenet-backbone"
-DOCS = (ROOT / "README.md", ROOT / "book" / "intro.md", RESULTS / "README.md")
+DOCS = (ROOT / "README.md", ROOT / "book" / "intro.md", RESULTS_README)
 
 
 def test_readme_and_intro_quote_the_result_files() -> None:
@@ -90,8 +94,9 @@ def test_readme_and_intro_quote_the_result_files() -> None:
     rows = report.read_results(RESULTS)
     for doc in DOCS:
         text = doc.read_text()
-        hint = (f"{doc} is out of date: python -m canetlib.report data/results/imagenet-backbone "
-                "--write-into " + " ".join(str(d.relative_to(ROOT)) for d in DOCS))
+        hint = (f"{doc} is out of date: python -m canetlib.report "
+                "canetlib/results/imagenet-backbone --write-into "
+                + " ".join(str(d.relative_to(ROOT)) for d in DOCS))
         assert report.read_block(text) == report.benchmark_table(rows), hint
         variants = report.read_block(text, "variants")
         assert variants is None or variants == report.variants_table(rows), hint

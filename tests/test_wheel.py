@@ -1,24 +1,24 @@
-"""The shipped checkpoints are package data: found in an editable install and in an
-installed wheel (what ``pip install git+...`` gives Colab)."""
+"""The shipped checkpoints, result files and sample images are package data: found in an
+editable install and in an installed wheel (what ``pip install git+...`` gives Colab)."""
 
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import shutil
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import pytest
+import wheelenv
 
 import canetlib
 from canetlib import checkpoint
+from canetlib.resources import shipped_path
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "canetlib" / "weights"
+#: the package folders of the files the book reads (canetlib.resources)
+BOOK_DATA = ("results", "samples")
 
 
 def package_data_globs() -> list[str]:
@@ -65,19 +65,52 @@ def test_every_checkpoint_in_the_folder_is_package_data() -> None:
     assert not list((ROOT / "data" / "checkpoints").glob("*.pt"))
 
 
-CHECK = r'''
+def book_data_files() -> list[str]:
+    """The files of the package's ``results/`` and ``samples/`` folders, relative to it."""
+    package = ROOT / "canetlib"
+    return sorted(p.relative_to(package).as_posix() for folder in BOOK_DATA
+                  for p in (package / folder).rglob("*") if p.is_file())
+
+
+def test_every_file_the_book_reads_is_package_data() -> None:
+    globs = package_data_globs()
+    files = book_data_files()
+    assert "samples/query.png" in files and "results/gpu/bench_cuda.json" in files
+    for rel in files:
+        assert any(fnmatch.fnmatch(rel, g) for g in globs), f"{rel} would not ship"
+        assert shipped_path(rel) == ROOT / "canetlib" / rel
+    # the chapters read these through canetlib.resources, not from the repository's data/
+    assert not list((ROOT / "data").glob("samples/*"))
+    assert not list((ROOT / "data" / "results").glob("imagenet-backbone/fold*/[15]shot*.json"))
+
+
+def test_shipped_path_names_what_is_missing() -> None:
+    with pytest.raises(FileNotFoundError, match="canetlib/results/nothing.json"):
+        shipped_path("results/nothing.json")
+    for bad in ("../README.md", "/etc/passwd", ""):
+        with pytest.raises(ValueError, match="inside the canetlib package"):
+            shipped_path(bad)
+
+
+CHECK = r"""
 import math, sys
 from pathlib import Path
 
 import canetlib
-from canetlib import checkpoint, pretrain
+from canetlib import checkpoint, pretrain, report
+from canetlib.ablations import load_table3
 from canetlib.data import make_dataset
 from canetlib.evaluate import evaluate
+from canetlib.resources import shipped_path
 
 prefix = Path(sys.prefix).resolve()
 here = Path(canetlib.__file__).resolve()
 assert prefix in here.parents, f"canetlib imported from {here}, not from the venv {prefix}"
 assert prefix in checkpoint.shipped_dir().resolve().parents, checkpoint.shipped_dir()
+for rel in ("results/imagenet-backbone", "samples/query.png", "samples/README.md"):
+    assert prefix in shipped_path(rel).resolve().parents, shipped_path(rel)
+assert len(report.read_results(shipped_path("results/imagenet-backbone"))) >= 8
+assert len(load_table3()) == 7
 names = checkpoint.shipped_names()
 assert names == sys.argv[1:], (names, sys.argv[1:])
 data = make_dataset("synthetic", fold=0, split="test", shots=1, episodes=1, seed=0)
@@ -94,62 +127,27 @@ for name in names:
     assert 0.0 <= result["miou"] <= 100.0, result
     print(f"{name}: 1-shot episode, IoU {result['miou']:.1f}")
 print("from", here)
-'''
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)  # the assert below shows the output
-    assert proc.returncode == 0, (f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n"
-                                  f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc.stdout
+"""
 
 
 @pytest.mark.slow
 def test_installed_wheel_loads_every_shipped_checkpoint(tmp_path: Path) -> None:
     """Build the wheel, install it alone into a fresh venv outside the repository, and from
-    outside the repository load every shipped checkpoint and run a 1-shot episode with it."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "CANETLIB_CHECKPOINTS", "PYTHONHOME")}
-    env.update(OMP_NUM_THREADS="1", CANETLIB_NO_PROGRESS="1", PYTHONNOUSERSITE="1",
-               PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
-    assert ROOT not in tmp_path.resolve().parents
-
-    # build from a copy of what the wheel is made of: no stale build/ folder of the checkout
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "canetlib", src / "canetlib",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-          "-w", str(dist), str(src)], cwd=tmp_path, env=env, timeout=300)
-    wheels = list(dist.glob("canetlib-*.whl"))
-    assert len(wheels) == 1, wheels
-    with zipfile.ZipFile(wheels[0]) as whl:
-        members = set(whl.namelist())
+    outside the repository load every shipped checkpoint and run a 1-shot episode with it;
+    the result files and sample images the book reads are found in the venv too."""
+    wheel = wheelenv.wheel_env()
     expected = repo_checkpoints()
     assert expected
     for name in expected:
-        assert f"canetlib/weights/{name}.pt" in members, f"{name}.pt is not in the wheel"
-    assert "canetlib/weights/README.md" in members
+        assert f"canetlib/weights/{name}.pt" in wheel.members, f"{name}.pt is not in the wheel"
+    for rel in ("weights/README.md", *book_data_files()):
+        assert f"canetlib/{rel}" in wheel.members, f"{rel} is not in the wheel"
 
-    # a fresh venv; it sees the system site-packages (torch, ...), where the editable
-    # canetlib also is: the venv's own copy must win
-    venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-         cwd=tmp_path, env=env, timeout=120)
-    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    # the system's pip, run by the venv's python, installs into the venv; --ignore-installed
-    # so that it neither uninstalls nor skips for the editable install of the system
-    _run([str(python), "-m", "pip", "install", "--no-deps", "--ignore-installed", "--no-index",
-          str(wheels[0])], cwd=tmp_path, env=env, timeout=300)
-
-    run_dir = tmp_path / "elsewhere"
-    run_dir.mkdir()
-    (run_dir / "check.py").write_text(CHECK)
-    out = _run([str(python), "check.py", *expected], cwd=run_dir, env=env, timeout=300)
+    assert ROOT not in tmp_path.resolve().parents
+    (tmp_path / "check.py").write_text(CHECK)
+    out = wheelenv.run([str(wheel.python), "check.py", *expected], cwd=tmp_path,
+                       env=wheelenv.clean_env(), timeout=300)
     for name in expected:
-        assert re.search(rf"^{re.escape(name)}: 1-shot episode, IoU [\d.]+$", out, re.MULTILINE), out
-    assert str(venv.resolve()) in out
+        line = rf"^{re.escape(name)}: 1-shot episode, IoU [\d.]+$"
+        assert re.search(line, out, re.MULTILINE), out
+    assert str(wheel.venv) in out

@@ -1,7 +1,7 @@
 """``ablate``: run the ablation that needs one trained model per row (Table 3).
 
 ``python -m canetlib ablate [--rows block2,block2+block3] [--fold 0] [--epochs 3]
-[--out runs/table3] [--results data/results/table3] [--dry-run]`` trains each
+[--out runs/table3] [--results canetlib/results/table3] [--dry-run]`` trains each
 missing row, evaluates it at CANet-Init and writes one JSON per row; rows with a
 result file are skipped, a killed row resumes. See :mod:`canetlib.ablations`.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from canetlib.ablations import BLOCK_SETS, TABLE3_EPOCHS, row_name
+from canetlib.ablations import BLOCK_SETS, TABLE3_EPOCHS, TABLE3_RESULTS, row_name
 
 HELP = "Table 3 (features compared): train and evaluate one model per block set"
 
@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=1000, help="test episodes per seed")
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     p.add_argument("--out", default="runs/table3", metavar="DIR", help="training runs")
-    p.add_argument("--results", default="data/results/table3", metavar="DIR",
-                   help="one JSON per row")
+    p.add_argument("--results", default=TABLE3_RESULTS, metavar="DIR",
+                   help=f"one JSON per row (default {TABLE3_RESULTS}, the files the book reads)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
 
 
