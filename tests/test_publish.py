@@ -108,9 +108,11 @@ def test_one_repository_url_everywhere() -> None:
     assert not others, others
 
 
-def test_readme_says_reading_online_needs_internet() -> None:
+def test_readme_says_the_pages_need_no_network() -> None:
     text = " ".join((ROOT / "README.md").read_text().split())
-    assert "needs an internet connection for math rendering and live widgets" in text
+    assert "Every page loads with no network connection" in text
+    assert "tests/test_published_html.py" in text  # the test that checks the claim
+    assert (ROOT / "tests" / "test_published_html.py").is_file()
 
 
 def _final_sphinx_config() -> dict:
