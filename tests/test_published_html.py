@@ -379,6 +379,14 @@ def test_every_page_with_what_it_loads_stays_under_3_mb(reports: dict[str, PageR
     assert all(r.size > 0 for r in reports.values())  # the sizes were measured
 
 
+def test_every_page_document_stays_under_3_mb_uncompressed(site: Site) -> None:
+    """The HTML file itself, frames of its static explorers included, even where nothing
+    compresses it (a page saved for offline reading); the theme's and MathJax's shared files
+    come on top of it once, cached for every other page."""
+    heavy = {p.name: _sizes(p)[0] for p in _pages(site.root) if _sizes(p)[0] > MAX_PAGE_BYTES}
+    assert not heavy
+
+
 def test_every_static_explorer_control_changes_frame_and_caption(
         reports: dict[str, PageReport]) -> None:
     assert not _bad(reports, "explorer_problems")
