@@ -34,9 +34,11 @@ def execute(path: Path, timeout: int = 900) -> None:
     os.environ.update(CANETLIB_BOOK_CPU="1", OMP_NUM_THREADS="1", CANETLIB_NO_PROGRESS="1")
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
-                            store_widget_state=False)
+                            store_widget_state=False, record_timing=False)
     client.execute()
     nb.metadata.pop("widgets", None)
+    for cell in nb.cells:  # no timestamps: a re-execution changes only what it prints
+        cell.metadata.pop("execution", None)
     nbformat.write(nb, path)
 
 

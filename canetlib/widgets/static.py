@@ -142,7 +142,7 @@ class StaticFigure:
         first = self.states[self.initial][0]
         width, height = self.sizes[first]
         box_style = (f"min-height: {max(h for _, h in self.sizes)}px; " if self.reserve_height
-                     else "")
+                     else "")  # the script scales it to the frames' shown width
         controls = "".join(_control_html(root, c, self.controls) for c in self.controls
                            if c.shown)
         note = (f'<div class="canet-static-note" style="font-size: 0.9em; color: #555">'
@@ -218,6 +218,18 @@ _SCRIPT = """(function () {
     controls.forEach(function (c) { if (c.readout) { c.readout.textContent = c.input.value; } });
     root.setAttribute("data-state", key);
   }
+  var box = root.querySelector(".canet-frame-box");
+  function reserve() {
+    // frames shrink to the box's width: reserve the tallest one's height at that scale
+    if (!box.style.minHeight) { return; }
+    var width = box.clientWidth, tallest = 0;
+    data.sizes.forEach(function (s) {
+      tallest = Math.max(tallest, s[1] * Math.min(1, width / s[0]));
+    });
+    if (width > 0) { box.style.minHeight = Math.ceil(tallest) + "px"; }
+  }
+  reserve();
+  window.addEventListener("resize", reserve);
   controls.forEach(function (c) {
     if (!c.input) { return; }
     ["input", "change"].forEach(function (type) {
