@@ -60,3 +60,23 @@ def test_every_chapter_installs_only_on_colab_and_keeps_colab_torch(path: Path) 
     assert "torch" not in install[0]  # Colab's own torch stays
     assert "profile()" in first
     assert not any("pip install" in c for c in code[1:])
+
+
+@pytest.mark.parametrize("path", chapters(), ids=lambda p: p.stem)
+def test_every_chapter_is_stored_executed_top_to_bottom(path: Path) -> None:
+    """The pages are built from the stored outputs (``execute_notebooks: off``): each chapter
+    must be stored as one fresh run made them, which strict nbval then re-checks."""
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
+    assert not any(c["outputs"] and c["outputs"][0].get("output_type") == "error" for c in code)
+    # no widget state: myst-nb would load a widget manager from a CDN for it
+    assert "widgets" not in nb["metadata"]
+    assert not any("execution" in c["metadata"] for c in nb["cells"])  # no timestamps
+
+
+def test_the_book_is_built_from_stored_outputs() -> None:
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["execute"]["execute_notebooks"] == "off"
+    assert "book/**" in cfg["sphinx"]["config"]["include_patterns"]  # never a .venv in the clone
+    assert ".venv/**" in cfg["exclude_patterns"]
