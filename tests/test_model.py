@@ -70,6 +70,19 @@ def test_shapes_at_paper_size() -> None:
     torch.testing.assert_close(probs.sum(1), torch.ones(1, 321, 321))
 
 
+def test_every_block3_unit_is_dilated_as_in_the_reference() -> None:
+    """All six layer3 units (the first one too) dilate their 3x3 conv by 2, layer4's by 4,
+    with stride 1 and same-size padding; torchvision alone leaves each first unit undilated."""
+    backbone = paper_model(blocks=("block2", "block3", "block4")).backbone
+    for layer, d in ((backbone.layer3, 2), (backbone.layer4, 4)):
+        convs = [unit.conv2 for unit in layer]
+        assert [c.dilation for c in convs] == [(d, d)] * len(convs)
+        assert [c.padding for c in convs] == [(d, d)] * len(convs)
+        assert [c.stride for c in convs] == [(1, 1)] * len(convs)
+    assert len(backbone.layer3) == 6
+    assert backbone.layer3[0].downsample[0].stride == (1, 1)  # no stride left in block3
+
+
 @pytest.mark.parametrize("blocks", [("block2",), ("block3",), ("block4",), ("block2", "block3", "block4")])
 def test_block_choices_share_the_grid(blocks: tuple[str, ...]) -> None:
     model = paper_model(blocks=blocks)

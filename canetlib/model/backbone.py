@@ -33,13 +33,26 @@ def _deepest(blocks: Sequence[str]) -> int:
     return max(BLOCKS.index(b) for b in blocks) + 2
 
 
+def dilate_every_unit(layer: nn.Sequential, dilation: int) -> None:
+    """Give every bottleneck's 3x3 convolution in ``layer`` this dilation (same-size padding).
+
+    The weights are unchanged: only where each kernel tap reads moves. torchvision dilates
+    the units after the first; the reference code dilates the first one too.
+    """
+    for unit in layer:
+        conv = unit.conv2
+        conv.dilation = (dilation, dilation)
+        conv.padding = (dilation, dilation)
+
+
 class ResNet50Backbone(nn.Module):
     """ImageNet ResNet-50 up to the deepest requested block, dilated after block2.
 
-    ``layer3`` runs with stride 1 and dilation 2 (and ``layer4``, if asked
-    for, with dilation 4), so block2/3/4 share the 1/8 grid. Weights are
-    torchvision's ``ResNet50_Weights.IMAGENET1K_V1``, the weights the
-    reference code used.
+    ``layer3`` runs with stride 1 and dilation 2 in all six of its units, as in
+    the reference code (torchvision's ``replace_stride_with_dilation`` leaves the
+    first unit at dilation 1); ``layer4``, if asked for, with dilation 4 in every
+    unit. So block2/3/4 share the 1/8 grid. Weights are torchvision's
+    ``ResNet50_Weights.IMAGENET1K_V1``, the weights the reference code used.
     """
 
     def __init__(self, blocks: Sequence[str], pretrained: bool) -> None:
@@ -50,6 +63,8 @@ class ResNet50Backbone(nn.Module):
         weights = ResNet50_Weights.IMAGENET1K_V1 if pretrained else None
         net = _load_torchvision(lambda: resnet50(
             weights=weights, replace_stride_with_dilation=[False, True, True]))
+        dilate_every_unit(net.layer3, 2)
+        dilate_every_unit(net.layer4, 4)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1 = net.layer1
         self.layer2 = net.layer2
