@@ -17,6 +17,9 @@ IGNORE_INDEX = 255
 #: smallest image side the model accepts: two cells of its stride-8 feature grid
 #: (a smaller input gives a 1x1 grid, hence the same probability everywhere)
 MIN_SIDE = 16
+#: most IOM refinements accepted: the paper uses 4 and the masks settle within a few more,
+#: while each refinement costs a head pass and a full-size map in memory
+MAX_ITERATIONS = 20
 
 
 def check_size(height: int, width: int, name: str) -> None:
@@ -97,12 +100,25 @@ def check_target(image: Tensor, mask: Tensor, name: str = "query") -> None:
     check_mask_values(mask, f"{name} mask")
 
 
-def check_iterations(iterations: int) -> None:
-    """IOM refinements must be an integer >= 0."""
+def check_iterations(iterations: int, name: str = "iterations") -> None:
+    """IOM refinements must be an integer from 0 to :data:`MAX_ITERATIONS`."""
     if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) \
-            or iterations < 0:
-        raise ValueError(f"iterations must be an integer >= 0 (IOM refinements after "
-                         f"CANet-Init), got {iterations!r}")
+            or not 0 <= iterations <= MAX_ITERATIONS:
+        raise ValueError(f"{name} must be an integer >= 0 and <= {MAX_ITERATIONS} (IOM "
+                         f"refinements after CANet-Init; the paper uses 4), got {iterations!r}")
+
+
+def raw_pixel_hint(images: Tensor) -> str | None:
+    """What ``images`` look like when their values are raw pixels rather than
+    ImageNet-normalised (``"0..255"`` or ``"0..1"``), else ``None``."""
+    low, high = float(images.amin()), float(images.amax())
+    if low < 0:
+        return None
+    if high > 2:
+        return "0..255"
+    if high <= 1 and float(images.float().mean()) > 0.2:
+        return "0..1"
+    return None
 
 
 def check_scales(scales: Sequence[float], height: int, width: int) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from canetlib.commands import add_threads_argument, apply_threads
+from canetlib.inputs import MAX_ITERATIONS, check_iterations
 
 HELP = ("evaluate a checkpoint on seeded test episodes (mIoU, FB-IoU per IOM iteration, "
         "original image size)")
@@ -26,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=1,
                    help="evaluate seeds SEED..SEED+N-1 and report mean and sample std")
     p.add_argument("--checkpoint", required=True, help="shipped checkpoint name or file path")
-    p.add_argument("--iterations", type=int, default=4, help="IOM refinements after CANet-Init")
+    p.add_argument("--iterations", type=int, default=4,
+                   help=f"IOM refinements after CANet-Init, 0..{MAX_ITERATIONS} (paper: 4)")
     p.add_argument("--multi-scale", action="store_true",
                    help="query at 0.7, 1 and 1.3, probabilities averaged (paper)")
     p.add_argument("--scales", default=None, metavar="S[,S...]",
@@ -95,8 +97,7 @@ def _validate(args: argparse.Namespace) -> None:
     for name in ("shots", "episodes", "seeds", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.iterations < 0:
-        raise ValueError(f"--iterations must be >= 0, got {args.iterations}")
+    check_iterations(args.iterations, "--iterations")
     if args.scales is not None and args.multi_scale:
         raise ValueError("--scales and --multi-scale are the same option; pass one of them")
     if args.scales is not None:

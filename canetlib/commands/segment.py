@@ -14,6 +14,7 @@ import argparse
 from typing import Any
 
 from canetlib.commands import add_threads_argument, apply_threads
+from canetlib.inputs import MAX_ITERATIONS, check_iterations
 
 HELP = "segment your own query image from k support images with masks or boxes"
 
@@ -71,7 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query", required=True, metavar="IMG", help="the image to segment")
     p.add_argument("--out", required=True, metavar="OUT.png",
                    help="binary mask PNG (0/255); the overlay goes to OUT_overlay.png")
-    p.add_argument("--iterations", type=int, default=4, help="IOM refinements after CANet-Init")
+    p.add_argument("--iterations", type=int, default=4,
+                   help=f"IOM refinements after CANet-Init, 0..{MAX_ITERATIONS} (paper: 4)")
     p.add_argument("--size", type=int, default=None,
                    help="square model input side, at least 16 (default: the checkpoint's "
                         "training crop size, else 321)")
@@ -97,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
             [s["mask"] for s in args.supports if s["mask"] is not None]:
         if not Path(path).is_file():
             raise FileNotFoundError(f"file not found: {path}")
-    if args.iterations < 0:
-        raise ValueError(f"--iterations must be >= 0, got {args.iterations}")
+    check_iterations(args.iterations, "--iterations")
     if args.size is not None:
         check_size(args.size, args.size, "--size")
     for path in (args.out, overlay_path(args.out)):

@@ -15,7 +15,7 @@ from canetlib.evaluation.datasets import class_names, dataset_classes
 from canetlib.evaluation.results import EvalResult
 from canetlib.evaluation.sizing import Size, group_items, resolve_input_size, stack_items
 from canetlib.evaluation.speed import StageTimes, inference_setup, resolve_precision
-from canetlib.inputs import check_episode
+from canetlib.inputs import check_episode, check_iterations
 from canetlib.metrics import AllObjectsMeter, FewShotMeter, counts
 from canetlib.model import CANet
 from canetlib.model.cache import feature_cache
@@ -256,8 +256,7 @@ def _timed_batches(batches: Iterator[list[Item]], times: StageTimes) -> Iterator
 def _checked_scales(iterations: int, batch_size: int, scales: Sequence[float]
                     ) -> tuple[float, ...]:
     """The scales as floats, after checking the arguments of :func:`evaluate`."""
-    if iterations < 0:
-        raise ValueError(f"iterations must be >= 0, got {iterations}")
+    check_iterations(iterations)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     scales = tuple(float(s) for s in scales)

@@ -16,6 +16,7 @@ widgets) calls the pieces to add IOM iterations without touching the backbone ag
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from canetlib.inputs import check_episode, check_iterations, check_scales
+from canetlib.inputs import check_episode, check_iterations, check_scales, raw_pixel_hint
 from canetlib.model.backbone import build_backbone, count_parameters
 from canetlib.model.config import MASK_FUSIONS, PAPER_MODEL, CANetConfig
 from canetlib.model.inference import iteration_maps, resize_maps
@@ -354,9 +355,16 @@ class CANet(nn.Module):
         check_episode(query, supports, support_masks)
         self._check_shots(supports.shape[1])
         iterations = self.iterations if iterations is None else iterations
+        check_iterations(iterations)
         size = tuple(size) if size is not None else tuple(query.shape[-2:])
         check_scales(tuple(scales), *query.shape[-2:])
-        out = iteration_maps(self, query, supports, support_masks, iterations, scales, size)
+        _warn_raw_pixels(query, supports)
+        was_training = self.training
+        self.eval()  # inference: no dropout, whatever mode the caller left the model in
+        try:
+            out = iteration_maps(self, query, supports, support_masks, iterations, scales, size)
+        finally:
+            self.train(was_training)
         return Prediction(out.maps, out.attention)
 
     def _check_shots(self, k: int) -> None:
@@ -366,6 +374,18 @@ class CANet(nn.Module):
             raise ValueError(
                 f"this is a 1-shot CANet (fusion=None) but the episode has {k} supports; "
                 "build CANet(fusion='attention'|'feature-avg'|'mask-avg'|'mask-or') for k-shot")
+
+
+def _warn_raw_pixels(query: Tensor, supports: Tensor) -> None:
+    """Warn once when the images look like raw pixels instead of normalised ones."""
+    for name, images in (("query", query), ("support", supports)):
+        hint = raw_pixel_hint(images)
+        if hint is not None:
+            warnings.warn(f"CANet.predict: the {name} images hold values in {hint}, like raw "
+                          "pixels; the model expects ImageNet-normalised images, so the mask "
+                          "will be worse. Normalise with canetlib.data.episodes.image_to_tensor "
+                          "(uint8 (H, W, 3) -> normalised (3, H, W))", UserWarning, stacklevel=4)
+            return
 
 
 #: IOM chains a CPU inference pass refines at once: the head's activations for more than
