@@ -33,7 +33,8 @@ from canetlib.model import CANet
 from canetlib.model.inference import episode_maps
 
 __all__ = [
-    "MASK_RULE", "Segmentation", "as_mask", "as_rgb", "load_mask", "model_for_shots",
+    "MASK_RULE", "Segmentation", "as_mask", "as_rgb", "check_outputs", "load_mask",
+    "model_for_shots",
     "overlay_path", "run_segmentation", "segment_images", "write_outputs",
 ]
 
@@ -256,12 +257,38 @@ def overlay_path(out: str | os.PathLike[str]) -> Path:
     return out.with_name(f"{out.stem}_overlay.png")
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (same resolved path, or hard links to it)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, NotImplementedError):  # a path missing, or no samefile here
+        return False
+
+
+def check_outputs(out: str | os.PathLike[str],
+                  inputs: dict[str, str | os.PathLike[str]]) -> None:
+    """Refuse an ``out`` whose mask or overlay file is one of ``inputs`` (name -> path)."""
+    mask, over = Path(out), overlay_path(out)
+    for name, given in inputs.items():
+        if _same_file(mask, Path(given)):
+            raise ValueError(f"--out {out} is the {name} {given}: writing the mask would "
+                             "overwrite an input; choose another --out")
+        if _same_file(over, Path(given)):
+            raise ValueError(f"--out {out} writes its overlay to {over}, which is the {name} "
+                             f"{given}: it would overwrite an input; choose another --out")
+
+
 def write_outputs(query: ImageLike, mask: np.ndarray,
                   out: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Write the mask PNG (0/255) at ``out`` and ``OUT_overlay.png`` beside it."""
+    """Write the mask PNG (0/255) at ``out`` and ``OUT_overlay.png`` beside it; neither
+    may be the query file."""
     from canetlib.fsutil import atomic_path
     from canetlib.visual import PRED_COLOR, overlay
 
+    if isinstance(query, (str, os.PathLike)):
+        check_outputs(out, {"query": query})
     out = Path(out)
     over = overlay_path(out)
     with atomic_path(out) as tmp:

@@ -7,15 +7,85 @@ training mode, and an uncreatable ``evaluate --json`` folder.
 
 from __future__ import annotations
 
+import os
+import re
 import warnings
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from conftest import make_episode
+from conftest import make_episode, rect, rgb
 from evalfakes import tiny_model
+from PIL import Image
 
+from canetlib import checkpoint
 from canetlib.cli import main
 from canetlib.inputs import MAX_ITERATIONS
+from canetlib.segment import write_outputs
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    """A tiny model checkpoint, a support image with its mask and a query ``q2_overlay.png``."""
+    paths = {"ckpt": tmp_path / "tiny.pt", "support": tmp_path / "s.png",
+             "mask": tmp_path / "m.png", "query": tmp_path / "q2_overlay.png"}
+    checkpoint.save_atomic(checkpoint.model_payload(tiny_model()), paths["ckpt"])
+    Image.fromarray(rgb(40, 48, 1)).save(paths["support"])
+    Image.fromarray(rect(40, 48)).save(paths["mask"])
+    Image.fromarray(rgb(36, 60)).save(paths["query"])
+    return paths
+
+
+def segment(files: dict[str, Path], out: Path | str, *extra: str) -> list[str]:
+    return ["segment", "--checkpoint", str(files["ckpt"]), "--support", str(files["support"]),
+            "--support-mask", str(files["mask"]), "--query", str(files["query"]),
+            "--out", str(out), "--size", "32", "--iterations", "1", "--device", "cpu", *extra]
+
+
+def inputs_bytes(files: dict[str, Path]) -> dict[str, bytes]:
+    return {k: files[k].read_bytes() for k in ("support", "mask", "query")}
+
+
+# --------------------------------------------------------------------------- segment --out
+@pytest.mark.parametrize(("out", "message"), [
+    ("query", r"--out .*q2_overlay.png is the query .*would overwrite an input"),
+    ("mask", r"--out .*m.png is the support mask 1 .*would overwrite an input"),
+    ("support-dotted", r"is the support 1 .*s.png"),
+    ("q2.png", r"--out .*q2.png writes its overlay to .*q2_overlay.png, which is the query"),
+    ("hardlink", r"--out .*link.png is the query .*q2_overlay.png"),
+])
+def test_segment_out_never_overwrites_an_input(files: dict[str, Path], out: str, message: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    folder = files["query"].parent
+    target = {"query": files["query"], "mask": files["mask"],
+              "support-dotted": folder / "sub" / ".." / "s.png",
+              "q2.png": folder / "q2.png", "hardlink": folder / "link.png"}[out]
+    if out == "hardlink":
+        if not hasattr(os, "link"):
+            pytest.skip("no hard links here")
+        os.link(files["query"], target)
+    (folder / "sub").mkdir()
+    before = inputs_bytes(files)
+    assert main(segment(files, target)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: ")
+    assert re.search(message, err), err
+    assert inputs_bytes(files) == before
+    assert not (folder / "q2.png").exists()
+
+
+def test_write_outputs_refuses_the_query_file(files: dict[str, Path]) -> None:
+    before = files["query"].read_bytes()
+    with pytest.raises(ValueError, match="writes its overlay to .*which is the query"):
+        write_outputs(files["query"], np.ones((36, 60), np.uint8), files["query"].parent / "q2.png")
+    assert files["query"].read_bytes() == before
+
+
+def test_segment_out_beside_the_inputs_works(files: dict[str, Path]) -> None:
+    out = files["query"].parent / "mask_out.png"
+    assert main(segment(files, out)) == 0
+    assert out.is_file() and (out.parent / "mask_out_overlay.png").is_file()
 
 
 # --------------------------------------------------------------------------- iterations
@@ -26,6 +96,18 @@ def test_iterations_above_the_bound_are_refused(iterations: int) -> None:
     with pytest.raises(ValueError, match=rf"iterations must be an integer >= 0 and <= "
                                          rf"{MAX_ITERATIONS} .*got {iterations}"):
         model.predict(query, supports, masks, iterations=iterations)
+
+
+def test_segment_iterations_above_the_bound_fail_before_work(
+        files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    out = files["query"].parent / "o.png"
+    args = segment(files, out)
+    args[args.index("--iterations") + 1] = "100000"
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"error: --iterations must be an integer >= 0 and <= {MAX_ITERATIONS} (IOM refinements "
+        "after CANet-Init; the paper uses 4), got 100000\n")
+    assert not out.exists()
 
 
 def test_iterations_at_the_bound_run() -> None:

@@ -82,6 +82,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_threads_argument(p)
 
 
+def _inputs(args: argparse.Namespace) -> dict[str, str]:
+    """The input files by name: the query, support i and support mask i."""
+    named = {"query": args.query}
+    for i, s in enumerate(args.supports, 1):
+        named[f"support {i}"] = s["image"]
+        if s["mask"] is not None:
+            named[f"support mask {i}"] = s["mask"]
+    return named
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -90,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from canetlib.inputs import check_size
     from canetlib.model import MULTI_SCALE
     from canetlib.runtime import default_device
-    from canetlib.segment import overlay_path, run_segmentation, write_outputs
+    from canetlib.segment import check_outputs, overlay_path, run_segmentation, write_outputs
 
     missing = [s["image"] for s in args.supports if s["mask"] is None and s["box"] is None]
     if missing:
@@ -104,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         check_size(args.size, args.size, "--size")
     for path in (args.out, overlay_path(args.out)):
         check_writable(path)
+    check_outputs(args.out, _inputs(args))
     apply_threads(args)
     device = default_device(args.device)
     ckpt = checkpoint.load(args.checkpoint)
