@@ -5,9 +5,10 @@ JSON results, cache files, downloaded archives) is written under a temporary
 name beside its final path and then renamed onto it by :func:`move_into_place`,
 so an interrupted run never leaves a half-written file under the final name.
 :func:`atomic_path` wraps that in a context manager and :func:`write_atomic`
-writes bytes or text through it; :func:`check_writable` lets a command refuse
-an unwritable output before it starts long work. Only the standard library is
-used, so any module can import this one cheaply.
+writes bytes or text through it; :func:`check_writable` (and :func:`prepare_output`,
+which also creates the folder) lets a command refuse an unwritable output before it
+starts long work. Only the standard library is used, so any module can import this
+one cheaply.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "atomic_path",
     "check_writable",
     "move_into_place",
+    "prepare_output",
     "temp_beside",
     "write_atomic",
 ]
@@ -64,6 +66,25 @@ def check_writable(path: PathLike, folder: bool = False) -> Path:
         raise NotADirectoryError(f"cannot write {p}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {p}: no write permission in {probe}")
+    return p
+
+
+def prepare_output(path: PathLike) -> Path:
+    """:func:`check_writable`, then create ``path``'s folder and a file in it (removed at
+    once), so that an output that cannot be written fails before the work, also for root
+    and on file systems such as ``/proc``; raises an ``OSError`` naming ``path``."""
+    p = check_writable(path)
+    folder = p.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise type(err)(f"cannot write {p}: cannot create the folder {folder} "
+                        f"({err.strerror or err})") from err
+    try:
+        temp_beside(p, ".probe").unlink()
+    except OSError as err:
+        raise type(err)(f"cannot write {p}: cannot create a file in {folder} "
+                        f"({err.strerror or err})") from err
     return p
 
 

@@ -166,3 +166,48 @@ def test_predict_restores_training_mode_on_error(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(RuntimeError, match="refine failed"):
         model.predict(query, supports, masks, iterations=1)
     assert seen == [False] and model.training
+
+
+# --------------------------------------------------------------------------- evaluate --json
+def _evaluate_json(files: dict[str, Path], target: Path) -> list[str]:
+    return ["evaluate", "--dataset", "synthetic", "--checkpoint", str(files["ckpt"]),
+            "--episodes", "2", "--json", str(target)]
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("/proc/canetlib-no-such-folder/deeper/r.json",
+     r"cannot write /proc/canetlib-no-such-folder/deeper/r.json: (cannot create the folder "
+     r"/proc/canetlib-no-such-folder/deeper|no write permission in /proc)"),
+    ("/proc/self/r.json", r"cannot write /proc/self/r.json: (cannot create a file in /proc/self"
+                          r"|no write permission in /proc/self)"),
+    ("file/r.json", r"cannot write .*file/r.json: .*file is a file, not a folder"),
+    ("file/sub/r.json", r"cannot write .*file/sub/r.json: .*file is a file, not a folder"),
+])
+def test_evaluate_json_that_cannot_be_created_fails_before_evaluating(
+        files: dict[str, Path], where: str, message: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import canetlib.evaluate as ev
+
+    if where.startswith("/proc") and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here (not Linux)")
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
+    folder = files["ckpt"].parent
+    (folder / "file").write_text("a file, not a folder")
+    target = Path(where) if where.startswith("/") else folder / where
+    assert main(_evaluate_json(files, target)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+
+
+def test_evaluate_json_creates_its_folder_before_evaluating(
+        files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import canetlib.evaluate as ev
+
+    target = files["ckpt"].parent / "new" / "deeper" / "r.json"
+
+    def stop(*args: object, **kwargs: object) -> None:
+        assert target.parent.is_dir() and list(target.parent.iterdir()) == []
+        raise RuntimeError("stopped after the check")
+
+    monkeypatch.setattr(ev, "evaluate", stop)
+    assert main(_evaluate_json(files, target)) == 2

@@ -116,12 +116,12 @@ def source_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from canetlib import checkpoint
-    from canetlib.fsutil import check_writable
+    from canetlib.fsutil import prepare_output
     from canetlib.runtime import default_device
 
     _validate(args)
     if args.json:
-        check_writable(args.json)
+        prepare_output(args.json)
     apply_threads(args)
     device = default_device(args.device)
     ckpt = checkpoint.load(args.checkpoint)
