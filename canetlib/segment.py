@@ -26,7 +26,7 @@ from PIL import Image
 from torch import Tensor
 
 from canetlib.data.episodes import image_to_tensor
-from canetlib.data.imageio import read_image
+from canetlib.data.imageio import read_image, upright
 from canetlib.evaluate import REFERENCE_INPUT_SIZE, resize_episode
 from canetlib.inputs import IGNORE_INDEX, box_to_mask, check_iterations, check_size
 from canetlib.model import CANet
@@ -73,7 +73,7 @@ def as_rgb(image: ImageLike, name: str = "image") -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return read_image(image)
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(upright(image).convert("RGB"))
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
@@ -99,8 +99,9 @@ def load_mask(path: str | os.PathLike[str]) -> np.ndarray:
     if not p.is_file():
         raise FileNotFoundError(f"mask file not found: {p}")
     try:
-        with Image.open(p) as img:
-            img.load()
+        with Image.open(p) as raw:
+            raw.load()
+            img = upright(raw)
             if img.mode in ("P", "L", "1", "I", "I;16"):
                 arr = np.asarray(img)
                 if img.mode == "P":  # class indices: any object is foreground, 255 ignore
@@ -125,6 +126,7 @@ def as_mask(annotation: Annotation, size: tuple[int, int],
         arr = load_mask(annotation)
         name = f"{name} {annotation}"
     elif isinstance(annotation, Image.Image):
+        annotation = upright(annotation)
         arr = np.asarray(annotation.convert("L") if annotation.mode not in ("1", "L", "P")
                          else annotation)
     elif torch.is_tensor(annotation):

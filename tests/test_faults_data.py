@@ -22,7 +22,9 @@ from PIL import Image
 from canetlib import checkpoint
 from canetlib.cli import main
 from canetlib.inputs import MAX_ITERATIONS
-from canetlib.segment import write_outputs
+from canetlib.data.imageio import image_size, read_image, read_mask
+from canetlib.data.source import ImageMaskSource
+from canetlib.segment import as_mask, as_rgb, load_mask, write_outputs
 
 
 @pytest.fixture()
@@ -211,3 +213,68 @@ def test_evaluate_json_creates_its_folder_before_evaluating(
 
     monkeypatch.setattr(ev, "evaluate", stop)
     assert main(_evaluate_json(files, target)) == 2
+
+
+# --------------------------------------------------------------------------- EXIF orientation
+RAW_H, RAW_W = 24, 40  #: stored layout; orientation 6 shows it rotated 90 degrees clockwise
+
+
+def rotated_file(path: Path, array: np.ndarray, orientation: int = 6) -> Path:
+    """Save ``array`` (stored layout) with an EXIF orientation tag."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(array).save(path, exif=exif)
+    return path
+
+
+def stored_image() -> np.ndarray:
+    """A (24, 40) RGB image: a bright block at the stored top-left corner."""
+    arr = np.zeros((RAW_H, RAW_W, 3), np.uint8)
+    arr[:8, :8] = 250
+    return arr
+
+
+def stored_mask() -> np.ndarray:
+    mask = np.zeros((RAW_H, RAW_W), np.uint8)
+    mask[:8, :8] = 1
+    return mask
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_exif_rotated_photo_is_read_as_displayed(tmp_path: Path, suffix: str) -> None:
+    path = rotated_file(tmp_path / f"photo{suffix}", stored_image())
+    shown = read_image(path)
+    assert shown.shape == (RAW_W, RAW_H, 3) and image_size(path) == (RAW_W, RAW_H)
+    assert shown[:8, -8:].mean() > 200 and shown[:8, :8].mean() < 50  # top-left -> top-right
+    assert as_rgb(path).shape == (RAW_W, RAW_H, 3)
+    with Image.open(path) as img:
+        assert as_rgb(img).shape == (RAW_W, RAW_H, 3)
+
+
+def test_exif_rotated_mask_is_read_as_displayed(tmp_path: Path) -> None:
+    path = rotated_file(tmp_path / "mask.png", stored_mask())
+    assert read_mask(path).shape == (RAW_W, RAW_H)
+    assert load_mask(path).shape == (RAW_W, RAW_H)
+    assert as_mask(path, (RAW_W, RAW_H)).shape == (RAW_W, RAW_H)
+    assert np.array_equal(read_mask(path), np.rot90(stored_mask(), k=-1))
+
+
+def test_exif_rotated_folder_source_matches_image_and_mask(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    rotated_file(tmp_path / "images" / "a.jpg", stored_image())
+    rotated_file(tmp_path / "masks" / "a.png", stored_mask())
+    source = ImageMaskSource.from_folder(tmp_path, ["block"])
+    assert source.load_image("a").shape == (RAW_W, RAW_H, 3)
+    assert source.load_mask("a").shape == (RAW_W, RAW_H)
+    assert source.image_pairs("test") == [("a", 1)]
+
+
+def test_upright_mask_of_a_rotated_photo_loads(tmp_path: Path) -> None:
+    """The usual case: a photo with a tag and a mask drawn on it as displayed (no tag)."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    rotated_file(tmp_path / "images" / "a.jpg", stored_image())
+    Image.fromarray(np.rot90(stored_mask(), k=-1).copy()).save(tmp_path / "masks" / "a.png")
+    source = ImageMaskSource.from_folder(tmp_path, ["block"])
+    assert source.load_mask("a").shape == source.load_image("a").shape[:2]

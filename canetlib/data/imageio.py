@@ -14,8 +14,9 @@
   defined in :mod:`canetlib.fsutil` and importable from here as before.
 
 Unreadable or corrupt files raise :class:`ValueError` naming the file; a
-missing file raises :class:`FileNotFoundError` naming it. EXIF orientation is
-deliberately *not* applied: masks are stored in the raw pixel layout.
+missing file raises :class:`FileNotFoundError` naming it. Images and masks come
+upright, as viewers show them: a file's EXIF orientation (a phone photo's
+rotation) is applied by :func:`upright`, and :func:`image_size` gives that size.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from canetlib.fsutil import PathLike, atomic_path, check_writable, temp_beside, write_atomic
 
@@ -33,10 +34,12 @@ __all__ = [
     "PathLike",
     "atomic_path",
     "check_writable",
+    "image_size",
     "read_image",
     "read_label",
     "read_mask",
     "temp_beside",
+    "upright",
     "voc_palette",
     "write_atomic",
     "write_label_png",
@@ -47,9 +50,43 @@ _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
+#: the EXIF tag of the orientation, and the orientations that swap width and height
+_ORIENTATION = 0x0112
+_SIDEWAYS = frozenset({5, 6, 7, 8})
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation of ``img`` (1 = upright, also when absent or unreadable)."""
+    try:
+        value = img.getexif().get(_ORIENTATION, 1)
+    except _UNREADABLE:
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """``img`` as viewers show it: its EXIF orientation applied (``img`` itself when upright)."""
+    if _orientation(img) == 1:
+        return img
+    return ImageOps.exif_transpose(img)
+
+
+def image_size(path: PathLike) -> tuple[int, int]:
+    """``(H, W)`` of the image file ``path`` as :func:`read_image` returns it (header only)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"image file not found: {p}")
+    try:
+        with Image.open(p) as img:
+            sideways = _orientation(img) in _SIDEWAYS
+            return (img.width, img.height) if sideways else (img.height, img.width)
+    except _UNREADABLE as exc:
+        raise ValueError(f"cannot read image file {p}: {exc}") from exc
+
+
 @contextmanager
 def _open(path: PathLike) -> Iterator[Image.Image]:
-    """Open and fully decode ``path``; corrupt data -> ValueError naming it."""
+    """Open and fully decode ``path``, upright; corrupt data -> ValueError naming it."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"image file not found: {p}")
@@ -59,8 +96,14 @@ def _open(path: PathLike) -> Iterator[Image.Image]:
     except _UNREADABLE as exc:
         raise ValueError(f"cannot read image file {p}: {exc}") from exc
     try:
-        yield img
+        turned = upright(img)
+    except _UNREADABLE as exc:
+        img.close()
+        raise ValueError(f"cannot read image file {p}: {exc}") from exc
+    try:
+        yield turned
     finally:
+        turned.close()
         img.close()
 
 

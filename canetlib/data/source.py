@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from canetlib.data.imageio import read_image, read_mask
+from canetlib.data.imageio import image_size, read_image, read_mask
 
 #: PASCAL VOC class names; class id ``i + 1`` is ``PASCAL_CLASSES[i]``.
 PASCAL_CLASSES: tuple[str, ...] = (
@@ -274,7 +274,4 @@ class ImageMaskSource(SegmentationSource):
         value = self._images[image_id]
         if not _is_path(value):
             return tuple(np.shape(value)[:2])  # type: ignore[return-value]
-        from PIL import Image
-
-        with Image.open(value) as img:  # the header only
-            return img.height, img.width
+        return image_size(value)  # the header only
