@@ -48,6 +48,7 @@ from canetlib.engine import (
     load_resumable,
     mix_seed,
     open_run_folder,
+    release_run_folder,
     reseed_step,
     rng_state,
     set_lr,
@@ -155,7 +156,17 @@ def pretrain(cfg: PretrainConfig, out: str | os.PathLike[str], *, max_steps: int
     """
     dev = _one_process(cfg, max_steps, device)
     out = Path(out)
-    resume_from = open_run_folder(out, resume, overwrite, extra=("backbone.pt",))
+    resume_from = open_run_folder(out, resume, overwrite, extra=("backbone.pt",), lock=True)
+    try:
+        return _pretrain_in(cfg, out, dev, resume_from, max_steps, progress)
+    finally:
+        release_run_folder(out)
+
+
+def _pretrain_in(cfg: PretrainConfig, out: Path, dev: torch.device,
+                 resume_from: Path | None, max_steps: int | None,
+                 progress: bool) -> PretrainResult:
+    """The run of :func:`pretrain` in its opened (locked) folder ``out``."""
     state = load_resumable(resume_from, cfg, max_steps, kind="pretrain",
                            config_key="pretrain_config", what="pretraining",
                            refusal="not a pretraining checkpoint; cannot resume it with "

@@ -78,6 +78,7 @@ from canetlib.engine import (
     mix_seed,
     open_run_folder,
     prepare_out,
+    release_run_folder,
     reseed_step,
     rng_state,
     set_lr,
@@ -174,7 +175,16 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, max_steps: int | Non
     out = Path(out)
     # the output folder (rank 0 decides, the others follow) and the state to resume
     resume_from = open_run_folder(out, resume, overwrite, info=procs.info,
-                                  broadcast=procs.distributed)
+                                  broadcast=procs.distributed, lock=True)
+    try:
+        return _train_in(cfg, out, procs, resume_from, max_steps, progress, dataset)
+    finally:
+        release_run_folder(out)
+
+
+def _train_in(cfg: TrainConfig, out: Path, procs: Processes, resume_from: Path | None,
+              max_steps: int | None, progress: bool, dataset: Any) -> TrainResult:
+    """The run of :func:`train` in its opened (locked) folder ``out``."""
     state = load_resumable(resume_from, cfg, max_steps, kind="train", config_key="train_config",
                            what="training",
                            refusal="not a training checkpoint (no optimizer/step); cannot resume")

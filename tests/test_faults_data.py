@@ -7,9 +7,13 @@ training mode, and an uncreatable ``evaluate --json`` folder.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import subprocess
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +22,16 @@ import torch
 from conftest import make_episode, rect, rgb
 from evalfakes import tiny_model
 from PIL import Image
+from test_train import TINY, tiny
 
 from canetlib import checkpoint
 from canetlib.cli import main
-from canetlib.inputs import MAX_ITERATIONS
 from canetlib.data.imageio import image_size, read_image, read_mask
 from canetlib.data.source import ImageMaskSource
+from canetlib.engine.folder import LOCK, open_run_folder, release_run_folder
+from canetlib.inputs import MAX_ITERATIONS
 from canetlib.segment import as_mask, as_rgb, load_mask, write_outputs
+from canetlib.train import train
 
 
 @pytest.fixture()
@@ -176,12 +183,17 @@ def _evaluate_json(files: dict[str, Path], target: Path) -> list[str]:
             "--episodes", "2", "--json", str(target)]
 
 
+PROC_MISSING = "/proc/canetlib-no-such-folder/deeper/r.json"
+PROC_MISSING_ERR = (r"cannot write /proc/canetlib-no-such-folder/deeper/r.json: "
+                    r"(cannot create the folder /proc/canetlib-no-such-folder/deeper"
+                    r"|no write permission in /proc)")
+PROC_SELF_ERR = (r"cannot write /proc/self/r.json: (cannot create a file in /proc/self"
+                 r"|no write permission in /proc/self)")
+
+
 @pytest.mark.parametrize(("where", "message"), [
-    ("/proc/canetlib-no-such-folder/deeper/r.json",
-     r"cannot write /proc/canetlib-no-such-folder/deeper/r.json: (cannot create the folder "
-     r"/proc/canetlib-no-such-folder/deeper|no write permission in /proc)"),
-    ("/proc/self/r.json", r"cannot write /proc/self/r.json: (cannot create a file in /proc/self"
-                          r"|no write permission in /proc/self)"),
+    (PROC_MISSING, PROC_MISSING_ERR),
+    ("/proc/self/r.json", PROC_SELF_ERR),
     ("file/r.json", r"cannot write .*file/r.json: .*file is a file, not a folder"),
     ("file/sub/r.json", r"cannot write .*file/sub/r.json: .*file is a file, not a folder"),
 ])
@@ -278,3 +290,71 @@ def test_upright_mask_of_a_rotated_photo_loads(tmp_path: Path) -> None:
     Image.fromarray(np.rot90(stored_mask(), k=-1).copy()).save(tmp_path / "masks" / "a.png")
     source = ImageMaskSource.from_folder(tmp_path, ["block"])
     assert source.load_mask("a").shape == source.load_image("a").shape[:2]
+
+
+# --------------------------------------------------------------------------- run folder lock
+HAS_FCNTL = importlib.util.find_spec("fcntl") is not None
+HOLD = ("import sys, time; from pathlib import Path; "
+        "from canetlib.engine.folder import open_run_folder; "
+        "open_run_folder(Path(sys.argv[1]), True, False, lock=True); "
+        "print('locked', flush=True); time.sleep(120)")
+
+
+def train_cli(out: Path, *args: str) -> list[str]:
+    sets = [x for item in TINY for x in ("--set", item)]
+    return ["train", "--config", "synthetic-1shot", "--fold", "0", "--out", str(out), *sets,
+            "--no-progress", *args]
+
+
+@pytest.fixture()
+def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the run folder ``tmp_path/run`` (a run of 1 step inside)."""
+    out = tmp_path / "run"
+    train(tiny(), out, max_steps=1, progress=False)
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.skipif(not HAS_FCNTL, reason="run folders are locked with fcntl (POSIX)")
+@pytest.mark.parametrize("how", [("--overwrite",), ("--resume",), ()])
+def test_second_trainer_on_a_running_folder_is_refused(
+        tmp_path: Path, holder: subprocess.Popen[str], how: tuple[str, ...],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(train_cli(out, *how, "--max-steps", "2")) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out} is in use by another run (process {holder.pid} holds {out / LOCK}); "
+        "wait for it to end or choose another --out\n")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.skipif(not HAS_FCNTL, reason="run folders are locked with fcntl (POSIX)")
+def test_killed_trainer_leaves_no_stale_lock(tmp_path: Path,
+                                             holder: subprocess.Popen[str]) -> None:
+    out = tmp_path / "run"
+    holder.kill()
+    holder.wait()
+    assert (out / LOCK).is_file()  # the killed run's file stays, its lock is gone
+    result = train(tiny(), out, max_steps=2, resume=True, progress=False)
+    assert result.step == 2 and not (out / LOCK).exists()
+
+
+def test_finished_or_failed_runs_release_the_folder(tmp_path: Path) -> None:
+    train(tiny(), tmp_path, max_steps=1, progress=False)
+    assert not (tmp_path / LOCK).exists()
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(tiny(), tmp_path, max_steps=1, progress=False)
+    with pytest.raises(ValueError, match="--max-steps 0 is below step 1|must be >= 1"):
+        train(tiny(), tmp_path, max_steps=0, resume=True, progress=False)
+    open_run_folder(tmp_path, True, False, lock=True)
+    try:
+        with pytest.raises(ValueError, match=rf"in use by another run \(process {os.getpid()}"):
+            train(tiny(), tmp_path, max_steps=2, resume=True, progress=False)
+    finally:
+        release_run_folder(tmp_path)
+    assert train(tiny(), tmp_path, max_steps=2, resume=True, progress=False).step == 2

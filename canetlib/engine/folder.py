@@ -3,7 +3,9 @@
 * :func:`open_run_folder` refuses a folder that holds another run unless the
   caller asked to ``resume`` it or to ``overwrite`` it (which removes exactly
   the run's files, :data:`RUN_FILES` and the recipe's extras); rank 0 decides
-  and the other processes follow its decision.
+  and the other processes follow its decision. With ``lock`` (training and
+  pretraining) it also locks the folder (:func:`lock_run_folder`), so that a
+  second run on it is refused while the first one runs.
 * :func:`save_checkpoint` writes through :func:`canetlib.checkpoint.save_atomic`
   (temporary file beside the target, then one rename), so a run killed while
   saving keeps its previous checkpoint; :func:`load_resumable` reads it back
@@ -21,6 +23,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: run folders are not locked
+    fcntl = None  # type: ignore[assignment]
+
 from canetlib import checkpoint as ckpt_io
 from canetlib.data.imageio import atomic_path, check_writable
 from canetlib.engine.distributed import ONE_PROCESS, DistInfo
@@ -31,6 +38,10 @@ RUN_FILES = ("last.pt", "model.pt", "log.csv", "val.csv")
 LOG_HEADER = ("step", "epoch", "loss", "lr", "seconds")
 #: the resumable checkpoint inside a run folder
 LAST = "last.pt"
+#: the lock file a running run holds in its folder (its process id inside)
+LOCK = "run.lock"
+#: run folders this process has locked (resolved path -> lock file descriptor)
+_HELD: dict[Path, int] = {}
 
 
 # --------------------------------------------------------------------------- folder rules
@@ -60,15 +71,102 @@ def prepare_out(out: Path, resume: bool, overwrite: bool,
     return None
 
 
+def _holder(fd: int) -> str:
+    """Who holds the lock file open as ``fd``: ``process PID``, or ``another process``."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = os.read(fd, 32).decode("ascii", "replace").strip()
+    return f"process {text}" if text.isdigit() else "another process"
+
+
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (a releasing run removes it)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _take_lock(out: Path, path: Path) -> int | None:
+    """The descriptor of ``path``, locked by this process; None where locking is not
+    supported; ``ValueError`` naming the holder when another run holds it."""
+    assert fcntl is not None
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise ValueError(f"{out} is in use by another run ({holder} holds {path}); wait "
+                             "for it to end or choose another --out") from None
+        except OSError:  # a file system without locks: run unlocked, as before
+            os.close(fd)
+            return None
+        if _is_current(fd, path):
+            return fd
+        os.close(fd)
+
+
+def lock_run_folder(out: Path) -> None:
+    """Hold an exclusive lock on the run folder ``out`` until :func:`release_run_folder`.
+
+    The lock is ``fcntl.flock`` on :data:`LOCK` inside ``out`` (the holder's process
+    id written in it); the OS drops it when the process ends, so a killed run leaves
+    no stale lock. Another process's lock is a ``ValueError`` naming it. Where fcntl
+    is missing (Windows) nothing is locked.
+    """
+    key = out.resolve()
+    if fcntl is None:
+        return
+    if key in _HELD:
+        raise ValueError(f"{out} is in use by another run (process {os.getpid()}, this one, "
+                         f"holds {out / LOCK}); wait for it to end or choose another --out")
+    fd = _take_lock(out, out / LOCK)
+    if fd is None:
+        return
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+    _HELD[key] = fd
+
+
+def release_run_folder(out: Path) -> None:
+    """Give up the lock :func:`lock_run_folder` took on ``out`` and remove its file."""
+    fd = _HELD.pop(out.resolve(), None)
+    if fd is None:
+        return
+    try:
+        (out / LOCK).unlink(missing_ok=True)  # while still locked: see _is_current
+    finally:
+        os.close(fd)
+
+
+def _prepare_locked(out: Path, resume: bool, overwrite: bool,
+                    extra: Sequence[str]) -> Path | None:
+    """:func:`prepare_out` in ``out`` locked by :func:`lock_run_folder` (released on error)."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock_run_folder(out)
+    try:
+        return prepare_out(out, resume, overwrite, extra)
+    except BaseException:
+        release_run_folder(out)
+        raise
+
+
 def open_run_folder(out: Path, resume: bool, overwrite: bool, *, extra: Sequence[str] = (),
-                    info: DistInfo = ONE_PROCESS, broadcast: bool = False) -> Path | None:
-    """:func:`prepare_out` on rank 0 after checking that ``out`` can be written;
-    with ``broadcast`` (a process group is running) every rank gets its answer."""
+                    info: DistInfo = ONE_PROCESS, broadcast: bool = False,
+                    lock: bool = False) -> Path | None:
+    """:func:`prepare_out` on rank 0 after checking that ``out`` can be written; with
+    ``lock``, under the run's lock (:func:`lock_run_folder`), which the caller gives up
+    with :func:`release_run_folder` when the run ends; with ``broadcast`` (a process
+    group is running) every rank gets its answer."""
     resume_from: Path | None = None
     if info.main:
         check_writable(out, folder=True)
-        resume_from = prepare_out(out, resume, overwrite, extra)
-        out.mkdir(parents=True, exist_ok=True)
+        if lock:
+            resume_from = _prepare_locked(out, resume, overwrite, extra)
+        else:
+            resume_from = prepare_out(out, resume, overwrite, extra)
+            out.mkdir(parents=True, exist_ok=True)
     if broadcast:
         import torch.distributed as dist
 
@@ -163,6 +261,7 @@ def iter_log(path: str | os.PathLike[str]) -> Iterator[dict[str, float]]:
             yield {k: float(v) for k, v in row.items()}
 
 
-__all__ = ["LAST", "LOG_HEADER", "RUN_FILES", "append_row", "check_max_steps",
-           "check_resumable", "iter_log", "load_resumable", "open_log", "open_run_folder",
-           "prepare_out", "save_checkpoint", "truncate_log"]
+__all__ = ["LAST", "LOCK", "LOG_HEADER", "RUN_FILES", "append_row", "check_max_steps",
+           "check_resumable", "iter_log", "load_resumable", "lock_run_folder", "open_log",
+           "open_run_folder", "prepare_out", "release_run_folder", "save_checkpoint",
+           "truncate_log"]
