@@ -30,7 +30,7 @@ from canetlib.data.imageio import read_image, upright
 from canetlib.evaluate import REFERENCE_INPUT_SIZE, resize_episode
 from canetlib.inputs import IGNORE_INDEX, box_to_mask, check_iterations, check_size
 from canetlib.model import CANet
-from canetlib.model.inference import episode_maps
+from canetlib.model.inference import episode_maps, resize_maps
 
 __all__ = [
     "MASK_RULE", "Segmentation", "as_mask", "as_rgb", "check_outputs", "load_mask",
@@ -195,7 +195,8 @@ def model_for_shots(model: CANet, shots: int) -> tuple[CANet, str]:
 def run_segmentation(model: CANet, query: ImageLike, supports: Sequence[ImageLike],
                      masks: Sequence[Annotation], iterations: int = 4,
                      size: int | None = REFERENCE_INPUT_SIZE,
-                     scales: Sequence[float] = (1.0,)) -> Segmentation:
+                     scales: Sequence[float] = (1.0,), *,
+                     all_iterations: bool = True) -> Segmentation:
     """Segment ``query`` given k annotated supports (see :class:`Segmentation`).
 
     Args:
@@ -207,6 +208,8 @@ def run_segmentation(model: CANet, query: ImageLike, supports: Sequence[ImageLik
         size: square model input side (``None``: original sizes; all supports
             must then share one size).
         scales: query scales (``(0.7, 1.0, 1.3)`` = the paper's multi-scale test).
+        all_iterations: keep every iteration's probabilities in ``probs``; ``False``
+            keeps the last one only (one full-size map in memory, same mask).
     """
     if len(supports) == 0:
         raise ValueError("give at least one support image")
@@ -229,11 +232,17 @@ def run_segmentation(model: CANet, query: ImageLike, supports: Sequence[ImageLik
     else:
         s_stack, m_stack = torch.stack(s_t), torch.stack(s_masks)
     net, note = model_for_shots(model, len(s_t))
-    # probabilities at the query's original size, as CANet.predict gives them
-    out = episode_maps(net, q_t, s_stack, m_stack, iterations, scales, size=q_rgb.shape[:2])
-    probs = [p[0, 1].float().cpu().numpy() for p in out.maps]
+    # probabilities at the query's original size, as CANet.predict gives them; with one
+    # scale and only the last iteration wanted, the grid maps are kept and one upsampled
+    grid = tuple(scales) == (1.0,) and not all_iterations
+    out = episode_maps(net, q_t, s_stack, m_stack, iterations, scales,
+                       size=None if grid else q_rgb.shape[:2])
+    maps = out.maps if all_iterations else out.maps[-1:]
+    if grid:
+        maps = [resize_maps(maps[-1], q_rgb.shape[:2])]
+    probs = [p[0, 1].float().cpu().numpy() for p in maps]
     attention = out.attention[0].float().cpu().numpy() if out.attention is not None else None
-    mask = out.maps[-1].argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
+    mask = maps[-1].argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
     return Segmentation(mask, probs, attention, net.fusion, note)
 
 

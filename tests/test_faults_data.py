@@ -30,7 +30,7 @@ from canetlib.data.imageio import image_size, read_image, read_mask
 from canetlib.data.source import ImageMaskSource
 from canetlib.engine.folder import LOCK, open_run_folder, release_run_folder
 from canetlib.inputs import MAX_ITERATIONS
-from canetlib.segment import as_mask, as_rgb, load_mask, write_outputs
+from canetlib.segment import as_mask, as_rgb, load_mask, run_segmentation, write_outputs
 from canetlib.train import train
 
 
@@ -117,6 +117,17 @@ def test_segment_iterations_above_the_bound_fail_before_work(
         f"error: --iterations must be an integer >= 0 and <= {MAX_ITERATIONS} (IOM refinements "
         "after CANet-Init; the paper uses 4), got 100000\n")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("scales", [(1.0,), (0.7, 1.0)])
+def test_segmentation_can_keep_the_last_iteration_only(scales: tuple[float, ...]) -> None:
+    image, mask = rgb(36, 60), rect(36, 60)
+    kwargs = {"iterations": 3, "size": 32, "scales": scales}
+    every = run_segmentation(tiny_model(), image, [image], [mask], **kwargs)
+    last = run_segmentation(tiny_model(), image, [image], [mask], all_iterations=False, **kwargs)
+    assert len(every.probs) == 4 and len(last.probs) == 1
+    assert np.array_equal(last.mask, every.mask)
+    assert np.allclose(last.probs[0], every.probs[-1], atol=1e-6)
 
 
 def test_iterations_at_the_bound_run() -> None:

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         model, args.query, [s["image"] for s in args.supports],
         [s["mask"] if s["mask"] is not None else s["box"] for s in args.supports],
         iterations=args.iterations, size=size,
-        scales=MULTI_SCALE if args.multi_scale else (1.0,))
+        scales=MULTI_SCALE if args.multi_scale else (1.0,), all_iterations=False)
     if result.note:
         print(f"note: {result.note}")
     mask_path, overlay_path = write_outputs(args.query, result.mask, args.out)
