@@ -3,7 +3,9 @@
 An episode (paper section 3, "task description") is a query image of class ``c``
 with its binary mask, and ``k`` support images of the same class with their masks
 (pixel-wise, or the filled box of one instance for the bounding-box experiment of
-section 4.4). Sampling follows the benchmark protocol (paper section 5.1):
+section 4.4). Test episodes draw the class first, one of the field's two conventions
+(the reference code instead takes the first 1000 (image, class) pairs of a list, so
+frequent classes get more episodes):
 
 * **test**: episode ``i`` is a pure function of (source, fold, shots, seed, i):
   the class is drawn uniformly from the fold's test classes, the query uniformly
