@@ -5,9 +5,9 @@ JSON results, cache files, downloaded archives) is written under a temporary
 name beside its final path and then renamed onto it by :func:`move_into_place`,
 so an interrupted run never leaves a half-written file under the final name.
 :func:`atomic_path` wraps that in a context manager and :func:`write_atomic`
-writes bytes or text through it; :func:`check_writable` (and :func:`prepare_output`,
-which also creates the folder) lets a command refuse an unwritable output before it
-starts long work. Only the standard library is used, so any module can import this
+writes bytes or text through it; :func:`check_writable` (and :func:`probe_output`,
+which also tries the folder and a file in it) lets a command refuse an unwritable
+output before it starts long work. Only the standard library is used, so any module can import this
 one cheaply.
 """
 
@@ -24,7 +24,7 @@ __all__ = [
     "atomic_path",
     "check_writable",
     "move_into_place",
-    "prepare_output",
+    "probe_output",
     "temp_beside",
     "write_atomic",
 ]
@@ -69,22 +69,39 @@ def check_writable(path: PathLike, folder: bool = False) -> Path:
     return p
 
 
-def prepare_output(path: PathLike) -> Path:
-    """:func:`check_writable`, then create ``path``'s folder and a file in it (removed at
-    once), so that an output that cannot be written fails before the work, also for root
-    and on file systems such as ``/proc``; raises an ``OSError`` naming ``path``."""
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders from ``folder`` up that do not exist yet, deepest first."""
+    missing: list[Path] = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def probe_output(path: PathLike) -> Path:
+    """:func:`check_writable`, then proof: create ``path``'s missing folders and a file
+    in them, and remove them again. An output that cannot be written fails before the
+    work, also for root and on file systems such as ``/proc``; ``OSError`` names ``path``."""
     p = check_writable(path)
-    folder = p.parent
+    missing = _missing_folders(p.parent)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise type(err)(f"cannot write {p}: cannot create the folder {folder} "
+        raise type(err)(f"cannot write {p}: cannot create the folder {p.parent} "
                         f"({err.strerror or err})") from err
     try:
         temp_beside(p, ".probe").unlink()
     except OSError as err:
-        raise type(err)(f"cannot write {p}: cannot create a file in {folder} "
+        raise type(err)(f"cannot write {p}: cannot create a file in {p.parent} "
                         f"({err.strerror or err})") from err
+    finally:
+        for folder in missing:
+            try:
+                folder.rmdir()
+            except FileNotFoundError:  # never made
+                continue
+            except OSError:  # filled by someone else meanwhile: keep it and its parents
+                break
     return p
 
 

@@ -130,6 +130,15 @@ def test_segmentation_can_keep_the_last_iteration_only(scales: tuple[float, ...]
     assert np.allclose(last.probs[0], every.probs[-1], atol=1e-6)
 
 
+def test_evaluate_iterations_above_the_bound_fail_before_work(
+        files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["evaluate", "--dataset", "synthetic", "--checkpoint", str(files["ckpt"]),
+            "--iterations", str(MAX_ITERATIONS + 1)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: --iterations must be an integer >= 0 and <= {MAX_ITERATIONS} ")
+
+
 def test_iterations_at_the_bound_run() -> None:
     query, supports, masks = make_episode(size=32)
     pred = tiny_model().predict(query, supports, masks, iterations=MAX_ITERATIONS)
@@ -224,18 +233,39 @@ def test_evaluate_json_that_cannot_be_created_fails_before_evaluating(
     assert err.count("\n") == 1 and re.search(message, err), err
 
 
-def test_evaluate_json_creates_its_folder_before_evaluating(
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc here (not Linux)")
+@pytest.mark.parametrize("command", ["segment", "bench"])
+def test_segment_and_bench_outputs_under_proc_fail_before_work(
+        files: dict[str, Path], command: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import canetlib.segment as seg
+    from canetlib import bench
+
+    monkeypatch.setattr(bench, "run_benchmark", lambda *a, **k: pytest.fail("benchmarked"))
+    monkeypatch.setattr(seg, "run_segmentation", lambda *a, **k: pytest.fail("segmented"))
+    args = segment(files, PROC_MISSING.replace(".json", ".png")) if command == "segment" \
+        else ["bench", "--json", PROC_MISSING]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write /proc/canetlib-no-such-folder/deeper/r." in err
+
+
+def test_evaluate_json_probe_leaves_nothing_and_the_result_is_written(
         files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    import canetlib.evaluate as ev
+    from canetlib.commands import evaluate as command
 
     target = files["ckpt"].parent / "new" / "deeper" / "r.json"
+    seen: list[bool] = []
 
-    def stop(*args: object, **kwargs: object) -> None:
-        assert target.parent.is_dir() and list(target.parent.iterdir()) == []
+    def measure(*args: object, **kwargs: object) -> dict[str, object]:
+        seen.append(target.parent.parent.exists())
         raise RuntimeError("stopped after the check")
 
-    monkeypatch.setattr(ev, "evaluate", stop)
+    monkeypatch.setattr(command, "_measure", measure)
     assert main(_evaluate_json(files, target)) == 2
+    assert seen == [False] and not target.parent.parent.exists()
+    command.write_json({"miou": 1.0}, str(target))
+    assert target.is_file()
 
 
 # --------------------------------------------------------------------------- EXIF orientation

@@ -37,10 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from canetlib.bench import run_benchmark
     from canetlib.commands.evaluate import write_json
-    from canetlib.data.imageio import check_writable
+    from canetlib.fsutil import probe_output
 
     if args.json:
-        check_writable(args.json)
+        probe_output(args.json)
     apply_threads(args)
     result = run_benchmark(
         args.device, repeats=args.repeats, warmup=args.warmup, size=args.size,

@@ -116,12 +116,12 @@ def source_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from canetlib import checkpoint
-    from canetlib.fsutil import prepare_output
+    from canetlib.fsutil import probe_output
     from canetlib.runtime import default_device
 
     _validate(args)
     if args.json:
-        prepare_output(args.json)
+        probe_output(args.json)
     apply_threads(args)
     device = default_device(args.device)
     ckpt = checkpoint.load(args.checkpoint)

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from canetlib import checkpoint
-    from canetlib.data.imageio import check_writable
+    from canetlib.fsutil import check_writable, probe_output
     from canetlib.inputs import check_size
     from canetlib.model import MULTI_SCALE
     from canetlib.runtime import default_device
@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.out, overlay_path(args.out)):
         check_writable(path)
     check_outputs(args.out, _inputs(args))
+    probe_output(args.out)  # the overlay goes to the same folder
     apply_threads(args)
     device = default_device(args.device)
     ckpt = checkpoint.load(args.checkpoint)
