@@ -19,6 +19,7 @@ Shipped checkpoints live inside the package, in ``canetlib/weights/NAME.pt``
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -97,6 +98,7 @@ def load(name_or_path: str | os.PathLike[str],
          map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and validate a checkpoint dict (``weights_only=True``)."""
     path = resolve(name_or_path)
+    check_torch_file(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # pickle errors, truncated files, foreign objects
@@ -110,6 +112,15 @@ def load(name_or_path: str | os.PathLike[str],
             raise ValueError(f"{path}: checkpoint lacks {key!r}")
     check_finite(ckpt["model"], str(path))
     return ckpt
+
+
+def check_torch_file(path: Path) -> None:
+    """Refuse a file that is neither a zip (``torch.save``) nor a legacy pickle."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(path) and not head.startswith(b"\x80"):
+        raise ValueError(f"{path}: not a PyTorch checkpoint file (neither the zip archive that "
+                         "torch.save writes nor a pickle); give a .pt file saved by canetlib")
 
 
 def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:

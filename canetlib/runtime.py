@@ -20,6 +20,19 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def check_device(device: str | None, name: str = "--device") -> None:
+    """Refuse a CUDA ``device`` when this machine has no usable CUDA device."""
+    if device is None or torch.device(device).type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise ValueError(f"{name} {device}: no CUDA device is available (torch.cuda.is_available() "
+                         "is False); use --device cpu or leave --device out")
+    index = torch.device(device).index
+    if index is not None and index >= torch.cuda.device_count():
+        raise ValueError(f"{name} {device}: this machine has {torch.cuda.device_count()} CUDA "
+                         f"device(s), numbered from 0")
+
+
 def amp_dtype(device: torch.device) -> torch.dtype | None:
     """bf16 on CUDA cards that support it, fp16 on older ones, none on CPU."""
     if device.type != "cuda":

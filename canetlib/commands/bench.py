@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from canetlib.bench import run_benchmark
     from canetlib.commands.evaluate import write_json
     from canetlib.fsutil import probe_output
+    from canetlib.runtime import check_device
 
+    check_device(args.device)
     if args.json:
         probe_output(args.json)
     apply_threads(args)

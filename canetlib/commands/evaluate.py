@@ -94,6 +94,9 @@ def _parse_scales(text: str) -> tuple[float, ...] | None:
 
 
 def _validate(args: argparse.Namespace) -> None:
+    from canetlib.runtime import check_device
+
+    check_device(args.device)
     for name in ("shots", "episodes", "seeds", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")

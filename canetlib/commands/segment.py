@@ -99,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
     from canetlib.fsutil import check_writable, probe_output
     from canetlib.inputs import check_size
     from canetlib.model import MULTI_SCALE
-    from canetlib.runtime import default_device
+    from canetlib.runtime import check_device, default_device
     from canetlib.segment import check_outputs, overlay_path, run_segmentation, write_outputs
 
+    check_device(args.device)
     missing = [s["image"] for s in args.supports if s["mask"] is None and s["box"] is None]
     if missing:
         raise ValueError(f"support {missing[0]} has no --support-mask or --support-box after it")

@@ -71,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from canetlib.runtime import check_device
+
+    check_device(args.device)
     try:
         return _train(args)
     except KeyboardInterrupt:

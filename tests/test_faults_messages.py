@@ -1,0 +1,65 @@
+"""Bad input refused with one line naming the argument, its value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from evalfakes import tiny_model
+from test_faults import train_cli
+
+from canetlib import checkpoint
+from canetlib.cli import main
+
+
+@pytest.fixture()
+def ckpt(tmp_path: Path) -> str:
+    """A tiny model checkpoint."""
+    path = tmp_path / "tiny.pt"
+    checkpoint.save_atomic(checkpoint.model_payload(tiny_model()), path)
+    return str(path)
+
+
+def one_error(capsys: pytest.CaptureFixture[str]) -> str:
+    """The single stderr line of a refused command."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    return err
+
+
+def cuda_args(command: str, ckpt: str, out: Path) -> list[str]:
+    """``command`` with ``--device cuda`` and otherwise valid arguments."""
+    if command == "evaluate":
+        return ["evaluate", "--dataset", "synthetic", "--checkpoint", ckpt, "--episodes", "2",
+                "--device", "cuda"]
+    if command == "segment":
+        return ["segment", "--checkpoint", ckpt, "--support", "s.png", "--support-mask", "m.png",
+                "--query", "q.png", "--out", str(out / "p.png"), "--device", "cuda"]
+    if command == "bench":
+        return ["bench", "--device", "cuda", "--json", str(out / "b.json")]
+    return train_cli(out / "run", "--device", "cuda")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "segment", "train", "bench"])
+def test_cuda_without_a_gpu_is_named(command: str, ckpt: str, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("loaded"))
+    out = tmp_path / "out"
+    assert main(cuda_args(command, ckpt, out)) == 2
+    assert "--device cuda: no CUDA device is available" in one_error(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content", [b"hello, I am text\n", b"", b"PK not a zip"])
+def test_text_file_checkpoint_is_not_a_pytorch_file(content: bytes, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "notes.pt"
+    bad.write_bytes(content)
+    with pytest.raises(ValueError, match=f"{bad}: not a PyTorch checkpoint file"):
+        checkpoint.load(bad)
+    assert main(["evaluate", "--dataset", "synthetic", "--checkpoint", str(bad),
+                 "--episodes", "2", "--device", "cpu"]) == 2
+    assert f"error: {bad}: not a PyTorch checkpoint file" in one_error(capsys)
