@@ -8,9 +8,11 @@ import pytest
 import torch
 from evalfakes import tiny_model
 from test_faults import train_cli
+from test_own_source import scenes
 
 from canetlib import checkpoint
 from canetlib.cli import main
+from canetlib.data import ImageMaskSource, episodes_from_source
 
 
 @pytest.fixture()
@@ -63,3 +65,12 @@ def test_text_file_checkpoint_is_not_a_pytorch_file(content: bytes, tmp_path: Pa
     assert main(["evaluate", "--dataset", "synthetic", "--checkpoint", str(bad),
                  "--episodes", "2", "--device", "cpu"]) == 2
     assert f"error: {bad}: not a PyTorch checkpoint file" in one_error(capsys)
+
+
+def test_training_episodes_of_a_test_only_source_are_refused_when_built() -> None:
+    source = ImageMaskSource(*scenes(), ["square", "disc"], name="mine")
+    assert source.num_folds == 1
+    with pytest.raises(ValueError, match=r"source 'mine' has no train pool for fold 0 .*"
+                                         r"allows split='test' only"):
+        episodes_from_source(source, split="train", episodes=2)
+    assert episodes_from_source(source, split="test", episodes=2)[0]["class_id"] in (1, 2)

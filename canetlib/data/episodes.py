@@ -227,6 +227,13 @@ class EpisodeDataset(Dataset[Item]):
         self._train_order = _rng(self.seed, _SPLIT_TAG[split], _ORDER).permutation(len(self.pairs))
 
     def _check_counts(self) -> None:
+        if not self.pairs:
+            raise ValueError(
+                f"source {self.source.name!r} has no {self.split} pool for fold {self.fold} "
+                f"({len(self.classes)} {self.split} class(es), no image of them in "
+                f"image_pairs({self.split!r})); split={self.split!r} needs one"
+                + ("; a test-only source (or num_folds=1) allows split='test' only"
+                   if self.split == "train" else ""))
         short = [(c, len(ims)) for c, ims in self.class_images.items() if len(ims) < self.shots + 1]
         if short:
             names = self.source.class_names
