@@ -74,3 +74,16 @@ def test_training_episodes_of_a_test_only_source_are_refused_when_built() -> Non
                                          r"allows split='test' only"):
         episodes_from_source(source, split="train", episodes=2)
     assert episodes_from_source(source, split="test", episodes=2)[0]["class_id"] in (1, 2)
+
+
+@pytest.mark.parametrize("made", [False, True])
+def test_resume_without_a_saved_run_is_refused(made: bool, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    if made:
+        out.mkdir()
+    assert main(train_cli(out, "--resume", "--max-steps", "1")) == 2
+    assert one_error(capsys) == (f"error: --resume: there is no {out / 'last.pt'} to resume from "
+                                 f"(no run was saved in {out}); drop --resume to start a new "
+                                 "run there\n")
+    assert out.exists() == made and (not made or not any(out.iterdir()))

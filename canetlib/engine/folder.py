@@ -62,7 +62,8 @@ def prepare_out(out: Path, resume: bool, overwrite: bool,
         if present:
             raise ValueError(f"{out} holds {present} but no last.pt to resume from; "
                              "use --overwrite to start again")
-        return None
+        raise ValueError(f"--resume: there is no {last} to resume from (no run was saved in "
+                         f"{out}); drop --resume to start a new run there")
     if present and not overwrite:
         raise ValueError(f"{out} already holds a run ({', '.join(present)}); pass --resume to "
                          "continue it or --overwrite to replace it")
@@ -162,6 +163,8 @@ def open_run_folder(out: Path, resume: bool, overwrite: bool, *, extra: Sequence
     resume_from: Path | None = None
     if info.main:
         check_writable(out, folder=True)
+        if resume and not (out / LAST).is_file():
+            prepare_out(out, resume, overwrite, extra)  # refuses before the folder is made
         if lock:
             resume_from = _prepare_locked(out, resume, overwrite, extra)
         else:
