@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
-from evalfakes import tiny_model
+from evalfakes import FakeEpisodes, tiny_model
 from test_faults import train_cli
 from test_own_source import scenes
 
 from canetlib import checkpoint
 from canetlib.cli import main
 from canetlib.data import ImageMaskSource, episodes_from_source
+from canetlib.evaluate import resolve_input_size
 
 
 @pytest.fixture()
@@ -87,3 +89,31 @@ def test_resume_without_a_saved_run_is_refused(made: bool, tmp_path: Path,
                                  f"(no run was saved in {out}); drop --resume to start a new "
                                  "run there\n")
     assert out.exists() == made and (not made or not any(out.iterdir()))
+
+
+SIZE_RULE = "pixels; the model needs at least 16x16 (two cells of its stride-8 feature grid)"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--per-episode"], ("error: --per-episode writes every episode's IoU to the JSON file, "
+                         "which is not asked for; add --json FILE (or drop --per-episode)")),
+    (["--fold", "4"], "error: --fold must be in 0..3 (synthetic has 4 folds), got 4"),
+    (["--fold", "-1"], "error: --fold must be in 0..3 (synthetic has 4 folds), got -1"),
+    (["--input-size", "7"], f"error: --input-size is 7x7 {SIZE_RULE}"),
+    (["--input-size", "8"], f"error: --input-size is 8x8 {SIZE_RULE}"),
+    (["--input-size", "15"], f"error: --input-size is 15x15 {SIZE_RULE}"),
+])
+def test_evaluate_options_are_checked_before_any_output(
+        extra: list[str], message: str, ckpt: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("loaded"))
+    assert main(["evaluate", "--dataset", "synthetic", "--checkpoint", ckpt, "--episodes", "2",
+                 "--device", "cpu", *extra]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == message + "\n"
+
+
+@pytest.mark.parametrize("size", [7, 8, (16, 15)])
+def test_api_input_size_has_the_same_minimum(size: int | tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match=f"input_size is .* {re.escape(SIZE_RULE)}"):
+        resolve_input_size(FakeEpisodes(1), size)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from canetlib.commands import add_threads_argument, apply_threads
-from canetlib.inputs import MAX_ITERATIONS, check_iterations
+from canetlib.inputs import MAX_ITERATIONS, check_iterations, check_size
 
 HELP = ("evaluate a checkpoint on seeded test episodes (mIoU, FB-IoU per IOM iteration, "
         "original image size)")
@@ -93,10 +93,27 @@ def _parse_scales(text: str) -> tuple[float, ...] | None:
     return scales if scales and all(v > 0 for v in scales) else None
 
 
+def _check_fold_and_size(args: argparse.Namespace) -> None:
+    """``--fold`` in range, ``--input-size`` big enough, ``--per-episode`` with ``--json``."""
+    from canetlib.data.pascal import NUM_FOLDS
+
+    if not 0 <= args.fold < NUM_FOLDS:
+        raise ValueError(f"--fold must be in 0..{NUM_FOLDS - 1} ({args.dataset} has {NUM_FOLDS} "
+                         f"folds), got {args.fold}")
+    if args.per_episode and not args.json:
+        raise ValueError("--per-episode writes every episode's IoU to the JSON file, which is "
+                         "not asked for; add --json FILE (or drop --per-episode)")
+    if args.input_size not in (None, "native"):
+        side = _input_size(args, {})
+        assert isinstance(side, int)
+        check_size(side, side, "--input-size")
+
+
 def _validate(args: argparse.Namespace) -> None:
     from canetlib.runtime import check_device
 
     check_device(args.device)
+    _check_fold_and_size(args)
     for name in ("shots", "episodes", "seeds", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from canetlib.evaluation.datasets import source_name
+from canetlib.inputs import check_size
 
 #: the reference code fed 321 x 321 images to the network
 REFERENCE_INPUT_SIZE = 321
@@ -41,8 +42,7 @@ def default_input_size(dataset_name: str | None) -> int:
 
 def _as_size(value: int | Sequence[int]) -> Size:
     size = (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
-    if min(size) < 8:
-        raise ValueError(f"input_size must be at least 8 pixels, got {size}")
+    check_size(size[0], size[1], "input_size")
     return size
 
 
