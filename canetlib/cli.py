@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from canetlib.extras import MissingExtraError
+
 #: command name -> module; the order is the order of ``--help``
 COMMANDS: dict[str, str] = {
     "prepare": "canetlib.commands.prepare",
@@ -88,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return int(args._run(args) or 0)
-    except (ValueError, RuntimeError) as err:
+    except (ValueError, RuntimeError, MissingExtraError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

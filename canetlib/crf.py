@@ -42,6 +42,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from canetlib.data.episodes import denormalise_image
+from canetlib.extras import MissingExtraError
 
 __all__ = ["CRF_BACKENDS", "DenseCRF"]
 
@@ -96,7 +97,7 @@ class DenseCRF:
         if _densecrf_module() is not None:
             return "pydensecrf"
         if self.backend == "pydensecrf":
-            raise ImportError(_MISSING)
+            raise MissingExtraError(_MISSING)
         return "exact"
 
     def __call__(self, image: Tensor, probs: Tensor) -> Tensor:
@@ -156,7 +157,7 @@ class DenseCRF:
     def _infer_pydensecrf(self, rgb: Tensor, p: Tensor) -> Tensor:
         dcrf = _densecrf_module()
         if dcrf is None:
-            raise ImportError(_MISSING)
+            raise MissingExtraError(_MISSING)
         height, width = p.shape[-2:]
         unary = -np.log(p.detach().cpu().clamp_min(1e-6).numpy().reshape(2, -1))
         image = rgb.detach().cpu().round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)

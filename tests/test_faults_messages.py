@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,29 @@ def test_evaluate_options_are_checked_before_any_output(
 def test_api_input_size_has_the_same_minimum(size: int | tuple[int, int]) -> None:
     with pytest.raises(ValueError, match=f"input_size is .* {re.escape(SIZE_RULE)}"):
         resolve_input_size(FakeEpisodes(1), size)
+
+
+def hide_modules(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Make ``names`` fail to import, as when the package is not installed."""
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+@pytest.mark.parametrize(("argv", "hidden", "extra"), [
+    (["evaluate", "--dense-crf", "--crf-backend", "pydensecrf"],
+     ("pydensecrf", "pydensecrf.densecrf"), "crf"),
+    (["prepare", "coco"], ("pycocotools", "pycocotools.mask"), "coco"),
+])
+def test_missing_extra_is_one_line_with_the_pip_command(
+        argv: list[str], hidden: tuple[str, ...], extra: str, ckpt: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    hide_modules(monkeypatch, *hidden)
+    monkeypatch.delitem(sys.modules, "canetlib.data.prepare.coco", raising=False)
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("loaded"))
+    root = tmp_path / "root"
+    rest = ["--root", str(root)] if argv[0] == "prepare" else \
+        ["--dataset", "synthetic", "--checkpoint", ckpt, "--episodes", "2", "--device", "cpu"]
+    assert main([*argv, *rest]) == 2
+    err = one_error(capsys)
+    assert f"needs the {hidden[0] if extra == 'coco' else 'pydensecrf2'} package" in err
+    assert f'pip install "canetlib[{extra}]"' in err and not root.exists()

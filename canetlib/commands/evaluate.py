@@ -114,6 +114,10 @@ def _validate(args: argparse.Namespace) -> None:
 
     check_device(args.device)
     _check_fold_and_size(args)
+    if args.dense_crf:
+        from canetlib.crf import DenseCRF
+
+        DenseCRF(backend=args.crf_backend)  # a missing pydensecrf2 is refused here
     for name in ("shots", "episodes", "seeds", "batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")

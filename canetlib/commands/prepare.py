@@ -23,14 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from canetlib.fsutil import check_writable
 
-    check_writable(args.root, folder=True)
     if args.dataset == "pascal":
-        from canetlib.data.prepare.pascal import prepare_pascal
-
-        counts = prepare_pascal(args.root, download=args.download, progress=not args.no_progress)
+        from canetlib.data.prepare.pascal import prepare_pascal as prepare
     else:
-        from canetlib.data.prepare.coco import prepare_coco
-
-        counts = prepare_coco(args.root, download=args.download, progress=not args.no_progress)
+        from canetlib.data.prepare.coco import prepare_coco as prepare  # needs pycocotools
+    check_writable(args.root, folder=True)
+    counts = prepare(args.root, download=args.download, progress=not args.no_progress)
     print(json.dumps(counts, indent=2, default=str))
     return 0

@@ -32,8 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
+
+from canetlib.extras import missing_extra
+
+try:
+    from pycocotools import mask as mask_utils
+except ImportError as err:
+    raise missing_extra("pycocotools", "coco", "prepare coco (COCO-20i annotations)") from err
 
 from canetlib.data.coco import (
     COCO_CATEGORY_IDS,
