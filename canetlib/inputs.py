@@ -88,6 +88,10 @@ def check_episode(query: Tensor, supports: Tensor, masks: Tensor) -> None:
     fg = (masks == 1).flatten(2).any(dim=2)
     if not bool(fg.all()):
         b, s = (~fg).nonzero()[0].tolist()
+        if bool((masks[b, s] == IGNORE_INDEX).any()):
+            raise ValueError(f"support mask {s} of episode {b} is empty: it holds 255 but no 1, "
+                             "and 255 means ignore, the object is 1; turn a 0/255 mask into "
+                             "0/1 first (mask / 255 or mask > 127)")
         raise ValueError(f"support mask {s} of episode {b} is empty (no foreground pixel): "
                          "every support must show the class")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_episode
 from evalfakes import FakeEpisodes, tiny_model
 from test_faults import train_cli
 from test_own_source import scenes
@@ -144,3 +145,13 @@ def test_missing_extra_is_one_line_with_the_pip_command(
     err = one_error(capsys)
     assert f"needs the {hidden[0] if extra == 'coco' else 'pydensecrf2'} package" in err
     assert f'pip install "canetlib[{extra}]"' in err and not root.exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint8, torch.long])
+def test_0_255_masks_in_predict_say_that_255_is_ignore(dtype: torch.dtype) -> None:
+    q, s, m = make_episode(size=32)
+    m = (m == 1).to(dtype) * 255
+    with pytest.raises(ValueError, match=r"support mask 0 of episode 0 is empty: it holds "
+                                         r"255 but no 1, and 255 means ignore, the object is 1"):
+        tiny_model().predict(q, s, m)
+    assert tiny_model().predict(q, s, m / 255).probs[-1].shape[-2:] == (32, 32)
