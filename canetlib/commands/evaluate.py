@@ -93,7 +93,7 @@ def _parse_scales(text: str) -> tuple[float, ...] | None:
     return scales if scales and all(v > 0 for v in scales) else None
 
 
-def _check_fold_and_size(args: argparse.Namespace) -> None:
+def _check_options(args: argparse.Namespace) -> None:
     """``--fold`` in range, ``--input-size`` big enough, ``--per-episode`` with ``--json``."""
     from canetlib.data.pascal import NUM_FOLDS
 
@@ -113,7 +113,7 @@ def _validate(args: argparse.Namespace) -> None:
     from canetlib.runtime import check_device
 
     check_device(args.device)
-    _check_fold_and_size(args)
+    _check_options(args)
     if args.dense_crf:
         from canetlib.crf import DenseCRF
 
