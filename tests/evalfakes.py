@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -73,3 +74,19 @@ class FakeEpisodes(Dataset):
             "support_ids": [f"s{i}_{k}" for k in range(self.shots)],
             "index": i,
         }
+
+
+def segment_inputs(folder: Path, query: str = "q.png") -> dict[str, Path]:
+    """A tiny model checkpoint, a support image with its mask and a query, written to ``folder``."""
+    from conftest import rect, rgb
+    from PIL import Image
+
+    from canetlib import checkpoint
+
+    paths = {"ckpt": folder / "tiny.pt", "support": folder / "s.png",
+             "mask": folder / "m.png", "query": folder / query}
+    checkpoint.save_atomic(checkpoint.model_payload(tiny_model()), paths["ckpt"])
+    Image.fromarray(rgb(40, 48, 1)).save(paths["support"])
+    Image.fromarray(rect(40, 48)).save(paths["mask"])
+    Image.fromarray(rgb(36, 60)).save(paths["query"])
+    return paths

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_episode, rect, rgb
-from evalfakes import tiny_model
+from evalfakes import segment_inputs, tiny_model
 from PIL import Image
 from test_pretrain import tiny as tiny_pretrain
 from test_train import TINY, tiny
@@ -46,14 +46,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture()
 def files(tmp_path: Path) -> dict[str, str]:
-    """A tiny model checkpoint, a support image with its mask and a query."""
-    paths = {"ckpt": tmp_path / "tiny.pt", "support": tmp_path / "s.png",
-             "mask": tmp_path / "m.png", "query": tmp_path / "q.png"}
-    checkpoint.save_atomic(checkpoint.model_payload(tiny_model()), paths["ckpt"])
-    Image.fromarray(rgb(40, 48, 1)).save(paths["support"])
-    Image.fromarray(rect(40, 48)).save(paths["mask"])
-    Image.fromarray(rgb(36, 60)).save(paths["query"])
-    return {k: str(v) for k, v in paths.items()}
+    """A tiny model checkpoint, a support image with its mask and a query (paths as text)."""
+    return {k: str(v) for k, v in segment_inputs(tmp_path).items()}
 
 
 def segment(files: dict[str, str], out: Path, *extra: str, mask: str | None = None,

@@ -20,11 +20,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_episode, rect, rgb
-from evalfakes import tiny_model
+from evalfakes import segment_inputs, tiny_model
 from PIL import Image
 from test_train import TINY, tiny
 
-from canetlib import checkpoint
 from canetlib.cli import main
 from canetlib.data.imageio import image_size, read_image, read_mask
 from canetlib.data.source import ImageMaskSource
@@ -37,13 +36,7 @@ from canetlib.train import train
 @pytest.fixture()
 def files(tmp_path: Path) -> dict[str, Path]:
     """A tiny model checkpoint, a support image with its mask and a query ``q2_overlay.png``."""
-    paths = {"ckpt": tmp_path / "tiny.pt", "support": tmp_path / "s.png",
-             "mask": tmp_path / "m.png", "query": tmp_path / "q2_overlay.png"}
-    checkpoint.save_atomic(checkpoint.model_payload(tiny_model()), paths["ckpt"])
-    Image.fromarray(rgb(40, 48, 1)).save(paths["support"])
-    Image.fromarray(rect(40, 48)).save(paths["mask"])
-    Image.fromarray(rgb(36, 60)).save(paths["query"])
-    return paths
+    return segment_inputs(tmp_path, query="q2_overlay.png")
 
 
 def segment(files: dict[str, Path], out: Path | str, *extra: str) -> list[str]:

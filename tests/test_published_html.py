@@ -19,9 +19,7 @@ except under ``CI``, where it fails.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -34,6 +32,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from browser import LAUNCH_ARGS, chromium, require
 
 pytestmark = pytest.mark.slow
 
@@ -44,11 +43,6 @@ HOST = "127.0.0.1"
 MAX_PAGE_BYTES = 3_000_000
 COMPRESSED = {".html", ".js", ".css", ".svg", ".json", ".txt", ".xml", ".map", ".ttf"}
 TEX_DELIMITERS = ("\\(", "\\[", "$$")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync",
-                 # a second lock: a request that got past the route below finds no host
-                 f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {HOST}"]
 
 # text nodes outside code, scripts and typeset math that still hold a TeX delimiter
 RAW_TEX_JS = """delimiters => {
@@ -120,32 +114,9 @@ class PageReport:
     explorer_problems: list[str] = field(default_factory=list)
 
 
-def _chromium() -> str | None:
-    candidates = [os.environ.get("CHROMIUM"), "/usr/bin/chromium", "/usr/lib/chromium/chromium",
-                  shutil.which("chromium"), shutil.which("chromium-browser")]
-    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
-
-
-def _missing() -> str | None:
-    """Why this test cannot run here, or None."""
-    for module, what in (("playwright", "playwright (pip install -e '.[test]')"),
-                         ("jupyter_book", "jupyter-book (pip install -e '.[book]')"),
-                         ("sphinx-mathjax-offline", "sphinx-mathjax-offline (canetlib[book])")):
-        if importlib.util.find_spec(module) is None:
-            return f"{what} is not installed"
-    if _chromium() is None:
-        return "no Chromium binary (apt-get install chromium, or set CHROMIUM)"
-    return None
-
-
 def _require_tools() -> None:
     """Skip where a tool is missing; under CI, fail instead."""
-    reason = _missing()
-    if reason is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the published-HTML test: {reason}", pytrace=False)
-    pytest.skip(reason)
+    require("jupyter_book", "sphinx-mathjax-offline")
 
 
 def _build_book(out: Path) -> Path:
@@ -332,8 +303,8 @@ def reports(site: Site) -> dict[str, PageReport]:
     if shots is not None:
         shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), headless=True,
-                                    args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium(), headless=True,
+                                    args=LAUNCH_ARGS)
         try:
             found = [_visit(browser, site, path, shots) for path in _pages(site.root)]
         finally:

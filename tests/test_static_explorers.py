@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import functools
 import http.server
-import importlib.util
 import json
 import os
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import LAUNCH_ARGS, chromium, require
 from evalfakes import tiny_model
 
 from canetlib.data import SyntheticSource, make_dataset
@@ -234,25 +233,6 @@ def test_write_static_html(tmp_path: Path, attention: AttentionExplorer) -> None
 
 # -- the browser test ------------------------------------------------------------------------
 
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _chromium() -> str | None:
-    candidates = [os.environ.get("CHROMIUM"), "/usr/bin/chromium", "/usr/lib/chromium/chromium",
-                  shutil.which("chromium"), shutil.which("chromium-browser")]
-    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
-
-
-def _missing() -> str | None:
-    """Why the browser test cannot run here, or ``None``."""
-    if importlib.util.find_spec("playwright") is None:
-        return "playwright is not installed"
-    if _chromium() is None:
-        return "no Chromium binary (apt-get install chromium, or set CHROMIUM)"
-    return None
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A folder served on 127.0.0.1 (quietly), and its URL."""
@@ -359,11 +339,7 @@ def _screenshot(root: Any, name: str) -> None:
 
 @pytest.mark.slow
 def test_static_figures_move_in_chromium(served, iterations, attention, browser) -> None:
-    why = _missing()
-    if why is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs the browser test: {why}")
-        pytest.skip(why)
+    require()
     from playwright.sync_api import sync_playwright
 
     folder, base = served
@@ -382,10 +358,10 @@ def test_static_figures_move_in_chromium(served, iterations, attention, browser)
             r.abort()
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=_chromium(), headless=True,
+        launched = p.chromium.launch(executable_path=chromium(), headless=True,
                                      args=LAUNCH_ARGS)
         try:
-            page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+            page = launched.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(30_000)
             page.route("**/*", route)
             page.on("console", lambda m: console.append(f"console.{m.type}: {m.text}")
@@ -426,6 +402,6 @@ def test_static_figures_move_in_chromium(served, iterations, attention, browser)
             # the first figure did not move with it
             assert roots.nth(0).get_attribute("data-state") == "0,0"
         finally:
-            chromium.close()
+            launched.close()
     assert not blocked, blocked
     assert not console, console

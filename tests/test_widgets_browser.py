@@ -16,10 +16,8 @@ loaded two-core machine: a passing run takes about half a minute per screen.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import chromium, require
 
 pytestmark = pytest.mark.slow
 
@@ -68,27 +67,11 @@ browser.widget
 """
 
 
-def _chromium() -> str | None:
-    candidates = [os.environ.get("CHROMIUM"), "/usr/lib/chromium/chromium",
-                  shutil.which("chromium"), shutil.which("chromium-browser")]
-    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
-
-
 def _jupyter_path() -> str:
     """Every ``share/jupyter`` that may hold the widgets' lab extension (venvs included)."""
     dirs = [os.environ.get("JUPYTER_PATH", "")]
     dirs += [str(Path(p) / "share" / "jupyter") for p in {sys.prefix, sys.base_prefix}]
     return os.pathsep.join(d for d in dirs if d)
-
-
-def _requirements() -> str | None:
-    """Why the test cannot run here, or ``None``."""
-    for module in ("jupyterlab", "jupyterlab_widgets", "ipykernel", "playwright"):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed"
-    if _chromium() is None:
-        return "no Chromium binary (apt-get install chromium, or set CHROMIUM)"
-    return None
 
 
 def _free_port() -> int:
@@ -113,9 +96,7 @@ def _wait_for_server(url: str, proc: subprocess.Popen, timeout: float = 180.0) -
 @pytest.fixture
 def lab(tmp_path: Path):
     """A JupyterLab server on ``tmp_path`` with one notebook; yields its URL."""
-    why = _requirements()
-    if why is not None:
-        pytest.skip(why)
+    require("jupyterlab", "jupyterlab_widgets", "ipykernel")
     notebook = {"cells": [{"cell_type": "code", "execution_count": None, "id": cell_id,
                            "metadata": {}, "outputs": [], "source": source}
                           for cell_id, source in (("explorer", CELL), ("browser", BROWSER_CELL))],
@@ -201,7 +182,7 @@ def test_explorers_in_jupyterlab(lab: str, screen: int) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), headless=True)
+        browser = p.chromium.launch(executable_path=chromium(), headless=True)
         try:
             page = browser.new_page(viewport={"width": screen, "height": 1000})
             page.set_default_timeout(60_000)  # locators' waits on a loaded machine
