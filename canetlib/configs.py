@@ -55,6 +55,8 @@ OPTIMIZERS = ("sgd", "adamw")
 IOM_HISTORIES = ("memory", "own")
 #: what validation holds out of the training pool (see canetlib.data.training.HeldOutSource)
 VAL_BY = ("images", "classes")
+#: ``dataset`` values (canetlib.data.DATASET_NAMES); the last two read your folder / FSS-1000
+TRAIN_DATASETS = ("pascal", "coco", "synthetic", "folder", "fss1000")
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ class TrainConfig(Settings):
 
     name: str = "custom"  # the run's name
     # -- data
-    dataset: str = "pascal"  # pascal, coco or synthetic (the embedded world)
+    dataset: str = "pascal"  # pascal, coco, synthetic (the embedded world), folder or fss1000
     root: str | None = None  # dataset folder (none: the default place)
     fold: int = 0  # its 5 (COCO: 20) classes are the test classes, never trained on
     shots: int = 1  # supports per training episode
@@ -190,6 +192,13 @@ class TrainConfig(Settings):
 
     def validate(self) -> None:
         self.model_config()  # the model's settings, validated by CANetConfig
+        if self.dataset not in TRAIN_DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(TRAIN_DATASETS)}, "
+                             f"got {self.dataset!r}")
+        if self.dataset in ("folder", "fss1000") and self.root is None:
+            raise ValueError(f"dataset={self.dataset} needs root (--root DIR): the folder "
+                             + ("with images/, masks/ and split.json" if self.dataset == "folder"
+                                else "with FSS-1000's class folders and splits/"))
         if self.shots < 1:
             raise ValueError(f"shots must be >= 1, got {self.shots}")
         if self.shots > 1 and self.fusion is None:

@@ -33,6 +33,7 @@ their old names (``from canetlib.train import HeldOutSource, build_model`` works
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from functools import partial
@@ -46,6 +47,7 @@ from torch.utils.data import DataLoader
 
 from canetlib import checkpoint as ckpt_io
 from canetlib.configs import TrainConfig
+from canetlib.data.source import SegmentationSource
 from canetlib.data.training import (
     CachedSource,
     EpochEpisodes,
@@ -135,6 +137,7 @@ class StepContext:
     info: DistInfo
     device: torch.device
     use_amp: bool
+    source: SegmentationSource | None = None  # the images trained on, when not cfg.dataset's
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ class Schedule:
 def train(cfg: TrainConfig, out: str | os.PathLike[str], *, max_steps: int | None = None,
           resume: bool = False, overwrite: bool = False,
           device: str | torch.device | None = None, progress: bool = True,
-          dataset: Any = None) -> TrainResult:
+          dataset: Any = None, source: SegmentationSource | None = None) -> TrainResult:
     """Train CANet with ``cfg``; write ``out/last.pt``, ``out/log.csv`` and ``out/model.pt``.
 
     Args:
@@ -164,6 +167,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, max_steps: int | Non
         device: default CUDA when available (``LOCAL_RANK``'s GPU under torchrun).
         progress: tqdm bar with loss and lr (rank 0 only).
         dataset: a training episode dataset to use instead of building one.
+        source: any :class:`~canetlib.data.SegmentationSource` with a training pool (a
+            :class:`~canetlib.data.folder.FolderSource`, your own subclass) to train on
+            instead of ``cfg.dataset``'s; validation draws from it too.
 
     Raises:
         ValueError: bad folder state, a checkpoint of another config or
@@ -172,28 +178,33 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], *, max_steps: int | Non
         OSError: ``out`` cannot be written (checked before any work).
     """
     procs = _start_processes(cfg, max_steps, device)
+    if dataset is not None and source is not None:
+        raise ValueError("train: give dataset= or source=, not both")
+    if dataset is None:  # bad data is refused before the run folder is touched
+        dataset = build_train_dataset(cfg, source)
     out = Path(out)
     # the output folder (rank 0 decides, the others follow) and the state to resume
     resume_from = open_run_folder(out, resume, overwrite, info=procs.info,
                                   broadcast=procs.distributed, lock=True)
     try:
-        return _train_in(cfg, out, procs, resume_from, max_steps, progress, dataset)
+        return _train_in(cfg, out, procs, resume_from, max_steps, progress, dataset, source)
     finally:
         release_run_folder(out)
 
 
 def _train_in(cfg: TrainConfig, out: Path, procs: Processes, resume_from: Path | None,
-              max_steps: int | None, progress: bool, dataset: Any) -> TrainResult:
+              max_steps: int | None, progress: bool, dataset: Any,
+              source: SegmentationSource | None = None) -> TrainResult:
     """The run of :func:`train` in its opened (locked) folder ``out``."""
     state = load_resumable(resume_from, cfg, max_steps, kind="train", config_key="train_config",
                            what="training",
                            refusal="not a training checkpoint (no optimizer/step); cannot resume")
-    ds = dataset if dataset is not None else build_train_dataset(cfg)
+    ds = dataset if dataset is not None else build_train_dataset(cfg, source)
     sched = _schedule(cfg, len(ds), max_steps)
     # the order matters for exact reruns: the model's init draws from torch's RNG after
     # the dataset is built, and a resumed run restores the RNG before the loader exists
     model, memory = _model_and_memory(cfg, state, resume_from, sched.episodes, procs.device)
-    ctx = _step_context(cfg, procs, model, memory, state)
+    ctx = dataclasses.replace(_step_context(cfg, procs, model, memory, state), source=source)
     run = Run(out, partial(_checkpoint, ctx, sched.steps_per_epoch), end=sched.end,
               save_every=cfg.save_every, state=state, info=procs.info, progress=progress,
               desc=f"train {cfg.name}")
@@ -297,7 +308,7 @@ def _train_loop(ctx: StepContext, run: Run, ds: Any, sched: Schedule,
 def _validate_epoch(ctx: StepContext, run: Run, epoch: int, out: Path) -> dict[str, Any]:
     """Validation at the end of ``epoch`` (rank 0): a row of ``out/val.csv``; the model goes
     back to training mode and the step clock restarts."""
-    metrics = validate(ctx.model, ctx.cfg, ctx.device)
+    metrics = validate(ctx.model, ctx.cfg, ctx.device, ctx.source)
     ctx.model.train()
     row = [run.step, epoch, *[f"{v:.4f}" for v in metrics.values()]]
     append_row(out / "val.csv", row, header=["step", "epoch", *metrics])
@@ -359,11 +370,12 @@ def _checkpoint(ctx: StepContext, spe: int, step: int, seconds: float) -> dict[s
 
 
 # --------------------------------------------------------------------------- validation
-def validate(model: CANet, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+def validate(model: CANet, cfg: TrainConfig, device: torch.device,
+             source: SegmentationSource | None = None) -> dict[str, float]:
     """mIoU/FB-IoU on the held-out part of the training pool (never test episodes)."""
     from canetlib.evaluate import evaluate
 
-    res = evaluate(model, build_val_dataset(cfg), iterations=cfg.iterations, device=device,
+    res = evaluate(model, build_val_dataset(cfg, source), iterations=cfg.iterations, device=device,
                    progress=False)
     return {"miou": float(res["miou"]), "fbiou": float(res["fbiou"])}
 

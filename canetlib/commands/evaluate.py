@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from canetlib.commands import add_threads_argument, apply_threads
+from canetlib.data import FOLD_SOURCES
 from canetlib.inputs import MAX_ITERATIONS, check_iterations, check_size
 
 HELP = ("evaluate a checkpoint on seeded test episodes (mIoU, FB-IoU per IOM iteration, "
@@ -18,8 +19,14 @@ FUSION_CHOICES = ("none", "attention", "feature-avg", "mask-avg", "mask-or")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, choices=["synthetic", "pascal", "coco"])
-    p.add_argument("--root", default=None, help="dataset folder (pascal/coco; synthetic: cache)")
+    p.add_argument("--dataset", required=True,
+                   choices=["synthetic", "pascal", "coco", "folder", "fss1000"],
+                   help="folder: your images/, masks/ and split.json under --root")
+    p.add_argument("--root", default=None,
+                   help="dataset folder (pascal/coco/folder/fss1000; synthetic: cache)")
+    p.add_argument("--class-set", choices=["test", "val"], default="test",
+                   help="folder/fss1000: test on the split's test classes (default) or its "
+                        "validation classes (to choose settings)")
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--shots", type=int, default=1)
     p.add_argument("--episodes", type=int, default=1000, help="test episodes per seed")
@@ -97,7 +104,9 @@ def _check_options(args: argparse.Namespace) -> None:
     """``--fold`` in range, ``--input-size`` big enough, ``--per-episode`` with ``--json``."""
     from canetlib.data.pascal import NUM_FOLDS
 
-    if not 0 <= args.fold < NUM_FOLDS:
+    if args.dataset in FOLD_SOURCES:
+        _check_own_dataset(args)
+    elif not 0 <= args.fold < NUM_FOLDS:
         raise ValueError(f"--fold must be in 0..{NUM_FOLDS - 1} ({args.dataset} has {NUM_FOLDS} "
                          f"folds), got {args.fold}")
     if args.per_episode and not args.json:
@@ -107,6 +116,28 @@ def _check_options(args: argparse.Namespace) -> None:
         side = _input_size(args, {})
         assert isinstance(side, int)
         check_size(side, side, "--input-size")
+
+
+def _check_own_dataset(args: argparse.Namespace) -> None:
+    """``--root`` given, ``--fold`` and ``--class-set`` in its split (the split file only)."""
+    if args.root is None:
+        raise ValueError(f"--dataset {args.dataset} needs --root DIR (the folder holding its "
+                         "images, masks and split)")
+    from pathlib import Path
+
+    if args.dataset == "folder":
+        from canetlib.data.class_split import read_split_file
+        from canetlib.data.folder import SPLIT_FILE
+
+        split = read_split_file(Path(args.root) / SPLIT_FILE)
+    else:
+        from canetlib.data.fss1000 import read_split_lists
+
+        split = read_split_lists(Path(args.root) / "splits")
+    if not 0 <= args.fold < split.num_folds:
+        raise ValueError(f"--fold must be in 0..{split.num_folds - 1} ({split.origin} has "
+                         f"{split.num_folds} fold(s)), got {args.fold}")
+    split.test_ids(args.fold, args.class_set)  # no 'val' classes: refused here
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -131,10 +162,16 @@ def _validate(args: argparse.Namespace) -> None:
                              f"got {args.scales!r}")
     if args.glyphs != "all" and args.dataset != "synthetic":
         raise ValueError(f"--glyphs {args.glyphs} needs --dataset synthetic")
+    if args.class_set != "test" and args.dataset not in FOLD_SOURCES:
+        raise ValueError(f"--class-set {args.class_set} needs --dataset folder or fss1000 "
+                         f"(a split with validation classes), got --dataset {args.dataset}")
 
 
 def source_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Options of the evaluated source: the held-out-glyph test pool for ``--glyphs held``."""
+    """Options of the evaluated source: the held-out-glyph test pool for ``--glyphs held``,
+    the validation classes for ``--class-set val``."""
+    if args.class_set != "test":
+        return {"class_set": args.class_set}
     return {"test_glyphs": args.glyphs} if args.glyphs != "all" else {}
 
 

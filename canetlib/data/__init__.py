@@ -1,8 +1,9 @@
-"""Data: image sources (embedded synthetic world, PASCAL-5i, COCO-20i) and few-shot episodes.
+"""Data: image sources (embedded world, PASCAL-5i, COCO-20i, FSS-1000, your folder) and episodes.
 
 ``make_dataset("synthetic", fold=0, split="test", shots=1)`` is the entry point;
 ``episodes_from_source(source)`` draws test episodes from any
-:class:`SegmentationSource` (your own images: :class:`ImageMaskSource`); see
+:class:`SegmentationSource` (your own images: :class:`ImageMaskSource`; to train on them
+too, a folder with a class split: :class:`canetlib.data.folder.FolderSource`); see
 :mod:`canetlib.data.episodes` for the episode protocol and item format and
 :mod:`canetlib.data.synthetic` for the embedded world (OpenMoji glyphs, CC BY-SA 4.0).
 """
@@ -39,7 +40,9 @@ from canetlib.data.synthetic import (
 )
 
 #: Names accepted by :func:`make_dataset` / :func:`make_source`.
-DATASET_NAMES: tuple[str, ...] = ("synthetic", "pascal", "coco")
+DATASET_NAMES: tuple[str, ...] = ("synthetic", "pascal", "coco", "folder", "fss1000")
+#: datasets whose source is built for one fold (:func:`make_dataset` passes ``fold`` on)
+FOLD_SOURCES: tuple[str, ...] = ("folder", "fss1000")
 
 #: ``make_dataset`` keyword arguments that go to :class:`EpisodeDataset`, not the source.
 _DATASET_KWARGS = ("train_size", "transform", "wrong_supports")
@@ -50,8 +53,9 @@ def make_source(name: str, root: str | None = None, **kwargs: Any) -> Segmentati
 
     ``synthetic``: ``SyntheticSource(cache_dir=root, **kwargs)`` (``root`` optional);
     ``pascal``: ``PascalSource(root, **kwargs)``; ``coco``:
-    ``CocoSource(root, split_scheme="interleaved", **kwargs)``. The real datasets need
-    ``root`` and are imported lazily.
+    ``CocoSource(root, split_scheme="interleaved", **kwargs)``; ``folder``:
+    ``FolderSource(root, **kwargs)`` (your images, masks and ``split.json``); ``fss1000``:
+    ``FSS1000Source(root, **kwargs)``. The others need ``root`` and are imported lazily.
     """
     if name == "synthetic":
         return SyntheticSource(cache_dir=root, **kwargs)
@@ -63,6 +67,14 @@ def make_source(name: str, root: str | None = None, **kwargs: Any) -> Segmentati
         from canetlib.data.pascal import PascalSource
 
         return PascalSource(root, **kwargs)
+    if name == "folder":
+        from canetlib.data.folder import FolderSource
+
+        return FolderSource(root, **kwargs)
+    if name == "fss1000":
+        from canetlib.data.fss1000 import FSS1000Source
+
+        return FSS1000Source(root, **kwargs)
     from canetlib.data.coco import CocoSource
 
     kwargs.setdefault("split_scheme", "interleaved")
@@ -80,7 +92,7 @@ def make_dataset(
     box_support: bool = False,
     **kwargs: Any,
 ) -> EpisodeDataset:
-    """Few-shot episodes of dataset ``name`` (``synthetic``, ``pascal`` or ``coco``).
+    """Few-shot episodes of dataset ``name`` (one of :data:`DATASET_NAMES`).
 
     ``train_size``, ``transform`` and ``wrong_supports`` go to :class:`EpisodeDataset`; ``source=`` gives
     any :class:`SegmentationSource` instead of a name (``name`` is then ignored); every
@@ -95,6 +107,8 @@ def make_dataset(
                              " (or pass source= for your own SegmentationSource)")
         if name == "synthetic" and "world_seed" in kwargs:
             kwargs["seed"] = kwargs.pop("world_seed")
+        if name in FOLD_SOURCES:
+            kwargs.setdefault("fold", fold)
         source = make_source(name, root, **kwargs)
     elif kwargs:
         raise ValueError(f"source= given, so source options {sorted(kwargs)} cannot be applied")
@@ -127,6 +141,7 @@ __all__ = [
     "CLASS_GLYPHS",
     "DATASET_NAMES",
     "DEFAULT_TRAIN_SIZE",
+    "FOLD_SOURCES",
     "HELD_OUT_GLYPHS",
     "IGNORE_INDEX",
     "IMAGENET_MEAN",

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from canetlib.configs import VAL_BY, TrainConfig
-from canetlib.data import collate_episodes, make_dataset, make_source
+from canetlib.data import FOLD_SOURCES, collate_episodes, make_dataset, make_source
 from canetlib.data.source import DelegatingSource, SegmentationSource
 from canetlib.engine.distributed import ONE_PROCESS, DistInfo
 from canetlib.engine.seeding import mix_seed
@@ -113,9 +113,11 @@ def held_out(image_id: str, seed: int, fraction: float) -> bool:
 
 
 def source_kwargs(cfg: TrainConfig) -> dict[str, Any]:
-    """The training source's keyword arguments from the ``world_*`` fields (synthetic
-    world only)."""
+    """The training source's keyword arguments: the ``world_*`` fields (synthetic world),
+    the fold (a folder dataset, FSS-1000)."""
     kw: dict[str, Any] = {}
+    if cfg.dataset in FOLD_SOURCES:  # built for the run's fold
+        kw["fold"] = cfg.fold
     if cfg.dataset == "synthetic":
         if cfg.world_images is not None:
             kw["train_images_per_class"] = cfg.world_images
@@ -223,17 +225,20 @@ class HeldOutSource(DelegatingSource):
                 if held_out(i, self.seed, self.fraction) == want]
 
 
-def training_source(cfg: TrainConfig) -> SegmentationSource:
-    """The run's image source (:func:`source_kwargs`), cached in memory with
-    ``cache_images``."""
-    source = make_source(cfg.dataset, cfg.root, **source_kwargs(cfg))
+def training_source(cfg: TrainConfig, source: SegmentationSource | None = None
+                    ) -> SegmentationSource:
+    """The run's image source: ``source``, else ``cfg.dataset``'s (:func:`source_kwargs`);
+    cached in memory with ``cache_images``."""
+    if source is None:
+        source = make_source(cfg.dataset, cfg.root, **source_kwargs(cfg))
     return CachedSource(source) if cfg.cache_images else source
 
 
 # --------------------------------------------------------------------------- datasets
-def build_train_dataset(cfg: TrainConfig) -> Any:
-    """Training episodes of the fold's training classes (held-out images removed)."""
-    source = training_source(cfg)
+def build_train_dataset(cfg: TrainConfig, source: SegmentationSource | None = None) -> Any:
+    """Training episodes of the fold's training classes (held-out images removed), from
+    ``source`` when given (any source with a training pool), else ``cfg.dataset``."""
+    source = training_source(cfg, source)
     if cfg.val_fraction > 0 or cfg.val_by == "classes":
         source = HeldOutSource(source, cfg.seed, cfg.val_fraction, "train", cfg.val_by,
                                cfg.val_classes, cfg.fold)
@@ -249,10 +254,10 @@ def build_train_dataset(cfg: TrainConfig) -> Any:
                         source=source, **extra)
 
 
-def build_val_dataset(cfg: TrainConfig) -> Any:
+def build_val_dataset(cfg: TrainConfig, source: SegmentationSource | None = None) -> Any:
     """Validation episodes, test-style: training classes on held-out training images,
-    or (``val_by="classes"``) held-out training classes."""
-    source = HeldOutSource(training_source(cfg), cfg.seed, cfg.val_fraction, "val", cfg.val_by,
+    or (``val_by="classes"``) held-out training classes (of ``source`` when given)."""
+    source = HeldOutSource(training_source(cfg, source), cfg.seed, cfg.val_fraction, "val", cfg.val_by,
                            cfg.val_classes, cfg.fold)
     return make_dataset(cfg.dataset, fold=cfg.fold, split="test", shots=cfg.shots,
                         episodes=cfg.val_episodes, seed=cfg.seed, source=source)

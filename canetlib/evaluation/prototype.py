@@ -78,7 +78,7 @@ def fit_prototype_baseline(model: Any, dataset: str, *, root: str | None = None,
     from canetlib.data.source import TrainingClassesAsTest
     from canetlib.model.baseline import PrototypeMatcher
 
-    kw = {"fold": fold} if dataset == "synthetic" else {}
+    kw = {"fold": fold} if dataset in ("synthetic", "folder", "fss1000") else {}
     source = TrainingClassesAsTest(make_source(dataset, root, **kw))
     fit_set = make_dataset(dataset, fold=fold, split="test", shots=shots, episodes=episodes,
                            seed=seed, source=source)
