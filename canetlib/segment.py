@@ -26,14 +26,22 @@ from PIL import Image
 from torch import Tensor
 
 from canetlib.data.episodes import image_to_tensor
-from canetlib.data.imageio import read_image, upright
+from canetlib.data.imageio import (
+    is_jpeg,
+    jpeg_values,
+    mask_problem,
+    open_upright,
+    read_image,
+    upright,
+)
 from canetlib.evaluate import REFERENCE_INPUT_SIZE, resize_episode
 from canetlib.inputs import IGNORE_INDEX, box_to_mask, check_iterations, check_size
 from canetlib.model import CANet
 from canetlib.model.inference import episode_maps, resize_maps
 
 __all__ = [
-    "MASK_RULE", "Segmentation", "as_mask", "as_rgb", "check_outputs", "load_mask",
+    "MASK_RULE", "Segmentation", "as_mask", "as_rgb", "check_jpeg_mask", "check_outputs",
+    "load_mask",
     "model_for_shots",
     "overlay_path", "run_segmentation", "segment_images", "write_outputs",
 ]
@@ -93,23 +101,40 @@ def as_model_rgb(image: ImageLike, name: str) -> np.ndarray:
     return rgb
 
 
-def load_mask(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a mask image: palette PNGs give their indices, other modes their gray levels."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"mask file not found: {p}")
-    try:
-        with Image.open(p) as raw:
-            raw.load()
-            img = upright(raw)
-            if img.mode in ("P", "L", "1", "I", "I;16"):
-                arr = np.asarray(img)
-                if img.mode == "P":  # class indices: any object is foreground, 255 ignore
-                    return np.where(arr == IGNORE_INDEX, IGNORE_INDEX, arr > 0).astype(np.uint8)
-                return arr
-            return np.asarray(img.convert("L"))
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"cannot read mask file {p}: {err}") from err
+def load_mask(path: str | os.PathLike[str], name: str = "mask file") -> np.ndarray:
+    """Read a mask image: palette PNGs give their indices, other modes their gray levels;
+    a file that is no single-channel mask is refused naming the likely cause."""
+    with open_upright(path, "mask file") as img:
+        arr = _mask_values(img, f"{name} {path}")
+        if is_jpeg(img):
+            check_jpeg_mask(arr, f"{name} {path}")
+    return arr
+
+
+def _mask_values(img: Image.Image, named: str) -> np.ndarray:
+    """The stored values of the decoded mask ``img`` (palette: 0/1/255 from its indices)."""
+    problem = mask_problem(img)
+    if problem is not None:
+        raise ValueError(f"{named}: {problem}")
+    if img.mode in ("P", "L", "1", "I", "I;16"):
+        arr = np.asarray(img)
+        if img.mode == "P":  # class indices: any object is foreground, 255 ignore
+            return np.where(arr == IGNORE_INDEX, IGNORE_INDEX, arr > 0).astype(np.uint8)
+        return arr
+    return np.asarray(img.convert("L"))
+
+
+def check_jpeg_mask(arr: np.ndarray, named: str) -> None:
+    """Refuse the values of a JPEG mask that look like a 0/1 (or 0/1/255) mask changed by
+    compression; a 0/255 JPEG mask still thresholds cleanly."""
+    if set(np.unique(arr).tolist()) <= {0, 1, IGNORE_INDEX}:
+        return  # the compression left the values as they were
+    small = float(((arr >= 1) & (arr < 8)).mean()) if arr.size else 0.0
+    bright = float((arr >= 128).mean()) if arr.size else 0.0
+    if small > 0 and small > bright / 2:
+        raise ValueError(f"{named} is a JPEG: lossy compression changed its values (found "
+                         f"{jpeg_values(arr)}), so a 0/1 mask no longer reads as one; save "
+                         "masks as PNG (0 background, 1 object, 255 ignore)")
 
 
 def as_mask(annotation: Annotation, size: tuple[int, int],
@@ -123,12 +148,12 @@ def as_mask(annotation: Annotation, size: tuple[int, int],
     holding only 255 are errors; a mask without background warns.
     """
     if isinstance(annotation, (str, os.PathLike)):
-        arr = load_mask(annotation)
+        arr = load_mask(annotation, name)
         name = f"{name} {annotation}"
     elif isinstance(annotation, Image.Image):
-        annotation = upright(annotation)
-        arr = np.asarray(annotation.convert("L") if annotation.mode not in ("1", "L", "P")
-                         else annotation)
+        arr = _mask_values(upright(annotation), name)
+        if is_jpeg(annotation):
+            check_jpeg_mask(arr, name)
     elif torch.is_tensor(annotation):
         arr = annotation.detach().cpu().numpy()
     else:

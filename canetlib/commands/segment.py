@@ -92,6 +92,24 @@ def _inputs(args: argparse.Namespace) -> dict[str, str]:
     return named
 
 
+def check_annotations(args: argparse.Namespace) -> None:
+    """The query and every support are images of at least 16 px a side, and every mask or
+    box marks an object of its support (read before the model loads; warnings come later)."""
+    import warnings
+
+    from canetlib.data.imageio import image_size
+    from canetlib.inputs import check_size
+    from canetlib.segment import as_mask
+
+    check_size(*image_size(args.query), f"query {args.query}")
+    for i, s in enumerate(args.supports, 1):
+        size = image_size(s["image"])
+        check_size(*size, f"support {i} {s['image']}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            as_mask(s["mask"] if s["mask"] is not None else s["box"], size, f"support mask {i}")
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -116,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.out, overlay_path(args.out)):
         check_writable(path)
     check_outputs(args.out, _inputs(args))
+    check_annotations(args)
     probe_output(args.out)  # the overlay goes to the same folder
     apply_threads(args)
     device = default_device(args.device)

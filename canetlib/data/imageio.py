@@ -14,7 +14,9 @@
   defined in :mod:`canetlib.fsutil` and importable from here as before.
 
 Unreadable or corrupt files raise :class:`ValueError` naming the file; a
-missing file raises :class:`FileNotFoundError` naming it. Images and masks come
+missing file raises :class:`FileNotFoundError` naming it. A label file that is
+no single-channel mask says why (:func:`mask_problem`: the object only in the
+alpha channel, an RGB colour mask; a JPEG, whose compression changes the values). Images and masks come
 upright, as viewers show them: a file's EXIF orientation (a phone photo's
 rotation) is applied by :func:`upright`, and :func:`image_size` gives that size.
 """
@@ -31,10 +33,16 @@ from PIL import Image, ImageOps
 from canetlib.fsutil import PathLike, atomic_path, check_writable, temp_beside, write_atomic
 
 __all__ = [
+    "JPEG_FORMATS",
+    "SAVE_MASK",
     "PathLike",
     "atomic_path",
     "check_writable",
     "image_size",
+    "is_jpeg",
+    "jpeg_values",
+    "mask_problem",
+    "open_upright",
     "read_image",
     "read_label",
     "read_mask",
@@ -48,6 +56,15 @@ __all__ = [
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+#: how to save a mask so that it is read as meant
+SAVE_MASK = ("save a single-channel PNG mask (mode L or P): 0 background, 1 object "
+             "(or its class id), 255 ignore")
+#: Pillow's names of the JPEG file formats (lossy: they change label values at edges)
+JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+#: the largest spread between the channels of a pixel that still counts as gray
+_GRAY_SPREAD = 32
 
 
 #: the EXIF tag of the orientation, and the orientations that swap width and height
@@ -85,21 +102,23 @@ def image_size(path: PathLike) -> tuple[int, int]:
 
 
 @contextmanager
-def _open(path: PathLike) -> Iterator[Image.Image]:
-    """Open and fully decode ``path``, upright; corrupt data -> ValueError naming it."""
+def open_upright(path: PathLike, what: str = "image file") -> Iterator[Image.Image]:
+    """Open and fully decode ``path``, upright, keeping its file format; a missing file ->
+    FileNotFoundError, corrupt data -> ValueError, both naming ``what`` and the path."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"image file not found: {p}")
+        raise FileNotFoundError(f"{what} not found: {p}")
     try:
         img = Image.open(p)
         img.load()
     except _UNREADABLE as exc:
-        raise ValueError(f"cannot read image file {p}: {exc}") from exc
+        raise ValueError(f"cannot read {what} {p}: {exc}") from exc
     try:
         turned = upright(img)
     except _UNREADABLE as exc:
         img.close()
-        raise ValueError(f"cannot read image file {p}: {exc}") from exc
+        raise ValueError(f"cannot read {what} {p}: {exc}") from exc
+    turned.format = img.format  # the file format survives the turn (JPEG masks are refused)
     try:
         yield turned
     finally:
@@ -135,7 +154,7 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
 
 def read_image(path: PathLike) -> np.ndarray:
     """Read ``path`` as RGB ``(H, W, 3)`` uint8 (any input mode converted)."""
-    with _open(path) as img:
+    with open_upright(path) as img:
         try:
             return _to_rgb(img)
         except _UNREADABLE as exc:
@@ -144,13 +163,66 @@ def read_image(path: PathLike) -> np.ndarray:
             ) from exc
 
 
+def _alpha_and_colour(img: Image.Image) -> tuple[np.ndarray, np.ndarray] | None:
+    """The alpha channel of ``img`` and the rest (indices, gray or RGB), or None without alpha."""
+    if img.mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+        arr = np.asarray(img)
+        return arr[:, :, -1], arr[:, :, :-1]
+    if img.mode == "P" and "transparency" in img.info:
+        return np.asarray(img.convert("RGBA"))[:, :, 3], np.asarray(img)
+    return None
+
+
+def _colours(rgb: np.ndarray, most: int = 3) -> str:
+    """The ``most`` commonest colours of an ``(H, W, 3)`` array, as ``(r, g, b)`` text."""
+    colours, counts = np.unique(rgb.reshape(-1, 3), axis=0, return_counts=True)
+    top = colours[np.argsort(-counts)[:most]]
+    return ", ".join(str(tuple(int(v) for v in c)) for c in top)
+
+
+def mask_problem(img: Image.Image) -> str | None:
+    """Why the decoded ``img`` is no single-channel mask (object only in the alpha channel,
+    an RGB colour mask), or None."""
+    split = _alpha_and_colour(img)
+    if split is not None:
+        alpha, colour = split
+        if alpha.size and alpha.min() != alpha.max() and colour.min() == colour.max():
+            return (f"the mask is in the alpha channel: its colour is {int(colour.flat[0])} "
+                    f"everywhere and only the transparency marks the object; {SAVE_MASK}")
+    if img.mode in ("RGB", "RGBA", "RGBa"):
+        rgb = np.asarray(img)[:, :, :3]
+        spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
+        if spread.size and int(spread.max()) > _GRAY_SPREAD:
+            return f"it is an RGB colour mask (colours {_colours(rgb)}); {SAVE_MASK}"
+    return None
+
+
+def is_jpeg(img: Image.Image) -> bool:
+    """Whether ``img`` was read from a JPEG file (lossy: label values change at edges)."""
+    return img.format in JPEG_FORMATS
+
+
+def jpeg_values(values: np.ndarray, most: int = 6) -> str:
+    """The first ``most`` distinct values of ``values``, as text for a message."""
+    found = np.unique(values)
+    return ", ".join(str(v) for v in found[:most].tolist()) + (" ..." if found.size > most else "")
+
+
 def read_label(path: PathLike) -> np.ndarray:
     """Read a single-channel label image as ``(H, W)`` int32 raw values.
 
     Palette images give their indices. An RGB file is accepted only when its
-    three channels are identical (a gray label saved as RGB).
+    three channels are identical (a gray label saved as RGB). The object only in
+    the alpha channel, an RGB colour mask and a JPEG file are refused, naming the cause.
     """
-    with _open(path) as img:
+    with open_upright(path) as img:
+        problem = mask_problem(img)
+        if problem is not None:
+            raise ValueError(f"label image {path}: {problem}")
+        if is_jpeg(img):
+            raise ValueError(f"label image {path} is a JPEG: its lossy compression changes label "
+                             f"values at edges (found {jpeg_values(np.asarray(img))}); save masks "
+                             "as PNG")
         mode = img.mode
         if mode in ("P", "L", "I", "1") or mode in _SIXTEEN_BIT_MODES:
             return np.asarray(img).astype(np.int32)

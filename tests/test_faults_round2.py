@@ -1,0 +1,149 @@
+"""Faults, round two: mask files that are no masks, a full disk, archives in the wrong
+folder, and flags of ``prepare``, ``segment``, ``bench`` and ``ablate`` checked before work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from evalfakes import segment_inputs
+from PIL import Image
+
+from canetlib import checkpoint
+from canetlib.cli import main
+from canetlib.data.imageio import read_label, read_mask, voc_palette
+from canetlib.segment import as_mask, load_mask
+
+H, W = 40, 48
+
+
+def one_error(capsys: pytest.CaptureFixture[str]) -> str:
+    """The single stderr line of a refused command, without ``error: `` and the newline."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    return err[len("error: "):-1]
+
+
+def disc() -> np.ndarray:
+    """A 0/1 ``(H, W)`` disc: round edges, so JPEG compression leaves values 0, 1, 2."""
+    yy, xx = np.mgrid[:H, :W]
+    return (((yy - H / 2) ** 2 + (xx - W / 3) ** 2) < (H / 3) ** 2).astype(np.uint8)
+
+
+def alpha_only(path: Path) -> Path:
+    """RGBA PNG: colour 0 everywhere, the object only in the alpha channel."""
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[..., 3] = disc() * 255
+    Image.fromarray(rgba).save(path)
+    return path
+
+
+def red_on_black(path: Path) -> Path:
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[..., 0] = disc() * 255
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def jpeg_01(path: Path) -> Path:
+    Image.fromarray(disc()).save(path, quality=75)
+    return path
+
+
+ALPHA = ("the mask is in the alpha channel: its colour is 0 everywhere and only the "
+         "transparency marks the object; save a single-channel PNG mask (mode L or P): "
+         "0 background, 1 object (or its class id), 255 ignore")
+COLOUR = "it is an RGB colour mask (colours (0, 0, 0), (255, 0, 0)); save a single-channel PNG"
+JPEG_LABEL = (" is a JPEG: its lossy compression changes label values at edges (found 0, 1, 2); "
+              "save masks as PNG")
+JPEG = ("is a JPEG: lossy compression changed its values (found 0, 1, 2), so a 0/1 mask no "
+        "longer reads as one; save masks as PNG")
+BAD_MASKS = {
+    "alpha.png": (alpha_only, f": {ALPHA}", f": {ALPHA}"),
+    "red.png": (red_on_black, f": {COLOUR}", f": {COLOUR}"),
+    "m.jpg": (jpeg_01, f" {JPEG}", JPEG_LABEL),
+}
+
+
+@pytest.mark.parametrize("name", BAD_MASKS)
+def test_mask_files_that_are_no_masks_name_the_cause(name: str, tmp_path: Path) -> None:
+    make, segment_says, label_says = BAD_MASKS[name]
+    path = make(tmp_path / name)
+    with pytest.raises(ValueError) as err:
+        as_mask(path, (H, W), "support mask 1")
+    assert str(err.value).startswith(f"support mask 1 {path}{segment_says}"), err.value
+    with pytest.raises(ValueError) as err:
+        load_mask(path)
+    assert str(err.value).startswith(f"mask file {path}{segment_says}"), err.value
+    with Image.open(path) as img, pytest.raises(ValueError) as err:
+        as_mask(img, (H, W))
+    assert str(err.value).startswith(f"support mask{segment_says}"), err.value
+    for read in (read_label, read_mask):
+        with pytest.raises(ValueError) as err:
+            read(path)
+        assert str(err.value).startswith(f"label image {path}{label_says}"), err.value
+
+
+@pytest.mark.parametrize("name", BAD_MASKS)
+def test_segment_names_the_mask_cause_before_loading_the_model(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    files = segment_inputs(tmp_path)
+    Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(files["support"])
+    mask = BAD_MASKS[name][0](tmp_path / name)
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("loaded"))
+    out = tmp_path / "out" / "p.png"
+    assert main(["segment", "--checkpoint", str(files["ckpt"]), "--support",
+                 str(files["support"]), "--support-mask", str(mask), "--query",
+                 str(files["query"]), "--out", str(out), "--device", "cpu"]) == 2
+    assert one_error(capsys).startswith(f"support mask 1 {mask}{BAD_MASKS[name][1]}")
+    assert not out.parent.exists()
+
+
+def voc_style(path: Path) -> Path:
+    """Palette PNG with VOC indices 0, 15 and 255 (the border)."""
+    label = disc() * 15
+    label[0, :] = 255
+    img = Image.fromarray(label)
+    img.putpalette(voc_palette())
+    img.save(path)
+    return path
+
+
+def gray(values: np.ndarray, path: Path, **kw: int) -> Path:
+    Image.fromarray(values.astype(np.uint8)).save(path, **kw)
+    return path
+
+
+def opaque_rgba(path: Path) -> Path:
+    """A 0/255 gray mask saved as RGBA with alpha 255 everywhere."""
+    g = disc() * 255
+    Image.fromarray(np.dstack([g, g, g, np.full_like(g, 255)])).save(path)
+    return path
+
+
+def with_border(path: Path) -> Path:
+    label = disc().copy()
+    label[0, :] = 255
+    return gray(label, path)
+
+
+LEGITIMATE = {
+    "voc.png": voc_style,
+    "l01.png": lambda p: gray(disc(), p),
+    "l01_255.png": with_border,
+    "l0255.png": lambda p: gray(disc() * 255, p),
+    "l0255.jpg": lambda p: gray(disc() * 255, p, quality=75),
+    "rgba.png": opaque_rgba,
+}
+
+
+@pytest.mark.parametrize("name", LEGITIMATE)
+def test_legitimate_masks_still_read(name: str, tmp_path: Path) -> None:
+    path = LEGITIMATE[name](tmp_path / name)
+    mask = as_mask(path, (H, W))
+    assert np.array_equal(mask == 1, disc() == 1) or name in ("voc.png", "l01_255.png")
+    assert (mask[1:] == 1).sum() == (disc()[1:] == 1).sum()
+    if not name.endswith(".jpg"):
+        read_mask(path)
