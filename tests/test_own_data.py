@@ -311,3 +311,54 @@ def test_prepare_fss1000_refuses_a_tree_it_cannot_use(
                                         "missing")
     assert main(["prepare", "pascal", "--root", str(tree.root), "--splits", "x"]) == 2
     assert one_error(capsys) == "error: --splits: for prepare fss1000 only, not pascal\n"
+
+
+# --------------------------------------------------------------------------- the README
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_section() -> str:
+    text = README.read_text(encoding="utf-8")
+    return text.split("## Your own images", 1)[1].split("\n## ", 1)[0]
+
+
+def readme_commands(block: str) -> list[list[str]]:
+    """The ``python -m canetlib ...`` commands of a bash block, as argv after the module."""
+    joined = block.replace("\\\n", " ")
+    lines = [line.split("#", 1)[0].split() for line in joined.splitlines()]
+    return [words[3:] for words in lines if words[:3] == ["python", "-m", "canetlib"]]
+
+
+@pytest.mark.slow  # about a minute on a CPU: the prototype fit, 300 episodes, and 4 evaluations
+def test_the_readme_trains_and_evaluates_your_own_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    section = readme_section()
+    python = [b for b in re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+              if "FolderSource(" in b]
+    bash = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    assert len(python) == 1 and len(bash) == 2, "README.md: 'Your own images' lost a block"
+    monkeypatch.chdir(tmp_path)
+    build_world_folder("my_data", images_per_class=2, test_images_per_class=3,
+                       image_size=(64, 80))
+    namespace: dict = {}
+    exec(compile(python[0], str(README), "exec"), namespace)  # noqa: S102 - our README
+    assert namespace["run"].step == 8  # 64 episodes, batches of 8, one epoch
+    assert set(namespace["result"].per_class_iou) <= {"aeroplane", "bicycle", "bird", "boat",
+                                                      "bottle"}
+    assert "test classes [" in capsys.readouterr().out
+    (tmp_path / "cli").mkdir()  # the commands in a folder of their own (the same runs/mine)
+    shutil.copytree("my_data", tmp_path / "cli" / "my_data")
+    monkeypatch.chdir(tmp_path / "cli")
+    tree = build_fss_tree("fss", split_files=False, inside_archive_folder=True)
+    write_fss_split_lists(Path("lists"), tree)
+    commands = readme_commands(bash[0]) + readme_commands(bash[1])
+    assert [c[0] for c in commands] == ["train", "evaluate", "prepare", "train", "evaluate"]
+    for argv in commands:
+        assert main(argv) == 0, argv
+    out = capsys.readouterr().out
+    assert "baseline, training-free prototype matcher" in out
+    assert f"per-class IoU (final): {tree.val[0]}" in out  # --class-set val on FSS-1000
+    assert (tmp_path / "runs" / "mine" / "model.pt").is_file()
+    assert (tmp_path / "cli" / "runs" / "mine" / "model.pt").is_file()
+    assert (tmp_path / "cli" / "runs" / "fss" / "model.pt").is_file()

@@ -174,15 +174,17 @@ def write_split_file(split: ClassSplit, path: str | os.PathLike[str]) -> Path:
 class SplitClasses:
     """Classes and pools of a source from its :class:`ClassSplit` (a mixin).
 
-    The host sets ``split``, ``fold``, ``class_set`` and ``_image_classes``
-    (image id -> the class ids it shows). The training pool of the fold holds the
-    images that show only training classes; the test pool every image of a test class.
+    The host sets ``split``, ``fold``, ``class_set``, ``_image_classes`` (image id -> the
+    class ids it shows) and ``_targets`` (image id -> the class ids large enough to be an
+    episode's target). The training pool of the fold holds the images that show only
+    training classes; the test pool every image of a test class.
     """
 
     split: ClassSplit
     fold: int
     class_set: str
     _image_classes: dict[str, frozenset[int]]
+    _targets: dict[str, frozenset[int]]
 
     @property
     def num_folds(self) -> int:  # type: ignore[override]
@@ -205,10 +207,10 @@ class SplitClasses:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if split == "test":
             wanted = set(self.split.test_ids(self.fold, self.class_set))
-            return [(i, c) for i, cs in self._image_classes.items() for c in sorted(cs)
+            return [(i, c) for i, cs in self._targets.items() for c in sorted(cs)
                     if c in wanted]
         allowed = set(self.split.train_ids(self.fold))
-        return [(i, c) for i, cs in self._image_classes.items() if cs <= allowed
+        return [(i, c) for i, cs in self._targets.items() if self._image_classes[i] <= allowed
                 for c in sorted(cs)]
 
 

@@ -34,6 +34,8 @@ from canetlib.data.source import IGNORE_INDEX, IMAGE_SUFFIXES, ImageMaskSource
 
 #: the split file of a folder dataset, under its root
 SPLIT_FILE = "split.json"
+#: the least fraction of an image a class covers for an episode to target it there
+MIN_AREA = 0.01
 
 
 def folder_files(root: Path, images: str = "images", masks: str = "masks"
@@ -65,13 +67,18 @@ class FolderSource(SplitClasses, ImageMaskSource):
             episodes show.
         split: a :class:`ClassSplit` instead of ``root/split.json``.
         name: labels messages (default ``"folder"``).
+        min_area: the fraction of an image's pixels a class must cover for the image to
+            be one of the class's episode images (a sliver of an object can vanish from a
+            training crop); any pixel still counts for keeping held-out classes out of
+            training.
 
     Every mask is read once here, to index which classes each image shows; a value that
     is neither 0, 255 nor a class id of the split is refused, naming the file.
     """
 
     def __init__(self, root: str | os.PathLike[str], fold: int = 0, class_set: str = "test",
-                 split: ClassSplit | None = None, name: str = "folder") -> None:
+                 split: ClassSplit | None = None, name: str = "folder",
+                 min_area: float = MIN_AREA) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: no such folder (a folder dataset: images/, "
@@ -86,22 +93,31 @@ class FolderSource(SplitClasses, ImageMaskSource):
             raise ValueError(f"{self.split.origin}: {self.num_classes} classes; masks are 8-bit "
                              f"with {IGNORE_INDEX} for ignore, so at most {IGNORE_INDEX - 1}")
         self._images, self._masks = folder_files(self.root)  # type: ignore[assignment]
-        self._image_classes = {i: self._classes_shown(i) for i in self._images}
+        if not 0.0 <= min_area < 1.0:
+            raise ValueError(f"min_area must be a fraction in [0, 1), got {min_area!r}")
+        self._image_classes, self._targets = {}, {}
+        for image_id in self._images:
+            self._image_classes[image_id], self._targets[image_id] = self._index(image_id,
+                                                                                  min_area)
         self.split.test_ids(self.fold, class_set)  # an empty 'val' is refused here
 
-    def _classes_shown(self, image_id: str) -> frozenset[int]:
-        values = {int(v) for v in np.unique(self.load_mask(image_id))} - {0, IGNORE_INDEX}
-        bad = sorted(v for v in values if not 1 <= v <= self.num_classes)
+    def _index(self, image_id: str, min_area: float) -> tuple[frozenset[int], frozenset[int]]:
+        """(classes the mask shows, classes covering at least ``min_area`` of it)."""
+        mask = self.load_mask(image_id)
+        values, counts = np.unique(mask, return_counts=True)
+        area = {int(v): int(n) for v, n in zip(values, counts) if v not in (0, IGNORE_INDEX)}
+        bad = sorted(v for v in area if not 1 <= v <= self.num_classes)
         if bad:
             raise ValueError(f"{self._masks[image_id]}: mask values {bad} are not classes of "
                              f"{self.split.origin} (allowed: 0 background, 1..{self.num_classes}"
                              f" the classes, {IGNORE_INDEX} ignore)")
-        return frozenset(values)
+        big = {v for v, n in area.items() if n >= min_area * mask.size}
+        return frozenset(area), frozenset(big)
 
     def images_per_class(self) -> dict[str, int]:
-        """Class name -> number of images that show it."""
+        """Class name -> number of images where it is large enough to be a target."""
         counts = dict.fromkeys(self.class_names, 0)
-        for shown in self._image_classes.values():
+        for shown in self._targets.values():
             for c in shown:
                 counts[self.class_names[c - 1]] += 1
         return counts
@@ -136,4 +152,4 @@ def write_folder_dataset(root: str | os.PathLike[str],
     return root
 
 
-__all__ = ["SPLIT_FILE", "FolderSource", "folder_files", "write_folder_dataset"]
+__all__ = ["MIN_AREA", "SPLIT_FILE", "FolderSource", "folder_files", "write_folder_dataset"]

@@ -121,6 +121,7 @@ class FSS1000Source(SplitClasses, SegmentationSource):
                                         "folders?)")
             for n in class_images(folder):
                 self._image_classes[f"{name}/{n}"] = frozenset({class_id})
+        self._targets = self._image_classes
 
     def image_ids(self) -> list[str]:
         """Every image id (``"<class>/<N>"``) of the classes in the split."""
