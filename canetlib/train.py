@@ -214,6 +214,7 @@ def _train_in(cfg: TrainConfig, out: Path, procs: Processes, resume_from: Path |
     _save_final_model(ctx, out)
     end_processes(procs)
     model.eval()
+    model.input_size = cfg.train_size  # fed at its training size, as when loaded from model.pt
     return TrainResult(model, run.step, sched.total, out, run.losses, validation)
 
 
