@@ -5,6 +5,8 @@
 annotations (it needs pycocotools). Both write the layout of
 :mod:`canetlib.data.prepared` under ``<root>/canet``, which the runtime readers
 (:mod:`canetlib.data.pascal`, :mod:`canetlib.data.coco`) read without importing
-anything from here. ``python -m canetlib prepare {pascal,coco}`` runs them;
-fetching the archives is :mod:`canetlib.data.download`'s job.
+anything from here. :mod:`canetlib.data.prepare.fss1000` fetches FSS-1000 and checks
+its published layout, which :mod:`canetlib.data.fss1000` reads as it lies.
+``python -m canetlib prepare {pascal,coco,fss1000}`` runs them; fetching the archives
+is :mod:`canetlib.data.download`'s job.
 """
