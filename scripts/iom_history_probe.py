@@ -13,7 +13,7 @@ four starting masks and reports the mIoU of each:
 If ``truth`` and ``inverted`` land close to ``empty``, the module ignores its history.
 
     python scripts/iom_history_probe.py --checkpoint synthetic-imagenet-1shot-fold0 --fold 0 \\
-        --episodes 500 --json data/results/imagenet-backbone/fold0/iom-history-probe.json
+        --episodes 500 --json canetlib/results/imagenet-backbone/fold0/iom-history-probe.json
 """
 
 from __future__ import annotations
