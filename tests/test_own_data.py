@@ -198,7 +198,11 @@ def test_the_command_line_trains_and_evaluates_a_folder_dataset(
     assert main(["evaluate", "--dataset", "folder", "--root", str(world), "--checkpoint",
                  str(out / "model.pt"), "--episodes", "2", "--iterations", "0", "--device", "cpu",
                  "--class-set", "val", "--json", str(report), "--no-progress"]) == 0
-    assert set(json.loads(report.read_text())["per_class_iou"]) <= {"cat", "dog"}
+    val = json.loads(report.read_text())
+    assert set(val["per_class_iou"]) <= {"cat", "dog"} and val["settings"]["class_set"] == "val"
+    head = capsys.readouterr().out.splitlines()[0]
+    assert head.startswith("folder fold 0, 1-shot, 2 episodes") and \
+        head.endswith(", validation classes")
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -329,7 +333,7 @@ def readme_commands(block: str) -> list[list[str]]:
     return [words[3:] for words in lines if words[:3] == ["python", "-m", "canetlib"]]
 
 
-@pytest.mark.slow  # about a minute on a CPU: the prototype fit, 300 episodes, and 4 evaluations
+@pytest.mark.slow  # half a minute on a CPU: the prototype fit, 300 episodes, and 4 evaluations
 def test_the_readme_trains_and_evaluates_your_own_data(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -239,6 +239,7 @@ def _settings(args: argparse.Namespace, model: Any, trained_fold: int | None) ->
         "episodes_per_seed": args.episodes, "checkpoint": str(args.checkpoint),
         "fusion": model.fusion, "multi_scale": args.multi_scale,
         "box_support": args.box_support, "dense_crf": args.dense_crf, "glyphs": args.glyphs,
+        "class_set": args.class_set,
     }
 
 
@@ -320,6 +321,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"{scale_note}"
             f"{', box supports' if s['box_support'] else ''}"
             f"{', held-out glyphs' if s.get('glyphs') == 'held' else ''}"
+            f"{', validation classes' if s.get('class_set') == 'val' else ''}"
             f"{', DenseCRF' if s.get('dense_crf') else ''}")
     lines = [head, f"{'iteration':<16}{'mIoU':>14}{'FB-IoU':>14}"]
     std = "miou_per_iteration_std" in result
