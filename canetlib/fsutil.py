@@ -7,12 +7,14 @@ so an interrupted run never leaves a half-written file under the final name.
 :func:`atomic_path` wraps that in a context manager and :func:`write_atomic`
 writes bytes or text through it; :func:`check_writable` (and :func:`probe_output`,
 which also tries the folder and a file in it) lets a command refuse an unwritable
-output before it starts long work. Only the standard library is used, so any module can import this
-one cheaply.
+output before it starts long work. A write that fails on the way (a full disk,
+:func:`writing`) raises one ``OSError`` naming the file. Only the standard library is
+used, so any module can import this one cheaply.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
+    "NO_SPACE",
     "PathLike",
     "atomic_path",
     "check_writable",
@@ -27,9 +30,46 @@ __all__ = [
     "probe_output",
     "temp_beside",
     "write_atomic",
+    "write_failure",
+    "writing",
 ]
 
 PathLike = str | os.PathLike[str]
+
+#: the errors of a write that a full disk or quota causes, and how a message names them
+NO_SPACE = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+            errno.EFBIG: "the file is too large for this file system"}
+#: what torch's zip writer says when a write fails (a full disk, mostly)
+_TORCH_WRITE_FAILED = ("inline_container", "PytorchStreamWriter", "file write failed")
+
+
+def write_failure(err: BaseException, path: Path, note: str = "") -> OSError | None:
+    """One ``OSError`` naming ``path`` for a write that failed for lack of space (also
+    torch's ``[enforce fail at inline_container.cc]``), ``note`` added; None for other errors."""
+    if isinstance(err, OSError) and err.errno in NO_SPACE:
+        cause, code = NO_SPACE[err.errno], err.errno
+    elif isinstance(err, RuntimeError) and any(s in str(err) for s in _TORCH_WRITE_FAILED):
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        cause, code = f"the write failed, most likely no space left on device ({first})", \
+            errno.ENOSPC
+    else:
+        return None
+    named = OSError(f"cannot write {path}: {cause}" + (f"; {note}" if note else ""))
+    named.errno = code  # str() stays the message above
+    return named
+
+
+@contextmanager
+def writing(path: PathLike, note: str = "") -> Iterator[None]:
+    """Turn a write of ``path`` that fails for lack of space into one ``OSError`` naming
+    ``path`` (:func:`write_failure`); other errors pass unchanged."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        named = write_failure(err, Path(path), note)
+        if named is None:
+            raise
+        raise named from err
 
 
 def temp_beside(final: Path, suffix: str = ".part") -> Path:
@@ -121,14 +161,19 @@ def atomic_path(final: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it onto ``final`` on success.
 
     The temporary name ends in ``.part``; on error it is removed and ``final``
-    is left untouched. The result has the usual permissions (umask respected).
+    is left untouched (a full disk: one ``OSError`` naming ``final``, :func:`writing`).
+    The result has the usual permissions (umask respected).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_beside(final)
+    kept = f"the previous {final.name} is unchanged" if final.exists() else \
+        "nothing was written"
+    with writing(final, kept):
+        tmp = temp_beside(final)
     try:
-        yield tmp
-        move_into_place(tmp, final)
+        with writing(final, kept):
+            yield tmp
+            move_into_place(tmp, final)
     finally:
         if tmp.exists():
             tmp.unlink()

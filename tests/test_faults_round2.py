@@ -3,16 +3,21 @@ folder, and flags of ``prepare``, ``segment``, ``bench`` and ``ablate`` checked 
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from evalfakes import segment_inputs
 from PIL import Image
+from test_faults import train_cli
 
 from canetlib import checkpoint
 from canetlib.cli import main
 from canetlib.data.imageio import read_label, read_mask, voc_palette
+from canetlib.fsutil import atomic_path
 from canetlib.segment import as_mask, load_mask
 
 H, W = 40, 48
@@ -147,3 +152,90 @@ def test_legitimate_masks_still_read(name: str, tmp_path: Path) -> None:
     assert (mask[1:] == 1).sum() == (disc()[1:] == 1).sum()
     if not name.endswith(".jpg"):
         read_mask(path)
+
+
+# --------------------------------------------------------------------------- full disk
+def enospc(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def torch_enospc(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+
+@pytest.mark.parametrize("failure", [enospc, torch_enospc])
+def test_full_disk_during_training_names_the_file_and_keeps_the_checkpoint(
+        failure: Callable[..., None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    saves: list[int] = []
+    real_save = torch.save
+
+    def save(*args: object, **kwargs: object) -> None:
+        saves.append(1)
+        if len(saves) == 2:  # the second last.pt: the disk is full now
+            failure()
+        real_save(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch, "save", save)
+    out = tmp_path / "run"
+    assert main(train_cli(out, "--max-steps", "3")) == 2
+    last = out / "last.pt"
+    assert one_error(capsys) == (f"cannot write {last}: no space left on device; the run "
+                                 f"stopped at step 2; {last} of step 1 is intact; free space, "
+                                 "then continue with --resume")
+    assert checkpoint.load(last)["step"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "log.csv"]  # no temp file
+    monkeypatch.setattr(torch, "save", real_save)  # space freed: the printed advice works
+    assert main(train_cli(out, "--max-steps", "3", "--resume")) == 0
+    assert checkpoint.load(last)["step"] == 3
+
+
+def test_full_disk_on_the_first_checkpoint_says_nothing_was_saved(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(torch, "save", enospc)
+    out = tmp_path / "run"
+    assert main(train_cli(out, "--max-steps", "2")) == 2
+    assert one_error(capsys) == (f"cannot write {out / 'last.pt'}: no space left on device; "
+                                 "the run stopped at step 1; no checkpoint was saved yet; free "
+                                 "space, then start again with --overwrite")
+    assert not (out / "last.pt").exists()
+
+
+def test_full_disk_while_logging_names_log_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from canetlib.engine import loop
+
+    def append_row(path: Path, *args: object, **kwargs: object) -> None:
+        enospc()
+
+    monkeypatch.setattr(loop, "append_row", append_row)
+    out = tmp_path / "run"
+    assert main(train_cli(out, "--max-steps", "2")) == 2
+    assert one_error(capsys).startswith(f"cannot write {out / 'log.csv'}: no space left on "
+                                        "device; the run stopped at step 1")
+
+
+def test_segment_on_a_full_disk_names_the_mask_and_writes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    files = segment_inputs(tmp_path)
+    out = tmp_path / "out" / "p.png"
+    monkeypatch.setattr(Image.Image, "save", enospc)
+    assert main(["segment", "--checkpoint", str(files["ckpt"]), "--support",
+                 str(files["support"]), "--support-mask", str(files["mask"]), "--query",
+                 str(files["query"]), "--out", str(out), "--size", "32", "--iterations", "1",
+                 "--device", "cpu"]) == 2
+    assert one_error(capsys) == f"cannot write {out}: no space left on device; nothing was written"
+    assert list(out.parent.iterdir()) == []
+
+
+def test_a_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / "r.json"
+    target.write_text("old")
+    with pytest.raises(OSError, match=f"cannot write {target}: no space left on device; the "
+                                      "previous r.json is unchanged"), atomic_path(target):
+        enospc()
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+    with pytest.raises(ConnectionResetError), atomic_path(target):  # not a write failure
+        raise ConnectionResetError("reset")

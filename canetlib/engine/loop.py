@@ -4,14 +4,17 @@ A recipe owns its loop (``for batch in loader: ...``) and its step; after each
 step it calls :meth:`Run.step_done`, which counts the step and its seconds,
 writes the ``log.csv`` row, moves the progress bar and writes ``last.pt``
 every ``save_every`` steps and at the last one. :func:`check_loss` (the NaN
-guard) stops a run before a non-finite loss reaches the weights.
+guard) stops a run before a non-finite loss reaches the weights. A write that fails
+for lack of space stops the run with one line naming the file, the step and the
+checkpoint to resume from (:meth:`Run.writing`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,6 +24,7 @@ from typing_extensions import Self
 
 from canetlib.engine.distributed import ONE_PROCESS, DistInfo
 from canetlib.engine.folder import LAST, append_row, open_log, save_checkpoint
+from canetlib.fsutil import writing
 from canetlib.runtime import progress_enabled
 
 #: what the NaN guard suggests by default
@@ -87,7 +91,8 @@ class Run:
         self._payload = payload
         self.log_path = self.out / "log.csv"
         if info.main:
-            open_log(self.log_path, self.step)
+            with self.writing(self.log_path):
+                open_log(self.log_path, self.step)
         self.bar = progress_bar(info, progress, total=self.end, initial=self.step, desc=desc)
         self._tick = time.perf_counter()
 
@@ -108,8 +113,9 @@ class Run:
         self._tick = now
         self.losses.append(loss)
         if self.info.main:
-            append_row(self.log_path, [self.step, epoch, f"{loss:.6f}", f"{lr:.6g}",
-                                       f"{self.seconds:.3f}"])
+            with self.writing(self.log_path):
+                append_row(self.log_path, [self.step, epoch, f"{loss:.6f}", f"{lr:.6g}",
+                                           f"{self.seconds:.3f}"])
             if self.bar is not None:
                 self.bar.update(1)
                 self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", epoch=epoch)
@@ -125,8 +131,22 @@ class Run:
     def save(self) -> None:
         """Write ``last.pt`` now (rank 0; every rank remembers the step)."""
         if self.info.main:
-            save_checkpoint(self._payload(self.step, self.seconds), self.out / LAST)
+            with self.writing(self.out / LAST):
+                save_checkpoint(self._payload(self.step, self.seconds), self.out / LAST)
         self.last_saved = self.step
+
+    @contextmanager
+    def writing(self, path: Path) -> Iterator[None]:
+        """A write of ``path`` that fails for lack of space stops the run: one ``OSError``
+        naming ``path``, the step, and the checkpoint to resume from."""
+        last = self.out / LAST
+        if self.last_saved >= 0 and last.is_file():
+            after = (f"{last} of step {self.last_saved} is intact; free space, then continue "
+                     "with --resume")
+        else:
+            after = "no checkpoint was saved yet; free space, then start again with --overwrite"
+        with writing(path, f"the run stopped at step {self.step}; {after}"):
+            yield
 
     def finish(self) -> None:
         """Close the bar; write ``last.pt`` unless it already holds this step."""
