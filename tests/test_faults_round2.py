@@ -239,3 +239,75 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
     assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
     with pytest.raises(ConnectionResetError), atomic_path(target):  # not a write failure
         raise ConnectionResetError("reset")
+
+
+# --------------------------------------------------------------------------- archives in the root
+def fake_archive(path: Path) -> Path:
+    """A tar holding ``data/a.txt``."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        body = b"hello"
+        info = tarfile.TarInfo("data/a.txt")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    return path
+
+
+ROOT_ARCHIVES = [
+    ("pascal", "VOCtrainval_11-May-2012.tar",
+     "PASCAL-5i: VOC2012 JPEGImages not found at {root}/VOCdevkit/VOC2012/JPEGImages"),
+    ("pascal", "benchmark.tgz", None),
+    ("coco", "train2014.zip", "COCO-20i: {root}/train2014 not found"),
+    ("coco", "annotations_trainval2014.zip", None),
+]
+
+
+@pytest.mark.parametrize(("dataset", "name", "first"), ROOT_ARCHIVES)
+@pytest.mark.parametrize("where", [".", "downloads"])
+def test_prepare_names_an_archive_left_in_the_root_folder(
+        dataset: str, name: str, first: str | None, where: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "data"
+    if name == "benchmark.tgz":  # VOC unpacked, SBD still an archive
+        voc = root / "VOCdevkit" / "VOC2012"
+        for folder in ("JPEGImages", "SegmentationClass", "SegmentationObject"):
+            (voc / folder).mkdir(parents=True)
+        (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+        for split in ("train", "val"):
+            (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("")
+    if name == "annotations_trainval2014.zip":  # images unpacked, annotations not
+        (root / "train2014").mkdir(parents=True)
+    archive = root / where / name
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    archive.write_bytes(b"not unpacked yet")
+    assert main(["prepare", dataset, "--root", str(root)]) == 2
+    message = one_error(capsys)
+    if first is not None:
+        assert message.startswith(first.format(root=root) + f"; the archive {archive} is there"), \
+            message
+    assert message.endswith(f"is there but not unpacked: run python -m canetlib prepare {dataset} "
+                            f"--root {root} --download to check and unpack it (an archive "
+                            "already in the root folder or its downloads/ is used as it is, "
+                            "nothing is downloaded; in Python: download=True)"), message
+    assert archive.read_bytes() == b"not unpacked yet"
+
+
+def test_prepare_without_any_archive_gives_the_prepare_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prepare", "pascal", "--root", str(tmp_path)]) == 2
+    assert one_error(capsys).endswith(". Prepare the dataset with: python -m canetlib prepare "
+                                      f"pascal --root {tmp_path} [--download]")
+
+
+def test_download_uses_an_archive_in_the_root_folder(tmp_path: Path) -> None:
+    from canetlib.data.download import RemoteFile, ensure_dataset, file_digest
+
+    archive = fake_archive(tmp_path / "pack.tar")
+    remote = RemoteFile(url=(tmp_path / "nowhere" / "pack.tar").as_uri(), filename="pack.tar",
+                        md5=file_digest(archive))
+    assert ensure_dataset(remote, tmp_path / "data", tmp_path, progress=False) == \
+        tmp_path / "data"
+    assert (tmp_path / "data" / "a.txt").read_bytes() == b"hello"
+    assert not (tmp_path / "downloads").exists()  # nothing fetched

@@ -45,7 +45,9 @@ __all__ = [
     "extraction_interrupted",
     "fetch_and_extract",
     "file_digest",
+    "find_archive",
     "is_extracted",
+    "unpack_hint",
     "verify_checksum",
 ]
 
@@ -364,6 +366,28 @@ def fetch_and_extract(
     return Path(dest)
 
 
+def find_archive(remote: RemoteFile, root: PathLike) -> Path | None:
+    """``remote``'s archive where :func:`ensure_dataset` takes it from: ``root/downloads``
+    (where it downloads to) or ``root`` itself (where users tend to put it); else None."""
+    root = Path(root)
+    for folder in (root / "downloads", root):
+        if (folder / remote.filename).is_file():
+            return folder / remote.filename
+    return None
+
+
+def unpack_hint(remote: RemoteFile, root: PathLike, command: str) -> str:
+    """``; ARCHIVE is there but not unpacked: ...`` for a message about data missing from
+    ``root`` when ``remote``'s archive lies in ``root`` or ``root/downloads``, else ``""``.
+    ``command`` is the prepare command without ``--download``."""
+    found = find_archive(remote, root)
+    if found is None:
+        return ""
+    return (f"; the archive {found} is there but not unpacked: run {command} --download "
+            "to check and unpack it (an archive already in the root folder or its downloads/ "
+            "is used as it is, nothing is downloaded; in Python: download=True)")
+
+
 def ensure_dataset(
     remote: RemoteFile,
     expected: PathLike,
@@ -375,12 +399,15 @@ def ensure_dataset(
 
     ``expected`` is a folder the archive creates; when it already exists (and
     no extraction of this archive was interrupted) the data counts as present,
-    whether we unpacked it or the user did.
+    whether we unpacked it or the user did. An archive already in ``root/downloads``
+    or ``root`` (:func:`find_archive`) is checked and unpacked instead of downloaded.
     """
     expected, root = Path(expected), Path(root)
     if expected.is_dir() and not extraction_interrupted(remote.filename, root):
         return expected
-    fetch_and_extract(remote, root / "downloads", root, progress=progress)
+    found = find_archive(remote, root)
+    fetch_and_extract(remote, root / "downloads" if found is None else found.parent, root,
+                      progress=progress)
     if not expected.is_dir():
         raise FileNotFoundError(
             f"{remote.filename} was unpacked into {root} but {expected} is missing"

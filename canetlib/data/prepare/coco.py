@@ -48,7 +48,7 @@ from canetlib.data.coco import (
     prepare_command,
     scheme_classes,
 )
-from canetlib.data.download import RemoteFile, bars_enabled, ensure_dataset
+from canetlib.data.download import RemoteFile, bars_enabled, ensure_dataset, unpack_hint
 from canetlib.data.imageio import PathLike, read_mask, write_label_png
 from canetlib.data.prepared import (
     MIN_AREA,
@@ -99,14 +99,22 @@ POOL_FOLDERS = {"train": "train2014", "val": "val2014"}
 PREPARE_VERSION = 1
 
 
+#: COCO 2014 folder -> the archive of its images
+IMAGE_ARCHIVES = {"train2014": TRAIN_ARCHIVE, "val2014": VAL_ARCHIVE}
+
+
 def _check_raw(layout: CocoLayout) -> None:
-    """Raise FileNotFoundError (with the prepare command) if an input is missing."""
+    """Raise FileNotFoundError (with the prepare command, or how to use an archive found in
+    the root folder) if an input is missing."""
+    command = f"python -m canetlib prepare coco --root {layout.root}"
     for folder in POOL_FOLDERS.values():
-        for path in (layout.images(folder), layout.annotations(folder)):
+        for path, remote in ((layout.images(folder), IMAGE_ARCHIVES[folder]),
+                             (layout.annotations(folder), ANNOTATIONS_ARCHIVE)):
             if not path.exists():
+                hint = unpack_hint(remote, layout.root, command)
                 raise FileNotFoundError(
-                    f"COCO-20i: {path} not found. Prepare the dataset with: "
-                    f"{prepare_command(layout.root)}"
+                    f"COCO-20i: {path} not found"
+                    + (hint or f". Prepare the dataset with: {prepare_command(layout.root)}")
                 )
 
 

@@ -39,7 +39,7 @@ import numpy as np
 import scipy.io
 from tqdm.auto import tqdm
 
-from canetlib.data.download import RemoteFile, bars_enabled, ensure_dataset
+from canetlib.data.download import RemoteFile, bars_enabled, ensure_dataset, unpack_hint
 from canetlib.data.imageio import PathLike, read_label, read_mask, write_label_png
 from canetlib.data.pascal import (
     NUM_FOLDS,
@@ -87,28 +87,34 @@ PREPARE_VERSION = 1
 # --------------------------------------------------------------------------- raw inputs
 
 
-def _missing(path: Path, root: Path, what: str) -> FileNotFoundError:
+def _missing(path: Path, root: Path, what: str, remote: RemoteFile) -> FileNotFoundError:
+    """Data missing at ``path``: the prepare command, or how to use ``remote``'s archive
+    when it lies in ``root``."""
+    hint = unpack_hint(remote, root, f"python -m canetlib prepare pascal --root {root}")
     return FileNotFoundError(
-        f"PASCAL-5i: {what} not found at {path}. Prepare the dataset with: {prepare_command(root)}"
+        f"PASCAL-5i: {what} not found at {path}"
+        + (hint or f". Prepare the dataset with: {prepare_command(root)}")
     )
 
 
 def _check_raw(layout: PascalLayout) -> None:
-    """Raise FileNotFoundError (with the prepare command) if an input folder is missing."""
+    """Raise FileNotFoundError (with the prepare command, or how to use an archive found in
+    the root folder) if an input folder is missing."""
     needed = [
-        (layout.voc / "JPEGImages", "VOC2012 JPEGImages"),
-        (layout.voc / "SegmentationClass", "VOC2012 SegmentationClass"),
-        (layout.voc / "SegmentationObject", "VOC2012 SegmentationObject"),
-        (layout.voc / "ImageSets" / "Segmentation" / "train.txt", "VOC2012 train list"),
-        (layout.voc / "ImageSets" / "Segmentation" / "val.txt", "VOC2012 val list"),
-        (layout.sbd / "cls", "SBD cls folder"),
-        (layout.sbd / "inst", "SBD inst folder"),
-        (layout.sbd / "train.txt", "SBD train list"),
-        (layout.sbd / "val.txt", "SBD val list"),
+        (layout.voc / "JPEGImages", "VOC2012 JPEGImages", VOC_ARCHIVE),
+        (layout.voc / "SegmentationClass", "VOC2012 SegmentationClass", VOC_ARCHIVE),
+        (layout.voc / "SegmentationObject", "VOC2012 SegmentationObject", VOC_ARCHIVE),
+        (layout.voc / "ImageSets" / "Segmentation" / "train.txt", "VOC2012 train list",
+         VOC_ARCHIVE),
+        (layout.voc / "ImageSets" / "Segmentation" / "val.txt", "VOC2012 val list", VOC_ARCHIVE),
+        (layout.sbd / "cls", "SBD cls folder", SBD_ARCHIVE),
+        (layout.sbd / "inst", "SBD inst folder", SBD_ARCHIVE),
+        (layout.sbd / "train.txt", "SBD train list", SBD_ARCHIVE),
+        (layout.sbd / "val.txt", "SBD val list", SBD_ARCHIVE),
     ]
-    for path, what in needed:
+    for path, what, remote in needed:
         if not path.exists():
-            raise _missing(path, layout.root, what)
+            raise _missing(path, layout.root, what, remote)
 
 
 def _read_ids(path: Path) -> list[str]:
