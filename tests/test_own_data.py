@@ -289,6 +289,11 @@ def test_prepare_fss1000_downloads_checks_and_counts_a_miniature(
     assert not (bad / "fewshot_data").exists()
     assert main(["prepare", "fss1000", "--root", str(bad), "--download", "--no-progress"]) == 2
     assert "--download needs --url" in one_error(capsys)
+    short = tmp_path / "short"
+    assert main(["prepare", "fss1000", "--root", str(short), "--download", "--url", url,
+                 "--sha256", sha[:12], "--no-progress"]) == 2  # refused before any download
+    assert "--sha256 must be 64 hex digits" in one_error(capsys)
+    assert not short.exists() or not any(short.rglob("*.zip*"))
     root = tmp_path / "fss"
     assert main(["prepare", "fss1000", "--root", str(root), "--download", "--url", url,
                  "--sha256", sha, "--splits", str(lists), "--no-progress"]) == 0

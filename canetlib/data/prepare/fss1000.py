@@ -83,9 +83,9 @@ def prepare_fss1000(root: PathLike, download: bool = False, progress: bool = Tru
             raise ValueError(f"prepare fss1000 --download needs --url (a direct link to "
                              f"{ARCHIVE_NAME}) and --sha256 (its digest): the authors publish "
                              f"it on a Google Drive page ({OFFICIAL_PAGE}) with no checksum")
-        ensure_dataset(archive(url, sha256), root / ARCHIVE_FOLDER, root, progress=progress)
         if len(sha256) != 64 or any(ch not in "0123456789abcdefABCDEF" for ch in sha256):
             raise ValueError(f"--sha256 must be 64 hex digits, got {sha256!r}")
+        ensure_dataset(archive(url, sha256), root / ARCHIVE_FOLDER, root, progress=progress)
     elif url or sha256:
         raise ValueError("--url and --sha256 are for --download; add --download or drop them")
     if splits is not None:
