@@ -56,21 +56,63 @@ def row_name(blocks: Sequence[str]) -> str:
     return "+".join(blocks)
 
 
-def parse_rows(text: str | None) -> list[tuple[str, ...]]:
+def parse_rows(text: str | None, name: str = "rows") -> list[tuple[str, ...]]:
     """``"block2,block2+block3"`` -> block sets; ``None`` = all of :data:`BLOCK_SETS`.
 
     Raises:
-        ValueError: a row that is not one of Table 3's.
+        ValueError: a row that is not one of Table 3's, or no row at all (``name`` is
+            the argument named in the message).
     """
-    if not text:
+    if text is None:
         return list(BLOCK_SETS)
     known = {row_name(b): b for b in BLOCK_SETS}
     rows = []
-    for name in (t.strip() for t in text.split(",") if t.strip()):
-        if name not in known:
-            raise ValueError(f"unknown Table 3 row {name!r}; valid rows: {', '.join(known)}")
-        rows.append(known[name])
+    for row in (t.strip() for t in text.split(",") if t.strip()):
+        if row not in known:
+            raise ValueError(f"{name}: unknown Table 3 row {row!r}; valid rows: "
+                             f"{', '.join(known)}")
+        rows.append(known[row])
+    if not rows:
+        raise ValueError(f"{name} names no row, got {text!r}; valid rows: {', '.join(known)} "
+                         "(leave it out for all)")
     return rows
+
+
+def table3_configs() -> list[str]:
+    """The training configs a Table 3 row may use: 1-shot on the synthetic world, which
+    the rows' ``evaluate --dataset synthetic --shots 1`` tests."""
+    from canetlib.configs import CONFIGS, TrainConfig
+
+    return [name for name, cfg in CONFIGS.items()
+            if isinstance(cfg, TrainConfig) and cfg.dataset == "synthetic" and cfg.shots == 1]
+
+
+def check_table3(*, fold: int, epochs: int, episodes: int, seeds: int, config: str,
+                 train_episodes: int | None, flags: bool = False) -> None:
+    """Every Table 3 setting, before any training: one ``ValueError`` naming the argument
+    (its command-line flag with ``flags=True``), its value and what is allowed."""
+    from canetlib.configs import get_config
+    from canetlib.data.pascal import NUM_FOLDS
+    from canetlib.inputs import check_at_least
+
+    def named(key: str) -> str:
+        return "--" + key.replace("_", "-") if flags else key
+
+    allowed = table3_configs()
+    if config not in allowed:
+        raise ValueError(f"{named('config')} must be one of {', '.join(allowed)} (a 1-shot "
+                         f"config of the synthetic world, which the rows are tested on), "
+                         f"got {config!r}")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < NUM_FOLDS:
+        raise ValueError(f"{named('fold')} must be in 0..{NUM_FOLDS - 1} (synthetic has "
+                         f"{NUM_FOLDS} folds), got {fold!r}")
+    check_at_least(epochs, 1, named("epochs"), "training epochs per row")
+    check_at_least(episodes, 1, named("episodes"), "test episodes per seed")
+    check_at_least(seeds, 1, named("seeds"), "seeds 0..N-1")
+    if train_episodes is not None:
+        batch = get_config(config).batch_size
+        check_at_least(train_episodes, batch, named("train_episodes"),
+                       f"training episodes per epoch, at least one batch of {config}")
 
 
 @dataclass(frozen=True)
@@ -88,18 +130,21 @@ def table3_rows(*, fold: int = 0, out: str | os.PathLike[str] = "runs/table3",
                 results: str | os.PathLike[str] = TABLE3_RESULTS,
                 epochs: int = TABLE3_EPOCHS, episodes: int = 1000, seeds: int = 5,
                 rows: Iterable[Sequence[str]] = BLOCK_SETS, config: str = "synthetic-1shot",
-                train_episodes: int | None = None, baseline: str | None = None
-                ) -> list[Table3Row]:
+                train_episodes: int | None = None, baseline: str | None = None,
+                flags: bool = False) -> list[Table3Row]:
     """The train and evaluate argument lists of each row (validated by ``get_config``).
 
     ``config`` is the training recipe every row shares (``synthetic-1shot``: the
     glyph-pretrained narrow ResNet; ``synthetic-imagenet-1shot``: EfficientNet-Lite0
     with ImageNet weights); ``train_episodes`` overrides its episodes per epoch;
     ``baseline="prototype"`` scores the training-free matcher on the same blocks and
-    episodes in the same run.
+    episodes in the same run. Every setting is checked first (:func:`check_table3`; with
+    ``flags=True`` errors name the command-line flags).
     """
     from canetlib.configs import get_config
 
+    check_table3(fold=fold, epochs=epochs, episodes=episodes, seeds=seeds, config=config,
+                 train_episodes=train_episodes, flags=flags)
     made = []
     for blocks in rows:
         name = row_name(blocks)
@@ -146,7 +191,8 @@ def run_table3(*, log: Callable[[str], None] = print,
     if cli is None:
         from canetlib.cli import main as cli
     written = []
-    for row in table3_rows(**kwargs):
+    rows = table3_rows(**kwargs)  # every setting checked before the first row runs
+    for row in rows:
         if row.result.is_file():
             log(f"{row.name}: {row.result} exists, skipped")
             continue

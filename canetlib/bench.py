@@ -88,7 +88,8 @@ from canetlib.model.inference import iteration_maps
 from canetlib.runtime import amp_dtype, default_device
 from canetlib.throughput import conv_throughput, evaluation_timing
 
-__all__ = ["TARGETS", "episode_batch", "evaluator_path", "flop_counts", "rerun_path",
+__all__ = ["BACKBONES", "EVAL_CHECKPOINT", "TARGETS", "check_benchmark",
+           "check_eval_checkpoint", "episode_batch", "evaluator_path", "flop_counts", "rerun_path",
            "run_benchmark", "train_step_fn"]
 
 #: what the benchmark is meant to show (checked, never asserted): (comparison, value)
@@ -98,6 +99,59 @@ TARGETS: dict[str, tuple[str, float]] = {
     "conv_share_fp32": (">=", 0.6),
     # evaluate --episodes 1000 of the book's checkpoint: whole run over its backbone passes
     "evaluation_vs_backbone": ("<=", 1.5), "evaluation_seconds": ("<=", 60.0)}
+
+
+#: the backbones the benchmark builds
+BACKBONES = ("resnet50", "vgg16", "resnet-tiny")
+#: the checkpoint ``eval_episodes`` times by default (the book's)
+EVAL_CHECKPOINT = "synthetic-imagenet-1shot-fold0"
+
+
+def check_eval_checkpoint(checkpoint: str, name: str = "eval_checkpoint") -> None:
+    """``checkpoint`` must be a readable CANet checkpoint trained on the synthetic world
+    (what :func:`canetlib.throughput.evaluation_timing` evaluates); the error names ``name``."""
+    from canetlib.checkpoint import canet_config, load
+
+    try:
+        ckpt = load(checkpoint)
+        canet_config(ckpt, checkpoint)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{name} {checkpoint}: {err}") from err
+    dataset = (ckpt.get("train_config") or {}).get("dataset")
+    if dataset != "synthetic":
+        raise ValueError(f"{name} {checkpoint} was trained on {dataset!r}; the timed evaluation "
+                         "runs the embedded synthetic world, so give a synthetic checkpoint "
+                         f"(default {EVAL_CHECKPOINT})")
+
+
+def check_benchmark(*, repeats: int | None, warmup: int, size: int, backbone: str,
+                    iterations: int, batch: int, train_batch: int, width: int,
+                    eval_episodes: int, eval_checkpoint: str | None,
+                    flags: bool = False) -> None:
+    """Every benchmark setting, before any work: one ``ValueError`` naming the argument (its
+    command-line flag with ``flags=True``), its value and what is allowed."""
+    from canetlib.inputs import check_at_least, check_iterations, check_size
+
+    def named(key: str) -> str:
+        return "--" + key.replace("_", "-") if flags else key
+
+    if repeats is not None:
+        check_at_least(repeats, 1, named("repeats"), "timed runs per measurement")
+    check_at_least(warmup, 0, named("warmup"), "untimed runs first")
+    check_size(size, size, named("size"))
+    if backbone not in BACKBONES:
+        raise ValueError(f"{named('backbone')} must be one of {', '.join(BACKBONES)}, "
+                         f"got {backbone!r}")
+    check_iterations(iterations, named("iterations"))
+    check_at_least(batch, 1, named("batch"), "episodes per call")
+    check_at_least(train_batch, 1, named("train_batch"), "episodes per training step")
+    check_at_least(width, 1, named("width"), "head channels")
+    check_at_least(eval_episodes, 0, named("eval_episodes"), "0 skips the timed evaluation")
+    if eval_episodes:
+        check_eval_checkpoint(eval_checkpoint or EVAL_CHECKPOINT, named("eval_checkpoint"))
+    elif eval_checkpoint is not None and flags:
+        raise ValueError(f"--eval-checkpoint {eval_checkpoint} is timed by --eval-episodes, "
+                         "which is 0; give --eval-episodes N (or drop --eval-checkpoint)")
 
 
 def episode_batch(batch: int, size: int, device: torch.device,
@@ -300,7 +354,7 @@ def run_benchmark(device: str | torch.device | None = None, *, repeats: int | No
                   warmup: int = 1, size: int = 321, backbone: str = "resnet50",
                   iterations: int = 4, batch: int = 8, train_batch: int = 4, width: int = 256,
                   backbone_widths: tuple[int, ...] | None = None, flops: bool = True,
-                  eval_episodes: int = 0, eval_checkpoint: str = "synthetic-imagenet-1shot-fold0",
+                  eval_episodes: int = 0, eval_checkpoint: str = EVAL_CHECKPOINT,
                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every measurement (see the module docstring) and return a JSON-ready dict.
 
@@ -308,14 +362,13 @@ def run_benchmark(device: str | torch.device | None = None, *, repeats: int | No
     ``backbone_widths`` shrink the model for tests; the defaults are the paper's.
     ``eval_episodes`` > 0 also times the CLI's evaluation of ``eval_checkpoint``
     on that many episodes (:func:`canetlib.throughput.evaluation_timing`), in
-    each mode.
+    each mode. Every setting is checked before any work (:func:`check_benchmark`).
     """
+    check_benchmark(repeats=repeats, warmup=warmup, size=size, backbone=backbone,
+                    iterations=iterations, batch=batch, train_batch=train_batch, width=width,
+                    eval_episodes=eval_episodes, eval_checkpoint=eval_checkpoint)
     dev = default_device(device)
     reps = repeats if repeats is not None else (20 if dev.type == "cuda" else 3)
-    if (reps < 1 or warmup < 0 or size < 16 or iterations < 0 or batch < 1 or train_batch < 1
-            or eval_episodes < 0):
-        raise ValueError("repeats, batch and train_batch must be >= 1, warmup, iterations and "
-                         "eval_episodes >= 0, size >= 16")
     say = log or (lambda _msg: None)
     torch.manual_seed(0)
     model = CANet(pretrained=False, backbone=backbone, width=width,

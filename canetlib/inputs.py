@@ -104,6 +104,13 @@ def check_target(image: Tensor, mask: Tensor, name: str = "query") -> None:
     check_mask_values(mask, f"{name} mask")
 
 
+def check_at_least(value: object, least: int, name: str, meaning: str = "") -> None:
+    """``value`` must be an integer >= ``least``; the error names ``name`` and ``meaning``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        what = f" ({meaning})" if meaning else ""
+        raise ValueError(f"{name} must be an integer >= {least}{what}, got {value!r}")
+
+
 def check_iterations(iterations: int, name: str = "iterations") -> None:
     """IOM refinements must be an integer from 0 to :data:`MAX_ITERATIONS`."""
     if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) \

@@ -311,3 +311,104 @@ def test_download_uses_an_archive_in_the_root_folder(tmp_path: Path) -> None:
         tmp_path / "data"
     assert (tmp_path / "data" / "a.txt").read_bytes() == b"hello"
     assert not (tmp_path / "downloads").exists()  # nothing fetched
+
+
+# --------------------------------------------------------------------------- bench and ablate
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if ``bench`` measures or ``ablate`` trains anything."""
+    from canetlib import ablations, bench
+
+    monkeypatch.setattr(bench, "_measure", lambda *a, **k: pytest.fail("measured"))
+    monkeypatch.setattr(bench, "CANet", lambda *a, **k: pytest.fail("model built"))
+    monkeypatch.setattr(ablations, "table3_rows", lambda **k: pytest.fail("rows made"))
+
+
+BENCH_CASES = [
+    (["--eval-checkpoint", "missing.pt"],
+     "--eval-checkpoint missing.pt: checkpoint 'missing.pt' is neither a file nor a shipped name"),
+    (["--eval-checkpoint", "synthetic-backbone"],
+     "--eval-checkpoint synthetic-backbone: synthetic-backbone is a backbone checkpoint"),
+    (["--eval-episodes", "0", "--eval-checkpoint", "x.pt"],
+     ("--eval-checkpoint x.pt is timed by --eval-episodes, which is 0; give --eval-episodes N "
+     "(or drop --eval-checkpoint)")),
+    (["--repeats", "0"], "--repeats must be an integer >= 1 (timed runs per measurement), got 0"),
+    (["--warmup", "-1"], "--warmup must be an integer >= 0 (untimed runs first), got -1"),
+    (["--size", "8"], "--size is 8x8 pixels; the model needs at least 16x16"),
+    (["--iterations", "100"], "--iterations must be an integer >= 0 and <= 20"),
+    (["--batch", "0"], "--batch must be an integer >= 1 (episodes per call), got 0"),
+    (["--train-batch", "0"], "--train-batch must be an integer >= 1"),
+    (["--width", "0"], "--width must be an integer >= 1 (head channels), got 0"),
+    (["--eval-episodes", "-1"], "--eval-episodes must be an integer >= 0"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BENCH_CASES)
+def test_bench_checks_every_flag_before_timing(
+        extra: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    no_work(monkeypatch)
+    out = tmp_path / "out" / "b.json"
+    assert main(["bench", "--device", "cpu", "--json", str(out), *extra]) == 2
+    assert one_error(capsys).startswith(message)
+    assert not out.parent.exists()
+
+
+def test_bench_api_names_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    from canetlib.bench import run_benchmark
+
+    no_work(monkeypatch)
+    with pytest.raises(ValueError, match=r"^eval_checkpoint missing.pt: checkpoint"):
+        run_benchmark("cpu", eval_episodes=2, eval_checkpoint="missing.pt")
+    with pytest.raises(ValueError, match=r"^backbone must be one of resnet50, vgg16, "
+                                         r"resnet-tiny, got 'resnet18'"):
+        run_benchmark("cpu", backbone="resnet18")
+
+
+ABLATE_CASES = [
+    (["--seeds", "0"], "--seeds must be an integer >= 1 (seeds 0..N-1), got 0"),
+    (["--fold", "7"], "--fold must be in 0..3 (synthetic has 4 folds), got 7"),
+    (["--epochs", "0"], "--epochs must be an integer >= 1 (training epochs per row), got 0"),
+    (["--episodes", "0"], "--episodes must be an integer >= 1 (test episodes per seed), got 0"),
+    (["--train-episodes", "1"], ("--train-episodes must be an integer >= 8 (training episodes "
+                                "per epoch, at least one batch of synthetic-1shot), got 1")),
+    (["--config", "pascal-1shot"], ("--config must be one of synthetic-1shot, "
+                                   "synthetic-imagenet-1shot (a 1-shot config of the synthetic "
+                                   "world, which the rows are tested on), got 'pascal-1shot'")),
+    (["--config", "synthetic-pretrain"], "--config must be one of synthetic-1shot"),
+    (["--rows", "block9"], "--rows: unknown Table 3 row 'block9'; valid rows: block2, "),
+    (["--rows", ","], "--rows names no row, got ','"),
+]
+
+
+@pytest.mark.parametrize("dry", [False, True])
+@pytest.mark.parametrize(("extra", "message"), ABLATE_CASES)
+def test_ablate_checks_every_flag_before_training_or_printing(
+        extra: list[str], message: str, dry: bool, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    no_work(monkeypatch)
+    out, results = tmp_path / "runs", tmp_path / "results"
+    argv = ["ablate", "--out", str(out), "--results", str(results), *extra]
+    assert main([*argv, "--dry-run"] if dry else argv) == 2
+    assert one_error(capsys).startswith(message)
+    assert not out.exists() and not results.exists()
+
+
+def test_ablate_refuses_an_unwritable_results_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    no_work(monkeypatch)
+    (tmp_path / "file").write_text("")
+    assert main(["ablate", "--out", str(tmp_path / "runs"), "--results",
+                 str(tmp_path / "file" / "r"), "--dry-run"]) == 2
+    assert one_error(capsys) == (f"cannot write {tmp_path / 'file' / 'r'}: {tmp_path / 'file'} "
+                                 "is a file, not a folder")
+
+
+def test_table3_api_names_its_arguments() -> None:
+    from canetlib.ablations import table3_rows
+
+    with pytest.raises(ValueError, match=r"^seeds must be an integer >= 1 \(seeds 0..N-1\), "
+                                         r"got 0$"):
+        table3_rows(seeds=0)
+    with pytest.raises(ValueError, match=r"^fold must be in 0..3"):
+        table3_rows(fold=-1)

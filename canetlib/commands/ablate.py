@@ -18,7 +18,7 @@ HELP = "Table 3 (features compared): train and evaluate one model per block set"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rows", default=None, metavar="A,B",
                    help=f"rows to run (default all): {', '.join(row_name(b) for b in BLOCK_SETS)}")
-    p.add_argument("--fold", type=int, default=0, help="fold (default 0)")
+    p.add_argument("--fold", type=int, default=0, help="fold, 0..3 (default 0)")
     p.add_argument("--epochs", type=int, default=TABLE3_EPOCHS,
                    help=f"training epochs per row (default {TABLE3_EPOCHS})")
     p.add_argument("--config", default="synthetic-1shot", metavar="NAME",
@@ -37,12 +37,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from canetlib.ablations import parse_rows, run_table3, table3_commands
+    from canetlib.ablations import check_table3, parse_rows, run_table3, table3_commands
+    from canetlib.fsutil import check_writable
 
     kw = {"fold": args.fold, "out": args.out, "results": args.results, "epochs": args.epochs,
-          "episodes": args.episodes, "seeds": args.seeds, "rows": parse_rows(args.rows),
+          "episodes": args.episodes, "seeds": args.seeds, "rows": parse_rows(args.rows, "--rows"),
           "config": args.config, "train_episodes": args.train_episodes,
-          "baseline": args.baseline}
+          "baseline": args.baseline, "flags": True}
+    check_table3(fold=args.fold, epochs=args.epochs, episodes=args.episodes, seeds=args.seeds,
+                 config=args.config, train_episodes=args.train_episodes, flags=True)
+    check_writable(args.out, folder=True)
+    check_writable(args.results, folder=True)
     if args.dry_run:
         print("\n".join(table3_commands(**kw)))
         return 0

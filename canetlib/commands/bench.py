@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from canetlib.bench import BACKBONES, EVAL_CHECKPOINT
 from canetlib.commands import add_threads_argument, apply_threads
 
 HELP = ("benchmark evaluation (ours vs re-running the network per IOM pass) and training "
@@ -19,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="timed runs per measurement, median reported (default 3 CPU, 20 CUDA)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first")
     p.add_argument("--size", type=int, default=321, help="image side (paper: 321)")
-    p.add_argument("--backbone", default="resnet50", choices=["resnet50", "vgg16", "resnet-tiny"])
+    p.add_argument("--backbone", default="resnet50", choices=list(BACKBONES))
     p.add_argument("--iterations", type=int, default=4, help="IOM refinements (paper: 4)")
     p.add_argument("--batch", type=int, default=8, help="episodes per call for throughput")
     p.add_argument("--train-batch", type=int, default=4, help="episodes per training step")
@@ -29,18 +30,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-episodes", type=int, default=1000, metavar="N",
                    help="also time `evaluate --episodes N` of the book's checkpoint in each "
                         "mode, split into data, backbone, head and metrics (0: skip)")
-    p.add_argument("--eval-checkpoint", default="synthetic-imagenet-1shot-fold0",
-                   help="the shipped checkpoint timed by --eval-episodes")
+    p.add_argument("--eval-checkpoint", default=None,
+                   help=f"the synthetic-world checkpoint timed by --eval-episodes (default "
+                        f"{EVAL_CHECKPOINT})")
     add_threads_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from canetlib.bench import run_benchmark
+    from canetlib.bench import check_benchmark, run_benchmark
     from canetlib.commands.evaluate import write_json
     from canetlib.fsutil import probe_output
     from canetlib.runtime import check_device
 
     check_device(args.device)
+    check_benchmark(repeats=args.repeats, warmup=args.warmup, size=args.size,
+                    backbone=args.backbone, iterations=args.iterations, batch=args.batch,
+                    train_batch=args.train_batch, width=args.width,
+                    eval_episodes=args.eval_episodes,
+        eval_checkpoint=args.eval_checkpoint or EVAL_CHECKPOINT,
+                    flags=True)
     if args.json:
         probe_output(args.json)
     apply_threads(args)
@@ -48,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         args.device, repeats=args.repeats, warmup=args.warmup, size=args.size,
         backbone=args.backbone, iterations=args.iterations, batch=args.batch,
         train_batch=args.train_batch, width=args.width, flops=not args.no_flops,
-        eval_episodes=args.eval_episodes, eval_checkpoint=args.eval_checkpoint,
+        eval_episodes=args.eval_episodes,
+        eval_checkpoint=args.eval_checkpoint or EVAL_CHECKPOINT,
         log=lambda msg: print(msg, file=sys.stderr))
     print(format_summary(result))
     if args.json:
