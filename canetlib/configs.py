@@ -254,10 +254,6 @@ class TrainConfig(Settings):
         build the model with ``CANet.from_config(cfg.model_config(), cfg.pretrained)``."""
         return CANetConfig(**{name: getattr(self, name) for name in MODEL_FIELDS})
 
-    def model_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :class:`canetlib.CANet` (``pretrained`` included)."""
-        return {"pretrained": self.pretrained, **self.model_config().as_kwargs()}
-
 
 @dataclass(frozen=True)
 class PretrainConfig(Settings):
@@ -357,11 +353,6 @@ CONFIGS: dict[str, TrainConfig | PretrainConfig] = {
 }
 
 
-def config_names() -> list[str]:
-    """Names accepted by :func:`get_config` and ``train --config``."""
-    return list(CONFIGS)
-
-
 def get_config(name: str, overrides: Iterable[str] = (), **changes: Any
                ) -> TrainConfig | PretrainConfig:
     """A named config with ``key=value`` overrides and keyword changes applied.
@@ -385,6 +376,5 @@ __all__ = [
     "CANetConfig",
     "PretrainConfig",
     "TrainConfig",
-    "config_names",
     "get_config",
 ]

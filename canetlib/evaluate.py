@@ -34,8 +34,6 @@ from canetlib.evaluation.loop import (
     Postprocess,
     binary_prediction,
     evaluate,
-    iteration_probabilities,
-    returns_logits,
 )
 from canetlib.evaluation.prototype import (
     BASELINE_FIT_EPISODES,
@@ -62,6 +60,6 @@ __all__ = [
     "SEED_KEYS", "SEED_LIST_KEYS", "THRESHOLDS", "EvalResult", "Postprocess", "SeedsResult",
     "Size", "all_objects_iou", "all_objects_miou", "binary_prediction", "build_dataset",
     "class_names", "dataset_classes", "default_input_size", "evaluate", "evaluate_seeds",
-    "fit_prototype_baseline", "fit_threshold", "iteration_probabilities", "model_input_size",
-    "resize_episode", "resolve_input_size", "returns_logits",
+    "fit_prototype_baseline", "fit_threshold", "model_input_size", "resize_episode",
+    "resolve_input_size",
 ]

@@ -26,9 +26,7 @@ images are then excluded from training). With ``val_by="classes"`` a seeded
 trains on the others and is validated on classes it never saw, which is what
 the benchmark measures, still without a test class or a test image.
 
-The data wrappers, the history memory, the engine's pieces and the run's starting
-point (:mod:`canetlib.train_init`: model, optimizer, lr schedule) are re-exported here under
-their old names (``from canetlib.train import HeldOutSource, build_model`` works).
+The run's starting point (model, optimizer, lr schedule) is :mod:`canetlib.train_init`'s.
 """
 
 from __future__ import annotations
@@ -55,16 +53,11 @@ from canetlib.data.training import (
     build_train_dataset,
     build_val_dataset,
     collate,
-    epoch_order,
-    held_out,
-    rank_batches,
     run_batches,
     source_kwargs,
 )
 from canetlib.engine import (
-    LOG_HEADER,
     LR_HINT,
-    RUN_FILES,
     DistInfo,
     Processes,
     Run,
@@ -77,9 +70,7 @@ from canetlib.engine import (
     iter_log,
     load_resumable,
     mean_over_ranks,
-    mix_seed,
     open_run_folder,
-    prepare_out,
     release_run_folder,
     reseed_step,
     rng_state,
@@ -91,9 +82,9 @@ from canetlib.history import HistoryMemory, keep_history
 from canetlib.inputs import IGNORE_INDEX
 from canetlib.model import CANet
 from canetlib.runtime import amp_dtype, autocast
-from canetlib.train_init import build_model, init_from, kaiming_head, make_optimizer, poly_lr
+from canetlib.train_init import build_model, kaiming_head, make_optimizer, poly_lr
 
-#: the old private name of :func:`canetlib.data.training.source_kwargs` (scripts use it)
+#: :func:`canetlib.data.training.source_kwargs`, as ``scripts/head_probe.py`` imports it
 _source_kwargs = source_kwargs
 
 
@@ -381,12 +372,10 @@ def validate(model: CANet, cfg: TrainConfig, device: torch.device,
     return {"miou": float(res["miou"]), "fbiou": float(res["fbiou"])}
 
 
+#: the trainer, and the pieces the book's chapters, scripts/ and the train command import
+#: from here
 __all__ = [
-    "LOG_HEADER",
-    "RUN_FILES",
     "CachedSource",
-    "DistInfo",
-    "EpochEpisodes",
     "HeldOutSource",
     "HistoryMemory",
     "Schedule",
@@ -395,23 +384,13 @@ __all__ = [
     "build_model",
     "build_train_dataset",
     "build_val_dataset",
-    "check_max_steps",
-    "collate",
     "dist_info",
-    "epoch_order",
-    "held_out",
-    "init_from",
     "iter_log",
     "kaiming_head",
-    "keep_history",
     "make_optimizer",
-    "mix_seed",
     "pixel_loss",
     "poly_lr",
-    "prepare_out",
-    "rank_batches",
-    "rng_state",
-    "set_rng_state",
+    "reseed_step",
     "train",
     "validate",
 ]

@@ -26,9 +26,10 @@ from canetlib.cli import describe_os_error, glue_negative_values, main
 from canetlib.data.imageio import atomic_path, check_writable, write_atomic
 from canetlib.data.prepared import write_pairs
 from canetlib.data.world_cache import write_cache_file
+from canetlib.engine import check_max_steps
 from canetlib.pretrain import pretrain
 from canetlib.segment import as_mask, run_segmentation
-from canetlib.train import check_max_steps, train
+from canetlib.train import train
 
 NAN, INF = float("nan"), float("inf")
 

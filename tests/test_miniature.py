@@ -10,7 +10,8 @@ import scipy.io
 
 from canetlib.data.imageio import read_label
 from canetlib.data.miniature import build_world_tree
-from canetlib.data.pascal import PascalSource, prepare_pascal
+from canetlib.data.pascal import PascalSource
+from canetlib.data.prepare.pascal import prepare_pascal
 
 
 @pytest.fixture(scope="module")

@@ -235,7 +235,7 @@ def test_refine_reuses_cached_features() -> None:
 
 
 def test_cached_input_part_equals_the_plain_iom_pass() -> None:
-    from canetlib.train import kaiming_head
+    from canetlib.train_init import kaiming_head
 
     torch.manual_seed(0)
     model = tiny().eval()

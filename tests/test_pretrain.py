@@ -56,7 +56,7 @@ def test_pretrain_then_load_into_canet(tmp_path: Path) -> None:
         assert torch.equal(v, pretrained[k].cpu())
     assert not any(p.requires_grad for p in model.backbone.parameters())  # frozen
     # a trainer config pointing at it trains on top of it
-    from canetlib.train import build_model
+    from canetlib.train_init import build_model
 
     cfg = get_config("synthetic-1shot", ["backbone_widths=8,16,16,16", "width=16",
                                          f"backbone_checkpoint={res.backbone_path}"])

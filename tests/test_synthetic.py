@@ -276,12 +276,12 @@ def test_held_glyphs_reach_training_and_evaluation() -> None:
 
     from canetlib.commands import evaluate as cli
     from canetlib.configs import TrainConfig
-    from canetlib.train import _source_kwargs
+    from canetlib.data.training import source_kwargs
 
     cfg = TrainConfig(dataset="synthetic", world_held_glyphs=True)
     cfg.validate()
-    assert _source_kwargs(cfg)["held_glyphs"] is True
-    assert "held_glyphs" not in _source_kwargs(TrainConfig(dataset="synthetic"))
+    assert source_kwargs(cfg)["held_glyphs"] is True
+    assert "held_glyphs" not in source_kwargs(TrainConfig(dataset="synthetic"))
     with pytest.raises(ValueError, match="world_held_glyphs needs dataset=synthetic"):
         TrainConfig(dataset="pascal", world_held_glyphs=True).validate()
     parser = argparse.ArgumentParser()

@@ -18,17 +18,11 @@ import torch
 from canetlib import checkpoint as ckpt_io
 from canetlib.cli import main
 from canetlib.configs import TrainConfig, get_config
-from canetlib.train import (
-    DistInfo,
-    HeldOutSource,
-    HistoryMemory,
-    held_out,
-    keep_history,
-    pixel_loss,
-    poly_lr,
-    rank_batches,
-    train,
-)
+from canetlib.data.training import HeldOutSource, held_out, rank_batches
+from canetlib.engine import DistInfo
+from canetlib.history import HistoryMemory, keep_history
+from canetlib.train import pixel_loss, train
+from canetlib.train_init import poly_lr
 
 ROOT = Path(__file__).resolve().parent.parent
 #: a CANet small enough for a test: tiny backbone, 16-channel head, 64 px, 8 episodes
@@ -148,11 +142,10 @@ def test_tiny_run_writes_checkpoint_and_log(tmp_path: Path) -> None:
     model = ckpt_io.load_model(tmp_path / "model.pt")
     assert model.config["width"] == 16
     # the frozen backbone did not move
-    fresh = tiny().model_kwargs()
     torch.manual_seed(cfg.seed)
     from canetlib import CANet
 
-    ref = CANet(**fresh)
+    ref = CANet.from_config(tiny().model_config(), pretrained=False)
     for k, v in ref.backbone.state_dict().items():
         assert torch.equal(v, state["model"][f"backbone.{k}"])
 
@@ -357,7 +350,7 @@ def test_five_shot_starts_from_the_one_shot_model(tmp_path: Path) -> None:
     shutil.copy(tmp_path / "one" / "model.pt", shipped / "tiny-1shot-fold0.pt")
     cfg = tiny("shots=3", "fusion=attention", "optimizer=adamw", "head_init=kaiming",
                f"init_checkpoint={shipped}/tiny-1shot-fold{{fold}}.pt")
-    from canetlib.train import build_model
+    from canetlib.train_init import build_model
 
     five = build_model(cfg)
     a, b = one.model.state_dict(), five.state_dict()

