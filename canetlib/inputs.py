@@ -13,7 +13,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+#: label of pixels that count in neither prediction nor truth (VOC object borders)
 IGNORE_INDEX = 255
+#: ImageNet statistics: every image fed to the backbone is normalised with them
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 #: smallest image side the model accepts: two cells of its stride-8 feature grid
 #: (a smaller input gives a 1x1 grid, hence the same probability everywhere)
 MIN_SIDE = 16

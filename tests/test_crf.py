@@ -7,8 +7,8 @@ import torch
 from evalfakes import FakeEpisodes, tiny_model
 
 from canetlib.crf import DenseCRF
-from canetlib.data.source import IMAGENET_MEAN, IMAGENET_STD
 from canetlib.evaluate import evaluate
+from canetlib.inputs import IMAGENET_MEAN, IMAGENET_STD
 
 
 def two_regions(h: int = 90, w: int = 120) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ from evalfakes import FakeEpisodes
 from matplotlib.figure import Figure
 
 from canetlib import visual
-from canetlib.data.source import IMAGENET_MEAN, IMAGENET_STD
+from canetlib.inputs import IMAGENET_MEAN, IMAGENET_STD
 
 
 def png(fig: Figure) -> bytes:

@@ -22,9 +22,6 @@ from canetlib.data.episodes import (
     image_to_tensor,
 )
 from canetlib.data.source import (
-    IGNORE_INDEX,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     PASCAL_CLASSES,
     SPLITS,
     ImageMaskSource,
@@ -38,6 +35,7 @@ from canetlib.data.synthetic import (
     PretrainingPool,
     SyntheticSource,
 )
+from canetlib.inputs import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 
 #: Names accepted by :func:`make_dataset` / :func:`make_source`.
 DATASET_NAMES: tuple[str, ...] = ("synthetic", "pascal", "coco", "folder", "fss1000")

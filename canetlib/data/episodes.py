@@ -56,13 +56,8 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from canetlib.data.source import (
-    IGNORE_INDEX,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    SPLITS,
-    SegmentationSource,
-)
+from canetlib.data.source import SPLITS, SegmentationSource
+from canetlib.inputs import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 
 #: Support (and query) rescaling range of the reference training augmentation.
 SCALE_RANGE: tuple[float, float] = (1.0, 1.5)

@@ -146,8 +146,8 @@ def paint(
             ring = np.zeros(shape, dtype=bool)
             ring[max(obj.r0 - 1, 0) : obj.r1 + 1, max(obj.c0 - 1, 0) : obj.c1 + 1] = True
             ring &= cls == 0
-            cls[ring] = 255
-            inst[ring] = 255
+            cls[ring] = IGNORE_INDEX
+            inst[ring] = IGNORE_INDEX
     return cls, inst
 
 

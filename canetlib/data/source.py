@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from canetlib.data.imageio import image_size, read_image, read_mask
+from canetlib.inputs import IGNORE_INDEX
 
 #: PASCAL VOC class names; class id ``i + 1`` is ``PASCAL_CLASSES[i]``.
 PASCAL_CLASSES: tuple[str, ...] = (
@@ -26,13 +27,6 @@ PASCAL_CLASSES: tuple[str, ...] = (
     "diningtable", "dog", "horse", "motorbike", "person",
     "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
-
-#: ImageNet statistics used to normalise every image fed to the backbone.
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-#: Label for pixels that count in neither prediction nor truth (VOC borders).
-IGNORE_INDEX = 255
 
 SPLITS = ("train", "test")
 

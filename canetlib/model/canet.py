@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from canetlib.inputs import check_episode, check_iterations, check_scales, raw_pixel_hint
 from canetlib.model.backbone import build_backbone, count_parameters
-from canetlib.model.config import MASK_FUSIONS, PAPER_MODEL, CANetConfig
+from canetlib.model.config import FUSIONS, MASK_FUSIONS, PAPER_MODEL, CANetConfig
 from canetlib.model.inference import iteration_maps, resize_maps
 from canetlib.model.modules import (
     AttentionFusion,
@@ -373,7 +373,7 @@ class CANet(nn.Module):
         if k > 1 and self.fusion is None:
             raise ValueError(
                 f"this is a 1-shot CANet (fusion=None) but the episode has {k} supports; "
-                "build CANet(fusion='attention'|'feature-avg'|'mask-avg'|'mask-or') for k-shot")
+                f"build CANet(fusion={'|'.join(map(repr, FUSIONS[1:]))}) for k-shot")
 
 
 def _warn_raw_pixels(query: Tensor, supports: Tensor) -> None:

