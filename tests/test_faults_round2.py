@@ -412,3 +412,35 @@ def test_table3_api_names_its_arguments() -> None:
         table3_rows(seeds=0)
     with pytest.raises(ValueError, match=r"^fold must be in 0..3"):
         table3_rows(fold=-1)
+
+
+# --------------------------------------------------------------------------- the rest of the audit
+def test_segment_size_too_small_for_multi_scale_is_refused_before_loading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    files = segment_inputs(tmp_path)
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("loaded"))
+    out = tmp_path / "out" / "p.png"
+    assert main(["segment", "--checkpoint", str(files["ckpt"]), "--support",
+                 str(files["support"]), "--support-mask", str(files["mask"]), "--query",
+                 str(files["query"]), "--out", str(out), "--size", "16", "--multi-scale",
+                 "--device", "cpu"]) == 2
+    assert one_error(capsys) == ("--size 16 with --multi-scale: the query at scale 0.7 is "
+                                 "11x11 pixels; the model needs at least 16x16 (two cells of "
+                                 "its stride-8 feature grid)")
+    assert not out.parent.exists()
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_prepare_fss1000_bad_splits_writes_nothing(
+        download: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from canetlib.data.prepare import fss1000
+
+    monkeypatch.setattr(fss1000, "ensure_dataset", lambda *a, **k: pytest.fail("downloaded"))
+    root = tmp_path / "fss"
+    extra = ["--download", "--url", "file:///x.zip", "--sha256", "a" * 64] if download else []
+    assert main(["prepare", "fss1000", "--root", str(root), "--splits",
+                 str(tmp_path / "nowhere"), *extra]) == 2
+    assert one_error(capsys) == f"--splits {tmp_path / 'nowhere'}: no trn.txt or train.txt there"
+    assert not root.exists()

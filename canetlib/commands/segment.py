@@ -131,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
     check_iterations(args.iterations, "--iterations")
     if args.size is not None:
         check_size(args.size, args.size, "--size")
+        if args.multi_scale:
+            for scale in MULTI_SCALE:
+                side = round(args.size * scale)
+                check_size(side, side, f"--size {args.size} with --multi-scale: the query at "
+                                       f"scale {scale:g}")
     for path in (args.out, overlay_path(args.out)):
         check_writable(path)
     check_outputs(args.out, _inputs(args))

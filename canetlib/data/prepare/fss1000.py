@@ -37,20 +37,31 @@ def archive(url: str, sha256: str) -> RemoteFile:
     return RemoteFile(url=url, filename=ARCHIVE_NAME, sha256=sha256)
 
 
-def copy_split_lists(splits: PathLike, root: Path) -> Path:
-    """Copy ``splits/{trn,val,test}.txt`` into ``root/splits`` (an identical file is kept,
-    a different one is refused, never replaced)."""
-    source, target = Path(splits), root / "splits"
-    target.mkdir(parents=True, exist_ok=True)
+def split_files(splits: PathLike) -> list[Path]:
+    """The split lists (train, val, test) in the folder ``splits``; a missing one is
+    refused naming ``--splits``, before anything is written."""
+    source = Path(splits)
+    files = []
     for names in SPLIT_LISTS.values():
         found = [source / n for n in names if (source / n).is_file()]
         if not found:
             raise FileNotFoundError(f"--splits {source}: no {' or '.join(names)} there")
-        dest = target / found[0].name
-        if dest.exists() and dest.read_bytes() != found[0].read_bytes():
-            raise ValueError(f"{dest} exists and differs from {found[0]}; remove it to replace it")
-        if not dest.exists():
-            shutil.copyfile(found[0], dest)
+        files.append(found[0])
+    return files
+
+
+def copy_split_lists(splits: PathLike, root: Path) -> Path:
+    """Copy ``splits/{trn,val,test}.txt`` into ``root/splits`` (an identical file is kept,
+    a different one is refused, never replaced)."""
+    files, target = split_files(splits), root / "splits"
+    for found in files:  # every refusal before the first copy
+        dest = target / found.name
+        if dest.exists() and dest.read_bytes() != found.read_bytes():
+            raise ValueError(f"{dest} exists and differs from {found}; remove it to replace it")
+    target.mkdir(parents=True, exist_ok=True)
+    for found in files:
+        if not (target / found.name).exists():
+            shutil.copyfile(found, target / found.name)
     return target
 
 
@@ -78,6 +89,8 @@ def prepare_fss1000(root: PathLike, download: bool = False, progress: bool = Tru
     than 2 images, or a mask whose size is not its image's.
     """
     root = Path(root)
+    if splits is not None:
+        split_files(splits)  # a bad --splits fails before any download
     if download:
         if not url or not sha256:
             raise ValueError(f"prepare fss1000 --download needs --url (a direct link to "
