@@ -30,11 +30,7 @@ lives in :mod:`canetlib.evaluation`, one module per job; import from here.
 from __future__ import annotations
 
 from canetlib.evaluation.datasets import build_dataset, class_names, dataset_classes
-from canetlib.evaluation.loop import (
-    Postprocess,
-    binary_prediction,
-    evaluate,
-)
+from canetlib.evaluation.loop import Postprocess, evaluate
 from canetlib.evaluation.prototype import (
     BASELINE_FIT_EPISODES,
     BASELINE_FIT_SEED,
@@ -54,6 +50,7 @@ from canetlib.evaluation.sizing import (
 )
 from canetlib.metrics import all_objects_iou, all_objects_miou
 from canetlib.model import MULTI_SCALE
+from canetlib.model.inference import binary_prediction
 
 __all__ = [
     "BASELINE_FIT_EPISODES", "BASELINE_FIT_SEED", "MULTI_SCALE", "REFERENCE_INPUT_SIZE",

@@ -160,6 +160,7 @@ def test_binary_prediction_is_the_two_class_argmax() -> None:
     maps[0, :, 0, 0] = 0.25  # a tie goes to background, as argmax does
     up = F.interpolate(maps, size=(11, 13), mode="bilinear", align_corners=True)
     assert torch.equal(binary_prediction(maps, (11, 13)), up.argmax(1))
+    assert torch.equal(binary_prediction(maps), maps.argmax(1))  # no size: as they are
 
 
 RESULT_KEYS = ["miou", "fbiou", "miou_init", "miou_per_iteration", "fbiou_per_iteration",

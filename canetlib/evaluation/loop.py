@@ -19,25 +19,13 @@ from canetlib.inputs import check_episode, check_iterations
 from canetlib.metrics import AllObjectsMeter, FewShotMeter, counts
 from canetlib.model import CANet
 from canetlib.model.cache import feature_cache
-from canetlib.model.inference import IterationMaps, iteration_maps, resize_maps
+from canetlib.model.inference import IterationMaps, binary_prediction, iteration_maps
 from canetlib.runtime import default_device
 from canetlib.runtime import progress as _progress
 
 Item = dict[str, Any]
 #: ``(query_image (3, H, W), probabilities (1, 2, H, W)) -> probabilities``
 Postprocess = Callable[[Tensor, Tensor], Tensor]
-
-
-def binary_prediction(maps: Tensor, size: Sequence[int]) -> Tensor:
-    """Upsample ``(B, 2, h, w)`` logits or probabilities to ``size`` and take the argmax.
-
-    ``foreground > background`` is the two-class argmax (ties go to background,
-    as ``argmax`` picks the first maximum). Bilinear resizing is linear, so the
-    margin ``foreground - background`` is resized once instead of both maps (in
-    a plain layout: resizing channels_last maps is slow on CPU).
-    """
-    margin = (maps[:, 1:2] - maps[:, 0:1]).float().contiguous()
-    return (resize_maps(margin, size)[:, 0] > 0).long()
 
 
 def _as_list(items: list[Item]) -> list[Item]:

@@ -9,7 +9,7 @@ from canetlib.model.canet import (
     Prediction,
 )
 from canetlib.model.config import FUSIONS, MODEL_FIELDS, PAPER_MODEL, CANetConfig
-from canetlib.model.inference import IterationMaps, iteration_maps
+from canetlib.model.inference import IterationMaps, binary_prediction, iteration_maps
 from canetlib.model.modules import (
     ASPP,
     AttentionFusion,
@@ -37,6 +37,7 @@ __all__ = [
     "IterationMaps",
     "IterativeOptimization",
     "Prediction",
+    "binary_prediction",
     "build_backbone",
     "count_parameters",
     "iteration_maps",

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from canetlib.inputs import check_episode, check_iterations, check_scales, raw_pixel_hint
 from canetlib.model.backbone import build_backbone, count_parameters
 from canetlib.model.config import FUSIONS, MASK_FUSIONS, PAPER_MODEL, CANetConfig
-from canetlib.model.inference import iteration_maps, resize_maps
+from canetlib.model.inference import binary_prediction, iteration_maps, resize_maps
 from canetlib.model.modules import (
     AttentionFusion,
     DenseComparison,
@@ -85,7 +85,7 @@ class Prediction:
     masks: list[Tensor] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.masks = [p.argmax(dim=1) for p in self.probs]
+        self.masks = [binary_prediction(p) for p in self.probs]
 
     @property
     def final(self) -> Tensor:

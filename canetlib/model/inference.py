@@ -24,7 +24,8 @@ from canetlib.inputs import check_episode, check_scales
 if TYPE_CHECKING:
     from canetlib.model.canet import CANetOutput, EpisodeFeatures
 
-__all__ = ["EpisodeModel", "IterationMaps", "episode_maps", "iteration_maps", "resize_maps"]
+__all__ = ["EpisodeModel", "IterationMaps", "binary_prediction", "episode_maps", "iteration_maps",
+           "resize_maps"]
 
 
 class EpisodeModel(Protocol):
@@ -48,6 +49,16 @@ def resize_maps(maps: Tensor, size: Sequence[int] | None) -> Tensor:
     if size is None or tuple(maps.shape[-2:]) == tuple(size):
         return maps
     return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=True)
+
+
+def binary_prediction(maps: Tensor, size: Sequence[int] | None = None) -> Tensor:
+    """The mask ``(B, H, W)`` (long, 1 = object) of ``(B, 2, h, w)`` background/foreground
+    logits or probabilities: foreground beats background, a tie is background (as the
+    two-class argmax). With ``size``, resized bilinearly first: resizing is linear, so
+    only the margin ``foreground - background`` is resized (in a plain layout: resizing
+    channels_last maps is slow on CPU)."""
+    margin = (maps[:, 1:2] - maps[:, 0:1]).float().contiguous()
+    return (resize_maps(margin, size)[:, 0] > 0).long()
 
 
 @dataclass

@@ -22,7 +22,7 @@ from torch import Tensor
 from canetlib.evaluate import resize_episode, resolve_input_size
 from canetlib.metrics import episode_iou
 from canetlib.model import CANet
-from canetlib.model.inference import episode_maps
+from canetlib.model.inference import binary_prediction, episode_maps
 
 __all__ = [
     "EpisodeRun", "InputSize", "Item", "default_input_size", "iterations_of",
@@ -100,8 +100,7 @@ def run_episode(model: CANet, item: Item, iterations: int | None = None,
     out = episode_maps(model, query, supports, masks, iterations, scales, logits=True)
     out_size = tuple(int(s) for s in item["query_image"].shape[-2:])
     probs = [p[0].cpu() for p in out.probabilities(out_size)]
-    # foreground > background: the evaluator's binary_prediction on the same maps
-    pred_masks = [(p[1] > p[0]).long() for p in probs]
+    pred_masks = [binary_prediction(p[None])[0] for p in probs]
     gt = item.get("query_mask")
     ious = [episode_iou(m, gt.cpu()) for m in pred_masks] if gt is not None else None
     weights = out.attention[0].float().cpu() if out.attention is not None else None
