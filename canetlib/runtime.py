@@ -13,16 +13,27 @@ import torch
 T = TypeVar("T")
 
 
+def as_device(device: str | torch.device, name: str = "device") -> torch.device:
+    """``device`` as a :class:`torch.device`; a string torch does not know is refused naming
+    ``name``."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"{name} {device!r} is not a device torch knows; use cpu, cuda or "
+                         "cuda:N (or mps on a Mac)") from err
+
+
 def default_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` if given, else CUDA when available, else CPU."""
     if device is not None:
-        return torch.device(device)
+        return as_device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def check_device(device: str | None, name: str = "--device") -> None:
-    """Refuse a CUDA ``device`` when this machine has no usable CUDA device."""
-    if device is None or torch.device(device).type != "cuda":
+    """Refuse a ``device`` torch does not know, and a CUDA one when this machine has no
+    usable CUDA device."""
+    if device is None or as_device(device, name).type != "cuda":
         return
     if not torch.cuda.is_available():
         raise ValueError(f"{name} {device}: no CUDA device is available (torch.cuda.is_available() "

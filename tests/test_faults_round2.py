@@ -444,3 +444,36 @@ def test_prepare_fss1000_bad_splits_writes_nothing(
                  str(tmp_path / "nowhere"), *extra]) == 2
     assert one_error(capsys) == f"--splits {tmp_path / 'nowhere'}: no trn.txt or train.txt there"
     assert not root.exists()
+
+
+@pytest.mark.parametrize("command", ["segment", "bench"])
+def test_an_unknown_device_is_named(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    no_work(monkeypatch)
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("loaded"))
+    argv = ["bench", "--json", str(tmp_path / "b.json")] if command == "bench" else \
+        ["segment", "--checkpoint", "x.pt", "--support", "s.png", "--support-mask", "m.png",
+         "--query", "q.png", "--out", str(tmp_path / "p.png")]
+    assert main([*argv, "--device", "tpu"]) == 2
+    assert one_error(capsys) == ("--device 'tpu' is not a device torch knows; use cpu, cuda or "
+                                 "cuda:N (or mps on a Mac)")
+
+
+@pytest.mark.parametrize("value", [(32,), (32, 32.5), (True, 32), "big"])
+def test_evaluate_api_input_size_must_be_a_size(value: object) -> None:
+    from evalfakes import FakeEpisodes
+
+    from canetlib.evaluate import resolve_input_size
+
+    with pytest.raises((ValueError, TypeError), match=r"input_size must be an int, \(H, W\)"):
+        resolve_input_size(FakeEpisodes(1), value)  # type: ignore[arg-type]
+    assert resolve_input_size(FakeEpisodes(1), [32, 40]) == (32, 40)
+
+
+def test_evaluate_api_device_is_named() -> None:
+    from evalfakes import FakeEpisodes, tiny_model
+
+    from canetlib.evaluate import evaluate
+
+    with pytest.raises(ValueError, match=r"^device 'tpu' is not a device torch knows"):
+        evaluate(tiny_model(), FakeEpisodes(1), device="tpu")

@@ -7,6 +7,7 @@ was trained at (``model.input_size``, set by
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,8 +41,20 @@ def default_input_size(dataset_name: str | None) -> int:
     return int(getattr(cfg, "train_size", REFERENCE_INPUT_SIZE))
 
 
+def _whole(value: object) -> bool:
+    """Whether ``value`` is an integer (a bool is not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _as_size(value: int | Sequence[int]) -> Size:
-    size = (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
+    """``value`` (a side, or ``(H, W)``) as ``(H, W)`` of whole pixels, at least 16 a side."""
+    if _whole(value):
+        size = (int(value), int(value))  # type: ignore[arg-type]
+    elif isinstance(value, Sequence) and len(value) == 2 and all(_whole(v) for v in value):
+        size = (int(value[0]), int(value[1]))
+    else:
+        raise ValueError(f"input_size must be an int, (H, W) of two ints, 'native' or None, "
+                         f"got {value!r}")
     check_size(size[0], size[1], "input_size")
     return size
 
