@@ -1,6 +1,5 @@
 """Where a CANet training run starts: the model (seeded head, pretrained backbone, initial
-weights), the optimizer and its learning-rate schedule. :func:`canetlib.train.train` uses them; they are re-exported
-from :mod:`canetlib.train`.
+weights), the optimizer and its learning-rate schedule, as :func:`canetlib.train.train` uses them.
 """
 
 from __future__ import annotations
