@@ -477,3 +477,30 @@ def test_evaluate_api_device_is_named() -> None:
 
     with pytest.raises(ValueError, match=r"^device 'tpu' is not a device torch knows"):
         evaluate(tiny_model(), FakeEpisodes(1), device="tpu")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"size": (0, 0)}, r"^size must be \(H, W\), two integers >= 1 .*got \(0, 0\)$"),
+    ({"size": (5,)}, r"^size must be \(H, W\), two integers >= 1 .*got \(5,\)$"),
+    ({"size": (1.5, 2)}, r"^size must be \(H, W\)"),
+    ({"size": 32}, r"^size must be \(H, W\)"),
+    ({"scales": 1.0}, r"^scales must be a sequence of numbers such as \(1.0,\)"),
+])
+def test_predict_arguments_are_named(kwargs: dict[str, object], message: str) -> None:
+    from conftest import make_episode
+    from evalfakes import tiny_model
+
+    q, s, m = make_episode(size=32)
+    with pytest.raises(ValueError, match=message):
+        tiny_model().predict(q, s, m, **kwargs)  # type: ignore[arg-type]
+
+
+def test_predict_refuses_float64_images_for_a_float32_model() -> None:
+    from conftest import make_episode
+    from evalfakes import tiny_model
+
+    q, s, m = make_episode(size=32)
+    with pytest.raises(ValueError, match=r"^query image: a float64 tensor, but the model's "
+                                         r"weights are float32; convert with .float\(\)$"):
+        tiny_model().predict(q.double(), s.double(), m)
+    assert tiny_model().predict(q, s, m, size=(8, 8)).probs[-1].shape[-2:] == (8, 8)

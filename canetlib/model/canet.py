@@ -16,6 +16,7 @@ widgets) calls the pieces to add IOM iterations without touching the backbone ag
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -354,9 +355,14 @@ class CANet(nn.Module):
         supports, support_masks = _as_kshot(supports, support_masks)
         check_episode(query, supports, support_masks)
         self._check_shots(supports.shape[1])
+        self._check_dtype(query, supports)
         iterations = self.iterations if iterations is None else iterations
         check_iterations(iterations)
-        size = tuple(size) if size is not None else tuple(query.shape[-2:])
+        size = _output_size(size) if size is not None else tuple(query.shape[-2:])
+        if not isinstance(scales, Sequence):
+            raise ValueError(  # noqa: TRY004 - bad input, reported as ValueError like the rest
+                f"scales must be a sequence of numbers such as (1.0,) or "
+                f"(0.7, 1.0, 1.3), got {scales!r}")
         check_scales(tuple(scales), *query.shape[-2:])
         _warn_raw_pixels(query, supports)
         was_training = self.training
@@ -367,6 +373,14 @@ class CANet(nn.Module):
             self.train(was_training)
         return Prediction(out.maps, out.attention)
 
+    def _check_dtype(self, query: Tensor, supports: Tensor) -> None:
+        """Refuse float64 images for a model whose weights are not float64."""
+        weights = next(self.parameters()).dtype
+        for name, images in (("query image", query), ("support images", supports)):
+            if images.dtype == torch.float64 and weights != torch.float64:
+                raise ValueError(f"{name}: a float64 tensor, but the model's weights are "
+                                 f"{str(weights).removeprefix('torch.')}; convert with .float()")
+
     def _check_shots(self, k: int) -> None:
         if k < 1:
             raise ValueError("an episode needs at least one support")
@@ -374,6 +388,16 @@ class CANet(nn.Module):
             raise ValueError(
                 f"this is a 1-shot CANet (fusion=None) but the episode has {k} supports; "
                 f"build CANet(fusion={'|'.join(map(repr, FUSIONS[1:]))}) for k-shot")
+
+
+def _output_size(size: Sequence[int]) -> tuple[int, int]:
+    """``size`` of :meth:`CANet.predict`: ``(H, W)``, two integers >= 1."""
+    if not (isinstance(size, Sequence) and len(size) == 2 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+            for v in size)):
+        raise ValueError(f"size must be (H, W), two integers >= 1 (the size of the output "
+                         f"probabilities; default the query's), got {size!r}")
+    return int(size[0]), int(size[1])
 
 
 def _warn_raw_pixels(query: Tensor, supports: Tensor) -> None:
