@@ -49,12 +49,10 @@ from canetlib.data.source import SegmentationSource
 from canetlib.data.training import (
     CachedSource,
     EpochEpisodes,
-    HeldOutSource,
     build_train_dataset,
     build_val_dataset,
     collate,
     run_batches,
-    source_kwargs,
 )
 from canetlib.engine import (
     LR_HINT,
@@ -82,10 +80,7 @@ from canetlib.history import HistoryMemory, keep_history
 from canetlib.inputs import IGNORE_INDEX
 from canetlib.model import CANet
 from canetlib.runtime import amp_dtype, autocast
-from canetlib.train_init import build_model, kaiming_head, make_optimizer, poly_lr
-
-#: :func:`canetlib.data.training.source_kwargs`, as ``scripts/head_probe.py`` imports it
-_source_kwargs = source_kwargs
+from canetlib.train_init import build_model, make_optimizer, poly_lr
 
 
 # --------------------------------------------------------------------------- loss
@@ -376,7 +371,6 @@ def validate(model: CANet, cfg: TrainConfig, device: torch.device,
 #: from here
 __all__ = [
     "CachedSource",
-    "HeldOutSource",
     "HistoryMemory",
     "Schedule",
     "StepContext",
@@ -386,7 +380,6 @@ __all__ = [
     "build_val_dataset",
     "dist_info",
     "iter_log",
-    "kaiming_head",
     "make_optimizer",
     "pixel_loss",
     "poly_lr",

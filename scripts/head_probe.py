@@ -34,10 +34,13 @@ from torch.nn import functional as F
 from canetlib.configs import get_config
 from canetlib.data import make_dataset, make_source
 from canetlib.data.episodes import EpisodeDataset
+from canetlib.data.training import HeldOutSource, source_kwargs
 from canetlib.evaluate import resize_episode
+from canetlib.history import HistoryMemory
 from canetlib.metrics import FewShotMeter
 from canetlib.model.baseline import PrototypeMatcher
-from canetlib.train import HeldOutSource, HistoryMemory, _source_kwargs, build_model, pixel_loss
+from canetlib.train import pixel_loss
+from canetlib.train_init import build_model, kaiming_head
 
 
 def cache_features(model: Any, dataset: EpisodeDataset, size: int | None,
@@ -170,11 +173,10 @@ def main() -> None:
     VARIANT["relational"] = args.relational
     if args.prior:
         from canetlib.model.modules import conv_block
-        from canetlib.train import kaiming_head
         model.comparison.compare = conv_block(2 * cfg.width + 1, cfg.width, 3, 2, cfg.dropout)
         if cfg.head_init == "kaiming":
             kaiming_head(model)
-    source = make_source("synthetic", **_source_kwargs(cfg))
+    source = make_source("synthetic", **source_kwargs(cfg))
     train_src = HeldOutSource(source, cfg.seed, 0.0, "train", by="classes",
                               classes=args.val_classes, fold=args.fold)
     val_src = HeldOutSource(source, cfg.seed, 0.0, "val", by="classes",

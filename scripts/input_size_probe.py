@@ -29,10 +29,11 @@ from canetlib import checkpoint
 from canetlib.configs import TrainConfig
 from canetlib.data import make_dataset, make_source
 from canetlib.data.source import TrainingClassesAsTest
+from canetlib.data.training import HeldOutSource
 from canetlib.evaluate import evaluate_seeds, fit_threshold
 from canetlib.evaluation.prototype import BASELINE_FIT_EPISODES, BASELINE_FIT_SEED
 from canetlib.model.baseline import PrototypeMatcher
-from canetlib.train import HeldOutSource, build_val_dataset
+from canetlib.train import build_val_dataset
 
 
 def _rounded(values: list[float] | None) -> list[float] | None:
