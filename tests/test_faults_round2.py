@@ -504,3 +504,13 @@ def test_predict_refuses_float64_images_for_a_float32_model() -> None:
                                          r"weights are float32; convert with .float\(\)$"):
         tiny_model().predict(q.double(), s.double(), m)
     assert tiny_model().predict(q, s, m, size=(8, 8)).probs[-1].shape[-2:] == (8, 8)
+
+
+def test_a_download_that_never_starts_leaves_no_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "fss"
+    missing = (tmp_path / "nowhere.zip").as_uri()
+    assert main(["prepare", "fss1000", "--root", str(root), "--download", "--url", missing,
+                 "--sha256", "a" * 64, "--no-progress"]) == 2
+    assert one_error(capsys) == f"download source not found: {missing}"
+    assert not root.exists()

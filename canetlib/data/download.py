@@ -201,6 +201,15 @@ def _stream_to_part(url: str, part: Path, progress: bool, timeout: float) -> boo
     return resumed
 
 
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # holds a .part to resume, or someone else's files
+            return
+
+
 def download_url(
     url: str,
     dest: PathLike,
@@ -220,9 +229,14 @@ def download_url(
     if dest.exists():
         verify_checksum(dest, md5, sha256)
         return dest
+    made = [f for f in (dest.parent, *dest.parent.parents) if not f.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    resumed = _stream_to_part(url, part, progress, timeout)
+    try:
+        resumed = _stream_to_part(url, part, progress, timeout)
+    except BaseException:
+        _remove_empty(made)  # a transfer that never started leaves no folder behind
+        raise
     problem = _digest_problem(part, md5, sha256)
     if problem and resumed:  # the old .part held bad bytes: start over once
         part.unlink()
