@@ -514,3 +514,24 @@ def test_a_download_that_never_starts_leaves_no_folder(
                  "--sha256", "a" * 64, "--no-progress"]) == 2
     assert one_error(capsys) == f"download source not found: {missing}"
     assert not root.exists()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"scales": 1.0}, (r"^scales must be a non-empty sequence of finite numbers > 0 such as "
+                      r"\(1.0,\) or MULTI_SCALE \(0.7, 1.0, 1.3\), got 1.0$")),
+    ({"scales": ()}, r"^scales must be a non-empty sequence .*got \(\)$"),
+    ({"scales": (0.7, float("nan"))}, r"^scales must be a non-empty sequence .*got \(0.7, nan\)$"),
+    ({"batch_size": 0}, (r"^batch_size must be an integer >= 1 \(episodes per forward pass\), "
+                        r"got 0$")),
+    ({"num_workers": -1}, r"^num_workers must be an integer >= 0 .*got -1$"),
+    ({"classes": []}, r"^classes is empty; give the test class ids or leave it out"),
+])
+def test_evaluate_api_arguments_are_named_before_any_episode(
+        kwargs: dict[str, object], message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalfakes import FakeEpisodes, tiny_model
+
+    from canetlib.evaluation import loop
+
+    monkeypatch.setattr(loop, "_score_batch", lambda *a, **k: pytest.fail("scored"))
+    with pytest.raises(ValueError, match=message):
+        loop.evaluate(tiny_model(), FakeEpisodes(2), **kwargs)  # type: ignore[arg-type]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -191,6 +193,7 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
         ``settings``, and ``timings`` (seconds in data, backbone, head, metrics).
     """
     scales = _checked_scales(iterations, batch_size, scales)
+    _checked_loading(num_workers, classes)
     dev = default_device(device)
     size = resolve_input_size(dataset, input_size, model)
     class_ids = [int(c) for c in classes] if classes is not None else dataset_classes(dataset)
@@ -226,12 +229,30 @@ def _checked_scales(iterations: int, batch_size: int, scales: Sequence[float]
                     ) -> tuple[float, ...]:
     """The scales as floats, after checking the arguments of :func:`evaluate`."""
     check_iterations(iterations)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    scales = tuple(float(s) for s in scales)
-    if not scales or min(scales) <= 0:
-        raise ValueError(f"scales must be positive, got {scales}")
-    return scales
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1 (episodes per forward pass), "
+                         f"got {batch_size!r}")
+    if not (isinstance(scales, Sequence) and scales and all(_positive(s) for s in scales)):
+        raise ValueError(f"scales must be a non-empty sequence of finite numbers > 0 such as "
+                         f"(1.0,) or MULTI_SCALE (0.7, 1.0, 1.3), got {scales!r}")
+    return tuple(float(s) for s in scales)
+
+
+def _positive(value: object) -> bool:
+    """Whether ``value`` is a finite real number > 0 (a bool is not)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and \
+        math.isfinite(value) and value > 0
+
+
+def _checked_loading(num_workers: int, classes: Sequence[int] | None) -> None:
+    """``num_workers`` >= 0 and, when given, a non-empty ``classes`` (arguments of
+    :func:`evaluate`)."""
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be an integer >= 0 (DataLoader workers; 0 loads "
+                         f"in this process), got {num_workers!r}")
+    if classes is not None and len(classes) == 0:
+        raise ValueError("classes is empty; give the test class ids or leave it out (None: "
+                         "the dataset's)")
 
 
 def _score_batch(model: CANet, items: list[Item], tally: _Tally, size: Size | None,
