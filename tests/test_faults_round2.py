@@ -535,3 +535,13 @@ def test_evaluate_api_arguments_are_named_before_any_episode(
     monkeypatch.setattr(loop, "_score_batch", lambda *a, **k: pytest.fail("scored"))
     with pytest.raises(ValueError, match=message):
         loop.evaluate(tiny_model(), FakeEpisodes(2), **kwargs)  # type: ignore[arg-type]
+
+
+def test_evaluate_seeds_refuses_a_repeated_seed() -> None:
+    from evalfakes import FakeEpisodes, tiny_model
+
+    from canetlib.evaluate import evaluate_seeds
+
+    with pytest.raises(ValueError, match=r"^seeds must be distinct .*got \[0, 0\]$"):
+        evaluate_seeds(tiny_model(), [0, 0], lambda s: pytest.fail("built"))  # type: ignore
+    assert evaluate_seeds(tiny_model(), [0, 1], lambda s: FakeEpisodes(2)).seeds == [0, 1]

@@ -29,6 +29,9 @@ def evaluate_seeds(model: CANet, seeds: Iterable[int], dataset_factory: Callable
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("evaluate_seeds needs at least one seed")
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"seeds must be distinct (a repeated seed draws the same episodes, "
+                         f"so the spread would shrink), got {seeds}")
     with torch.inference_mode(), maybe_cache(model, kw.get("cache_features", True)):
         runs = [evaluate(model, dataset_factory(s), **kw) for s in seeds]  # one cache for all
     return aggregate(seeds, runs)
