@@ -30,14 +30,11 @@ import torch
 
 from canetlib.data.imageio import atomic_path
 from canetlib.model import CANet, CANetConfig
-from canetlib.model.config import REQUIRED_KEYS
 
 FORMAT = "canetlib"
 VERSION = 1
 #: ``kind`` of a backbone-only checkpoint (:func:`canetlib.pretrain.backbone_payload`)
 BACKBONE_KIND = "backbone"
-#: the ``model_config`` keys every CANet checkpoint stores (newer keys default to the paper)
-MODEL_KEYS = REQUIRED_KEYS
 
 
 #: the package folder that holds the shipped ``*.pt`` files and their README
@@ -143,17 +140,8 @@ def canet_config(ckpt: Mapping[str, Any], source: str) -> CANetConfig:
     return CANetConfig.from_dict(ckpt["model_config"], source)
 
 
-def model_config(ckpt: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """:func:`canet_config` as a plain dict (keys newer than the checkpoint filled in)."""
-    return canet_config(ckpt, source).to_dict()
-
-
 #: backbones whose weights come from an installed package: checkpoints leave them out
 PACKAGED_BACKBONES = ("efficientnet-lite0",)
-
-
-def _packaged_backbone(config: Mapping[str, Any]) -> bool:
-    return config.get("backbone") in PACKAGED_BACKBONES
 
 
 def packaged_backbone(name: str) -> bool:
@@ -169,7 +157,7 @@ def model_payload(model: CANet, half: bool = False) -> dict[str, Any]:
     (``efficientnet-lite0``) is frozen and identical everywhere, so only the
     head is stored; loading takes the backbone from the package.
     """
-    skip = "backbone." if _packaged_backbone(model.config) else None
+    skip = "backbone." if packaged_backbone(model.canet_config.backbone) else None
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
              for k, v in model.state_dict().items() if skip is None or not k.startswith(skip)}
     return {"format": FORMAT, "version": VERSION, "model_config": dict(model.config),
@@ -220,7 +208,7 @@ def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.d
 def load_state(model: CANet, state: Mapping[str, torch.Tensor], source: str) -> None:
     """``load_state_dict`` with an error that names every mismatch."""
     own = model.state_dict()
-    if _packaged_backbone(model.config):  # the package's weights, already in the model
+    if packaged_backbone(model.canet_config.backbone):  # the package's weights, already in the model
         state = {**{k: v for k, v in own.items() if k.startswith("backbone.")}, **state}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

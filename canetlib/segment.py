@@ -37,7 +37,7 @@ from canetlib.data.imageio import (
 from canetlib.evaluate import REFERENCE_INPUT_SIZE, resize_episode
 from canetlib.inputs import IGNORE_INDEX, box_to_mask, check_iterations, check_size
 from canetlib.model import CANet
-from canetlib.model.inference import episode_maps, resize_maps
+from canetlib.model.inference import binary_prediction, episode_maps, resize_maps
 
 __all__ = [
     "MASK_RULE", "Segmentation", "as_mask", "as_rgb", "check_jpeg_mask", "check_outputs",
@@ -267,7 +267,7 @@ def run_segmentation(model: CANet, query: ImageLike, supports: Sequence[ImageLik
         maps = [resize_maps(maps[-1], q_rgb.shape[:2])]
     probs = [p[0, 1].float().cpu().numpy() for p in maps]
     attention = out.attention[0].float().cpu().numpy() if out.attention is not None else None
-    mask = maps[-1].argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
+    mask = binary_prediction(maps[-1])[0].cpu().numpy().astype(np.uint8)
     return Segmentation(mask, probs, attention, net.fusion, note)
 
 

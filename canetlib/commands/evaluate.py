@@ -11,11 +11,12 @@ from typing import Any
 from canetlib.commands import add_threads_argument, apply_threads
 from canetlib.data import FOLD_SOURCES
 from canetlib.inputs import MAX_ITERATIONS, check_iterations, check_size
+from canetlib.model.config import FUSIONS
 
 HELP = ("evaluate a checkpoint on seeded test episodes (mIoU, FB-IoU per IOM iteration, "
         "original image size)")
 
-FUSION_CHOICES = ("none", "attention", "feature-avg", "mask-avg", "mask-or")
+FUSION_CHOICES = ("none", *(f for f in FUSIONS if f is not None))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -126,7 +126,8 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     if args.fold is not None:
         cfg = cfg.replace(fold=args.fold)
-    from canetlib.train import dist_info, train
+    from canetlib.engine import dist_info
+    from canetlib.train import train
 
     res = train(cfg, args.out, max_steps=args.max_steps, resume=args.resume,
                 overwrite=args.overwrite, device=args.device, progress=not args.no_progress)
