@@ -146,31 +146,39 @@ def check_scales(scales: Sequence[float], height: int, width: int) -> None:
         check_size(round(height * s), round(width * s), f"the query at scale {s:g}")
 
 
-def check_box(box: Sequence[float]) -> list[float]:
-    """A box ``(x0, y0, x1, y1)`` of four finite numbers, returned as floats."""
+def format_box(values: Sequence[float]) -> str:
+    """``x0, y0, x1, y1`` as the user wrote them (``-50``, not ``-50.0``)."""
+    return ", ".join(f"{float(v):g}" for v in values)
+
+
+def check_box(box: Sequence[float], name: str = "box") -> list[float]:
+    """A box ``(x0, y0, x1, y1)`` of four finite numbers, returned as floats; ``name``
+    (e.g. ``"support box 2"``) starts the error messages."""
     if len(box) != 4:
-        raise ValueError(f"a box is (x0, y0, x1, y1), got {tuple(box)}")
+        raise ValueError(f"{name}: a box is (x0, y0, x1, y1), got {tuple(box)}")
     values = [float(v) for v in box]
     if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"box {tuple(box)}: coordinates must be finite numbers (pixels)")
+        raise ValueError(f"{name} ({format_box(values)}): coordinates must be finite numbers "
+                         "(pixels)")
     return values
 
 
 def box_to_mask(box: Sequence[float], size: tuple[int, int],
-                dtype: torch.dtype = torch.long) -> Tensor:
+                dtype: torch.dtype = torch.long, name: str = "box") -> Tensor:
     """Turn a box ``(x0, y0, x1, y1)`` (pixels, inclusive-exclusive) into a support mask.
 
     Paper section 4.4: the whole box of the object is treated as foreground.
     The box is clipped to the image (negative coordinates are fine); a box
-    that is empty inside the image, or not four finite numbers, raises ``ValueError``.
+    that is empty inside the image, or not four finite numbers, raises ``ValueError``
+    whose message starts with ``name`` (e.g. ``"support box 2"``).
     """
-    check_box(box)
+    values = check_box(box, name)
     h, w = size
     x0, y0, x1, y1 = (round(float(v)) for v in box)
     x0, x1 = max(0, x0), min(w, x1)
     y0, y1 = max(0, y0), min(h, y1)
     if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"box {tuple(box)} is empty inside a {w}x{h} image (a box is "
+        raise ValueError(f"{name} ({format_box(values)}) is empty inside a {w}x{h} image (a box is "
                          "x0,y0,x1,y1 in pixels with x0 < x1 and y0 < y1, clipped to the image)")
     mask = torch.zeros(h, w, dtype=dtype)
     mask[y0:y1, x0:x1] = 1

@@ -159,10 +159,12 @@ def as_mask(annotation: Annotation, size: tuple[int, int],
     else:
         arr = np.asarray(annotation)
         if arr.ndim == 1:
+            box_name = name.replace("mask", "box", 1) if "mask" in name else f"{name} box"
             if arr.size != 4:
-                raise ValueError(f"{name}: a box is x0,y0,x1,y1, got {tuple(arr.tolist())}")
-            box = box_to_mask([float(v) for v in arr], size).numpy().astype(np.uint8)
-            return _check_coverage(box, box, f"{name} (box)")
+                raise ValueError(f"{box_name}: a box is x0,y0,x1,y1, got {tuple(arr.tolist())}")
+            box = box_to_mask([float(v) for v in arr], size, name=box_name).numpy()
+            box = box.astype(np.uint8)
+            return _check_coverage(box, box, box_name)
     if arr.ndim == 3:
         arr = arr.max(axis=2)
     if arr.ndim != 2:

@@ -545,3 +545,57 @@ def test_evaluate_seeds_refuses_a_repeated_seed() -> None:
     with pytest.raises(ValueError, match=r"^seeds must be distinct .*got \[0, 0\]$"):
         evaluate_seeds(tiny_model(), [0, 0], lambda s: pytest.fail("built"))  # type: ignore
     assert evaluate_seeds(tiny_model(), [0, 1], lambda s: FakeEpisodes(2)).seeds == [0, 1]
+
+
+# --------------------------------------------------------------------------- issue 24 leftovers
+BOX_RULE = ("(a box is x0,y0,x1,y1 in pixels with x0 < x1 and y0 < y1, clipped to the image)")
+
+
+def test_an_empty_support_box_names_its_support(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from evalfakes import tiny_model
+
+    from canetlib.segment import run_segmentation
+
+    files = segment_inputs(tmp_path)
+    monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("loaded"))
+    out = tmp_path / "out" / "p.png"
+    support = ["--support", str(files["support"])]
+    assert main(["segment", "--checkpoint", str(files["ckpt"]), *support, "--support-mask",
+                 str(files["mask"]), *support, "--support-box=-50,-50,-10,-10", "--query",
+                 str(files["query"]), "--out", str(out), "--device", "cpu"]) == 2
+    expected = f"support box 2 (-50, -50, -10, -10) is empty inside a 48x40 image {BOX_RULE}"
+    assert one_error(capsys) == expected
+    assert not out.parent.exists()
+    image = np.asarray(Image.open(files["support"]))
+    mask = np.asarray(Image.open(files["mask"]))
+    with pytest.raises(ValueError) as err:
+        run_segmentation(tiny_model(), image, [image, image], [mask, (60, 0, 80, 10.5)],
+                         iterations=0, size=32)
+    assert str(err.value) == ("support box 2 (60, 0, 80, 10.5) is empty inside a 48x40 image "
+                              f"{BOX_RULE}")
+    with pytest.raises(ValueError, match=r"^support box \(nan, 0, 10, 10\): coordinates must "
+                                         r"be finite numbers \(pixels\)$"):
+        as_mask((float("nan"), 0, 10, 10), (H, W))
+
+
+@pytest.mark.parametrize("command", ["evaluate", "bench", "segment"])
+def test_threads_0_names_the_flag_and_its_value(
+        command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    no_work(monkeypatch)
+    if command != "bench":  # bench reads its eval checkpoint while checking its flags
+        monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("loaded"))
+    argv = {"evaluate": ["evaluate", "--dataset", "synthetic", "--checkpoint",
+                         "synthetic-imagenet-1shot-fold0", "--episodes", "2", "--no-progress"],
+            "bench": ["bench", "--json", str(tmp_path / "b.json")]}.get(command)
+    if argv is None:
+        files = segment_inputs(tmp_path)
+        argv = ["segment", "--checkpoint", str(files["ckpt"]), "--support",
+                str(files["support"]), "--support-mask", str(files["mask"]), "--query",
+                str(files["query"]), "--out", str(tmp_path / "out" / "p.png")]
+    before = torch.get_num_threads()
+    assert main([*argv, "--device", "cpu", "--threads", "0"]) == 2
+    assert one_error(capsys) == "--threads must be >= 1, got 0"
+    assert torch.get_num_threads() == before

@@ -13,7 +13,12 @@ def add_threads_argument(p: argparse.ArgumentParser) -> None:
 
 
 def apply_threads(args: argparse.Namespace) -> int:
-    """Set the thread count ``args.threads`` asks for; returns the number in use."""
+    """Set the thread count ``args.threads`` asks for; returns the number in use.
+
+    ``--threads 0`` (or below) is refused naming the flag and its value."""
     from canetlib.runtime import configure_threads
 
-    return configure_threads(getattr(args, "threads", None))
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    return configure_threads(threads)
