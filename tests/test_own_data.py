@@ -167,6 +167,102 @@ def test_training_needs_a_known_dataset_and_a_root() -> None:
         get_config("synthetic-imagenet-1shot", ["dataset=folder"])
 
 
+# the split files of book/troubleshooting.md's row, each with its one-line message
+BAD_SPLITS = [
+    ("{classes: [", "not valid JSON (Expecting property name enclosed in double quotes: line 1 "
+                    "column 2 (char 1))"),
+    ([1, 2], "expected a JSON object with 'classes' and 'train'/'test' (or 'folds'), got list"),
+    ({"classes": ["a", "b"], "train": ["a"], "test": ["c"]},
+     "test names 'c', which is not in 'classes' (a, b)"),
+    ({"classes": ["a", "b"], "train": ["a"], "test": ["a"]},
+     "'a' is in both train and test; a class belongs to one part of the split"),
+    ({"classes": ["a", "b"], "train": ["a", "b"]},
+     "'test' is empty; a split needs training and test classes"),
+    ({"classes": ["a", "a"], "train": ["a"], "test": ["a"]},
+     "class names must be unique, ['a'] appear twice"),
+    ({"classes": ["a", "b"], "folds": [["a"], ["b"]], "test": ["a"]},
+     "give either 'folds' or 'train'/'val'/'test', not both"),
+    ({"classes": ["a", "b"], "folds": [["a"]]},
+     "'folds' needs at least 2 non-empty lists of test classes, got 1"),
+    ({"train": ["a"], "test": ["b"]},
+     "no 'classes' list (the class names; mask value i is classes[i - 1])"),
+    ({"classes": ["a"], "tset": ["a"]},
+     "unknown key(s) ['tset']; allowed: classes, train, val, test, folds"),
+    ({"classes": ["a", "b"], "train": "a", "test": ["b"]},
+     "'train' must be a list of class names, got 'a'"),
+]
+
+
+@pytest.mark.parametrize(("split", "message"), BAD_SPLITS)
+def test_a_bad_split_file_is_one_line_on_the_command_line(
+        world: Path, tmp_path: Path, split: object, message: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(world, copy)
+    (copy / "split.json").write_text(split if isinstance(split, str) else json.dumps(split))
+    assert main(["evaluate", "--dataset", "folder", "--root", str(copy), "--checkpoint",
+                 CHECKPOINT, "--device", "cpu"]) == 2
+    assert one_error(capsys) == f"error: {copy / 'split.json'}: {message}\n"
+
+
+def test_the_folder_layout_and_class_set_messages(
+        world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def refused(*args: str) -> str:
+        assert main(list(args)) == 2
+        return one_error(capsys)[len("error: "):-1]
+
+    evaluate_ = ["evaluate", "--checkpoint", CHECKPOINT, "--device", "cpu", "--dataset"]
+    copy = tmp_path / "copy"
+    shutil.copytree(world, copy)
+    shutil.rmtree(copy / "masks")
+    assert refused(*evaluate_, "folder", "--root", str(copy)) == (
+        f"{copy / 'masks'}: no such folder; a folder dataset holds images/ID.jpg, "
+        "masks/ID.png and split.json")
+    assert refused("train", "--config", "synthetic-imagenet-1shot", "--dataset", "folder",
+                   "--out", str(tmp_path / "run"), "--device", "cpu") == (
+        "dataset=folder needs root (--root DIR): the folder with images/, masks/ and split.json")
+    assert refused(*evaluate_, "folder") == (
+        "--dataset folder needs --root DIR (the folder holding its images, masks and split)")
+    assert refused(*evaluate_, "synthetic", "--class-set", "val") == (
+        "--class-set val needs --dataset folder or fss1000 (a split with validation classes), "
+        "got --dataset synthetic")
+    split = json.loads((world / "split.json").read_text())
+    split["train"] += split.pop("val", [])
+    (copy / "split.json").write_text(json.dumps(split))
+    shutil.copytree(world / "masks", copy / "masks")
+    assert refused(*evaluate_, "folder", "--root", str(copy), "--class-set", "val") == (
+        f"{copy / 'split.json'}: 'val' is empty, so there are no validation classes")
+    assert main([*evaluate_, "folder", "--root", str(copy), "--shots", "40", "--fusion",
+                 "mask-avg"]) == 2
+    assert re.fullmatch(r"error: folder fold 0 test pool: class 1 \(aeroplane\) has \d+, .* "
+                        r"image\(s\); 40-shot episodes need at least shots \+ 1 = 41 per "
+                        r"class\n", one_error(capsys))
+
+
+def test_fss1000_messages_of_a_tree_that_cannot_be_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def refused(*args: str) -> str:
+        assert main(list(args)) == 2
+        return one_error(capsys)[len("error: "):-1]
+
+    assert refused("prepare", "fss1000", "--root", str(tmp_path / "none")) == (
+        f"{tmp_path / 'none'}: no such folder (FSS-1000: one folder per class, N.jpg with N.png)")
+    assert refused("prepare", "fss1000", "--root", str(tmp_path), "--url", "file:///x.zip") == (
+        "--url and --sha256 are for --download; add --download or drop them")
+    tree = build_fss_tree(tmp_path / "fss")
+    for path in sorted((tree.root / tree.train[0]).glob("*.png"))[1:]:
+        path.unlink()
+    assert refused("prepare", "fss1000", "--root", str(tree.root)) == (
+        f"{tree.root}: 1 class(es) have fewer than 2 images with masks (a 1-shot episode "
+        f"needs 2), e.g. {tree.train[0]}")
+    (tree.root / "splits" / "val.txt").unlink()
+    assert refused("evaluate", "--dataset", "fss1000", "--root", str(tree.root), "--checkpoint",
+                   CHECKPOINT, "--device", "cpu") == (
+        f"{tree.root / 'splits' / 'val.txt'}: FSS-1000 split list missing; copy the field's "
+        "split files (trn.txt, val.txt, test.txt: one class folder name a line, 520/240/240 "
+        f"classes) into {tree.root / 'splits'}")
+
+
 # --------------------------------------------------------------------------- train, evaluate
 def test_python_trains_on_any_source_with_a_training_pool_and_evaluates(
         world: Path, tmp_path: Path) -> None:
