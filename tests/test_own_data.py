@@ -169,8 +169,8 @@ def test_training_needs_a_known_dataset_and_a_root() -> None:
 
 # the split files of book/troubleshooting.md's row, each with its one-line message
 BAD_SPLITS = [
-    ("{classes: [", "not valid JSON (Expecting property name enclosed in double quotes: line 1 "
-                    "column 2 (char 1))"),
+    ("{classes: [", ("not valid JSON (Expecting property name enclosed in double quotes: "
+                     "line 1 column 2 (char 1))")),
     ([1, 2], "expected a JSON object with 'classes' and 'train'/'test' (or 'folds'), got list"),
     ({"classes": ["a", "b"], "train": ["a"], "test": ["c"]},
      "test names 'c', which is not in 'classes' (a, b)"),
