@@ -306,13 +306,16 @@ def test_the_command_line_trains_and_evaluates_a_folder_dataset(
 @pytest.mark.parametrize(("args", "message"), [
     (["--fold", "1"], r"--fold must be in 0\.\.0 \(.*split.json has 1 fold\(s\)\), got 1"),
     (["--root", None], r"--dataset folder needs --root DIR"),
+    (["--root", "nowhere"], r"--root nowhere: no such folder \(the folder holding the folder"),
 ])
 def test_evaluate_checks_the_folder_options_first(world: Path, args: list, message: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["evaluate", "--dataset", "folder", "--root", str(world), "--checkpoint", "missing.pt",
             "--device", "cpu"]
-    if args[0] == "--root":
+    if args == ["--root", None]:
         argv = argv[:3] + argv[5:]
+    elif args[0] == "--root":
+        argv[4] = args[1]
     else:
         argv += args
     assert main(argv) == 2

@@ -126,6 +126,9 @@ def _check_own_dataset(args: argparse.Namespace) -> None:
                          "images, masks and split)")
     from pathlib import Path
 
+    if not Path(args.root).is_dir():
+        raise FileNotFoundError(f"--root {args.root}: no such folder (the folder holding the "
+                                f"{args.dataset} dataset)")
     if args.dataset == "folder":
         from canetlib.data.class_split import read_split_file
         from canetlib.data.folder import SPLIT_FILE
