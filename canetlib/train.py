@@ -47,7 +47,6 @@ from canetlib import checkpoint as ckpt_io
 from canetlib.configs import TrainConfig
 from canetlib.data.source import SegmentationSource
 from canetlib.data.training import (
-    CachedSource,
     EpochEpisodes,
     build_train_dataset,
     build_val_dataset,
@@ -370,7 +369,6 @@ def validate(model: CANet, cfg: TrainConfig, device: torch.device,
 #: the trainer, and the pieces the book's chapters, scripts/ and the train command import
 #: from here
 __all__ = [
-    "CachedSource",
     "HistoryMemory",
     "Schedule",
     "StepContext",

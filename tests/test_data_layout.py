@@ -80,13 +80,15 @@ def test_the_import_check_can_fail(preparation_loaded: dict[str, list[str]]) -> 
     assert "canetlib.data.prepare" in preparation_loaded["control"]
 
 
-def test_prepare_pascal_is_importable_from_the_reader() -> None:
-    """Chapter 10 imports ``prepare_pascal`` from :mod:`canetlib.data.pascal`."""
+def test_the_readers_do_not_reexport_the_preparation() -> None:
+    """One import path each: ``prepare_pascal`` only from :mod:`canetlib.data.prepare.pascal`
+    (chapter 10 imports it there), nothing of the preparation from the readers."""
     from canetlib.data import coco, pascal
     from canetlib.data.prepare import pascal as prepare_pascal
 
-    assert pascal.prepare_pascal is prepare_pascal.prepare_pascal
-    assert not hasattr(coco, "prepare_coco") and not hasattr(pascal, "VOC_ARCHIVE")
+    assert callable(prepare_pascal.prepare_pascal)
+    assert not hasattr(pascal, "prepare_pascal") and not hasattr(pascal, "VOC_ARCHIVE")
+    assert not hasattr(coco, "prepare_coco")
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = pascal.no_such_name  # type: ignore[attr-defined]
     with pytest.raises(AttributeError, match="no_such_name"):

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 from evalfakes import FakeEpisodes
+from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from canetlib import visual
 from canetlib.inputs import IMAGENET_MEAN, IMAGENET_STD
@@ -139,3 +142,70 @@ def test_iteration_names_are_shared_by_axes_and_captions():
     probs = torch.stack([torch.zeros(16, 16), torch.ones(16, 16)])  # all foreground
     panel = visual.plot_iteration(torch.zeros(3, 16, 16), probs, 0).axes[0]
     assert panel.images[0].get_cmap().name == visual.PROBABILITY_CMAP
+
+
+
+def _outline_axes() -> Axes:
+    return Figure().add_subplot()
+
+
+def test_draw_outline_traces_the_mask_boundary_in_its_colour() -> None:
+    """The contour runs half a pixel outside the object, on all four sides, in ``color``;
+    the 255 (ignored) pixels are not outlined; a dark halo is drawn under it."""
+    mask = torch.zeros(30, 40, dtype=torch.long)
+    mask[5:15, 8:20] = 1  # rows 5..14, columns 8..19
+    mask[20:25, 25:35] = 255
+    ax = _outline_axes()
+    visual.draw_outline(ax, mask, color=(255, 0, 0))
+    assert len(ax.collections) == 1
+    contour = ax.collections[0]
+    points = np.concatenate([p.vertices for p in contour.get_paths()])
+    assert len(points) >= 4
+    x, y = points[:, 0], points[:, 1]
+    assert x.min() == pytest.approx(7.5) and x.max() == pytest.approx(19.5)
+    assert y.min() == pytest.approx(4.5) and y.max() == pytest.approx(14.5)
+    on_edge = (np.isclose(x, 7.5) | np.isclose(x, 19.5) | np.isclose(y, 4.5)
+               | np.isclose(y, 14.5))
+    assert on_edge.all(), points[~on_edge]
+    assert np.allclose(contour.get_edgecolor()[0][:3], (1.0, 0.0, 0.0))
+    assert contour.get_path_effects(), "the dark halo that keeps the outline visible"
+    assert ax.get_legend_handles_labels()[1] == []
+
+
+def test_draw_outline_of_an_empty_mask_draws_nothing_but_its_legend_entry() -> None:
+    empty = np.zeros((16, 16), np.int64)
+    ax = _outline_axes()
+    visual.draw_outline(ax, empty)
+    visual.draw_outline(ax, np.full((16, 16), 255))  # only ignored pixels: nothing either
+    assert len(ax.collections) == 0 and len(ax.lines) == 0
+    labelled = _outline_axes()
+    visual.draw_outline(labelled, empty, color=(0, 0, 255), label="prediction",
+                        linestyle="dashed")
+    assert len(labelled.collections) == 0
+    assert labelled.get_legend_handles_labels()[1] == ["prediction"]
+    (line,) = labelled.lines
+    assert len(line.get_xdata()) == 0 and line.get_linestyle() == "--"
+    assert to_rgb(line.get_color()) == (0.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="mask"):
+        visual.draw_outline(_outline_axes(), np.zeros((2, 3, 4)))
+
+
+def test_plot_outlines_titles_each_panel_and_names_each_label_once() -> None:
+    image = np.zeros((20, 20, 3), np.uint8)
+    truth = np.zeros((20, 20), np.int64)
+    truth[4:12, 4:12] = 1
+    empty = np.zeros((20, 20), np.int64)
+    panels = [
+        (image, [(truth, visual.GT_COLOR, "truth: bottle")], "support"),
+        (image, [(truth, visual.GT_COLOR, "truth: bottle"),
+                 (empty, visual.PRED_COLOR, "prediction")], "query"),
+    ]
+    fig = visual.plot_outlines(panels)
+    png(fig)
+    assert [ax.get_title() for ax in fig.axes] == ["support", "query"]
+    assert [len(ax.collections) for ax in fig.axes] == [1, 1]  # the empty prediction: none
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["truth: bottle", "prediction"]
+    texts = [t.get_text() for t in fig.findobj(Text)]
+    assert texts.count("truth: bottle") == 1 and texts.count("prediction") == 1
+    assert not visual.plot_outlines([(image, [], "no outlines")]).legends

@@ -16,16 +16,13 @@ and the images from the raw trees, ``VOCdevkit/VOC2012/JPEGImages`` or else
 (:func:`fold_classes`). The widely used list sizes per fold are kept here
 (:data:`REFERENCE_VAL_PAIRS`, :data:`REFERENCE_TRAIN_PAIRS`) to compare a prepare
 with. This module does not import the preparation code (scipy.io, the
-downloader); ``prepare_pascal`` is importable from here (chapter 10 does) and loads
-:mod:`canetlib.data.prepare.pascal` on first use.
+downloader): ``prepare_pascal`` lives in :mod:`canetlib.data.prepare.pascal`.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -50,12 +47,6 @@ CLASSES_PER_FOLD = 5
 REFERENCE_VAL_PAIRS: tuple[int, ...] = (346, 451, 725, 346)
 #: widely used PASCAL-5i list sizes: training pairs of each fold's own classes
 REFERENCE_TRAIN_PAIRS: tuple[int, ...] = (2286, 3425, 5883, 2086)
-
-def __getattr__(name: str) -> Any:
-    if name == "prepare_pascal":  # loaded on first use
-        return importlib.import_module("canetlib.data.prepare.pascal").prepare_pascal
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def prepare_command(root: PathLike) -> str:
     """The shell command that prepares PASCAL-5i in ``root``."""
