@@ -30,6 +30,7 @@ import torch
 
 from canetlib.data.imageio import atomic_path
 from canetlib.model import CANet, CANetConfig
+from canetlib.runtime import check_device
 
 FORMAT = "canetlib"
 VERSION = 1
@@ -192,6 +193,7 @@ def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.d
     (a 1-shot checkpoint can be tested with ``"mask-avg"``, say); asking for
     ``"attention"`` on a checkpoint without the attention branch is an error.
     """
+    check_device(str(map_location), "map_location")
     ckpt = load(name_or_path, map_location)
     model = build_model(canet_config(ckpt, str(name_or_path)))
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}

@@ -26,6 +26,7 @@ def as_device(device: str | torch.device, name: str = "device") -> torch.device:
 def default_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` if given, else CUDA when available, else CPU."""
     if device is not None:
+        check_device(str(device), "device")
         return as_device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -36,8 +37,10 @@ def check_device(device: str | None, name: str = "--device") -> None:
     if device is None or as_device(device, name).type != "cuda":
         return
     if not torch.cuda.is_available():
+        hint = (f"use {name} cpu or leave {name} out" if name.startswith("--")
+                else f"use {name}='cpu'")
         raise ValueError(f"{name} {device}: no CUDA device is available (torch.cuda.is_available() "
-                         "is False); use --device cpu or leave --device out")
+                         f"is False); {hint}")
     index = torch.device(device).index
     if index is not None and index >= torch.cuda.device_count():
         raise ValueError(f"{name} {device}: this machine has {torch.cuda.device_count()} CUDA "

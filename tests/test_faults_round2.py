@@ -599,3 +599,23 @@ def test_threads_0_names_the_flag_and_its_value(
     assert main([*argv, "--device", "cpu", "--threads", "0"]) == 2
     assert one_error(capsys) == "--threads must be >= 1, got 0"
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("call", ["evaluate", "load_model"])
+def test_cuda_through_the_python_api_says_no_cuda_device(call: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from canetlib import checkpoint
+    from canetlib.evaluate import build_dataset, evaluate
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    name = "device" if call == "evaluate" else "map_location"
+    with pytest.raises(ValueError, match=rf"^{name} cuda: no CUDA device is available .*"
+                                         rf"use {name}='cpu'$"):
+        if call == "evaluate":
+            model = checkpoint.load_model("synthetic-imagenet-1shot-fold0")
+            evaluate(model, build_dataset("synthetic", fold=0, shots=1, episodes=1, seed=0),
+                     device="cuda", progress=False)
+        else:
+            checkpoint.load_model("synthetic-imagenet-1shot-fold0", map_location="cuda")
