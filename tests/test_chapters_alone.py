@@ -37,8 +37,9 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL = "canetlib-wheel"
 #: what chapters printed when a repository file was missing: none may appear
-FALLBACK_PHRASES = ("not in this copy", "not measured in this copy", "clone", "not found",
-                    "was not run here", "no sweep results", "no GPU bench")
+FALLBACK_PHRASES = ("not in this copy", "not measured in this copy", "in a clone", "clone the",
+                    "clone of", "not found", "was not run here", "no sweep results",
+                    "no GPU bench")
 #: output keys strict nbval leaves out of the comparison (images are counted instead)
 SKIP_KEYS = frozenset({"metadata", "traceback", "prompt_number", "output_type", "name",
                        "execution_count", "application/vnd.jupyter.widget-view+json",

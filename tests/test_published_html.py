@@ -68,9 +68,13 @@ EMPTY_OUTPUTS_JS = """() => {
   const media = o => Array.from(o.querySelectorAll("img")).some(loaded)
     || Array.from(o.querySelectorAll("svg")).some(drawn)
     || o.querySelector("canvas, video, figure") !== null;
+  // a collapsed cell (tag hide-cell / hide-output) renders its output only when opened
+  const folded = o => o.closest(".tag_hide-cell, .tag_hide-output") !== null;
+  const present = o => o.querySelector("img, svg, canvas, video, figure") !== null;
   return Array.from(document.querySelectorAll(".cell_output")).filter(o => {
-    const text = o.innerText.trim();
-    return (!text && !media(o)) || (widgetRepr.test(text) && !media(o));
+    const text = (folded(o) ? o.textContent : o.innerText).trim();
+    const shown = folded(o) ? present(o) : media(o);
+    return (!text && !shown) || (widgetRepr.test(text) && !shown);
   }).map(o => (o.closest(".cell") || o).id || o.innerText.trim().slice(0, 80) || "(empty)");
 }"""
 
