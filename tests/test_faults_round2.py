@@ -71,6 +71,14 @@ BAD_MASKS = {
 }
 
 
+def segment_argv(files: dict[str, Path], out: Path, *extra: str,
+                 mask: Path | None = None) -> list[str]:
+    """``segment`` arguments for the files of ``segment_inputs``, writing ``out``."""
+    return ["segment", "--checkpoint", str(files["ckpt"]), "--support", str(files["support"]),
+            "--support-mask", str(mask or files["mask"]), "--query", str(files["query"]),
+            "--out", str(out), *extra]
+
+
 @pytest.mark.parametrize("name", BAD_MASKS)
 def test_mask_files_that_are_no_masks_name_the_cause(name: str, tmp_path: Path) -> None:
     make, segment_says, label_says = BAD_MASKS[name]
@@ -99,9 +107,7 @@ def test_segment_names_the_mask_cause_before_loading_the_model(
     mask = BAD_MASKS[name][0](tmp_path / name)
     monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("loaded"))
     out = tmp_path / "out" / "p.png"
-    assert main(["segment", "--checkpoint", str(files["ckpt"]), "--support",
-                 str(files["support"]), "--support-mask", str(mask), "--query",
-                 str(files["query"]), "--out", str(out), "--device", "cpu"]) == 2
+    assert main(segment_argv(files, out, "--device", "cpu", mask=mask)) == 2
     assert one_error(capsys).startswith(f"support mask 1 {mask}{BAD_MASKS[name][1]}")
     assert not out.parent.exists()
 
@@ -222,10 +228,8 @@ def test_segment_on_a_full_disk_names_the_mask_and_writes_nothing(
     files = segment_inputs(tmp_path)
     out = tmp_path / "out" / "p.png"
     monkeypatch.setattr(Image.Image, "save", enospc)
-    assert main(["segment", "--checkpoint", str(files["ckpt"]), "--support",
-                 str(files["support"]), "--support-mask", str(files["mask"]), "--query",
-                 str(files["query"]), "--out", str(out), "--size", "32", "--iterations", "1",
-                 "--device", "cpu"]) == 2
+    assert main(segment_argv(files, out, "--size", "32", "--iterations", "1",
+                             "--device", "cpu")) == 2
     assert one_error(capsys) == f"cannot write {out}: no space left on device; nothing was written"
     assert list(out.parent.iterdir()) == []
 
@@ -421,10 +425,7 @@ def test_segment_size_too_small_for_multi_scale_is_refused_before_loading(
     files = segment_inputs(tmp_path)
     monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("loaded"))
     out = tmp_path / "out" / "p.png"
-    assert main(["segment", "--checkpoint", str(files["ckpt"]), "--support",
-                 str(files["support"]), "--support-mask", str(files["mask"]), "--query",
-                 str(files["query"]), "--out", str(out), "--size", "16", "--multi-scale",
-                 "--device", "cpu"]) == 2
+    assert main(segment_argv(files, out, "--size", "16", "--multi-scale", "--device", "cpu")) == 2
     assert one_error(capsys) == ("--size 16 with --multi-scale: the query at scale 0.7 is "
                                  "11x11 pixels; the model needs at least 16x16 (two cells of "
                                  "its stride-8 feature grid)")
@@ -592,9 +593,7 @@ def test_threads_0_names_the_flag_and_its_value(
             "bench": ["bench", "--json", str(tmp_path / "b.json")]}.get(command)
     if argv is None:
         files = segment_inputs(tmp_path)
-        argv = ["segment", "--checkpoint", str(files["ckpt"]), "--support",
-                str(files["support"]), "--support-mask", str(files["mask"]), "--query",
-                str(files["query"]), "--out", str(tmp_path / "out" / "p.png")]
+        argv = segment_argv(files, tmp_path / "out" / "p.png")
     before = torch.get_num_threads()
     assert main([*argv, "--device", "cpu", "--threads", "0"]) == 2
     assert one_error(capsys) == "--threads must be >= 1, got 0"
