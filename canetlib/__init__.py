@@ -1,10 +1,9 @@
 """canetlib: CANet few-shot segmentation (Zhang et al., CVPR 2019), complete and honest.
 
 Import the model with ``from canetlib import CANet``; the metrics live in
-:mod:`canetlib.metrics`, episodes in :mod:`canetlib.data`.
+:mod:`canetlib.evaluation.metrics`, episodes in :mod:`canetlib.data`.
 """
 
-from canetlib.inputs import box_to_mask, mask_to_box
 from canetlib.model import (
     FUSIONS,
     AttentionFusion,
@@ -16,6 +15,7 @@ from canetlib.model import (
     Prediction,
     masked_average_pooling,
 )
+from canetlib.model.inputs import box_to_mask, mask_to_box
 
 __version__ = "0.1.0"
 

@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from canetlib import checkpoint
+from canetlib.data import make_dataset
 from canetlib.data.episodes import normalise_image, target_mask
-from canetlib.evaluate import build_dataset, resize_episode, resolve_input_size
-from canetlib.model import CANet
-from canetlib.widgets.runs import run_episode
+from canetlib.evaluation import resize_episode, resolve_input_size
+from canetlib.model import CANet, checkpoint
+from canetlib.teaching.widgets.runs import run_episode
 
 
 def _ranks(values: list[float]) -> np.ndarray:
@@ -202,7 +202,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def add_areas(path: Path) -> int:
     """Add the support areas to a probe JSON written before they were recorded."""
     data = json.loads(path.read_text())
-    episodes = build_dataset("synthetic", fold=data["fold"], shots=data["shots"],
+    episodes = make_dataset("synthetic", split="test", fold=data["fold"], shots=data["shots"],
                              episodes=data["episodes"], seed=data["seed"])
     for index, row in enumerate(data["per_episode"]):
         areas = support_areas(episodes[index])
@@ -232,7 +232,7 @@ def main() -> int:
         p.error("--checkpoint is required")
     model = checkpoint.load_model(args.checkpoint, fusion="attention").eval()
     rec = LogitRecorder(model)
-    episodes = build_dataset("synthetic", fold=args.fold, shots=args.shots,
+    episodes = make_dataset("synthetic", split="test", fold=args.fold, shots=args.shots,
                              episodes=args.episodes, seed=args.seed)
     size = resolve_input_size(episodes, None, model)
     rows = []

@@ -1,6 +1,6 @@
 """Which part of the DenseCRF costs CANet-Init its points? A diagnosis, not a tuning.
 
-Table 4's "CANet-Init + DenseCRF" row runs :class:`canetlib.crf.DenseCRF` with settings fixed
+Table 4's "CANet-Init + DenseCRF" row runs :class:`canetlib.evaluation.crf.DenseCRF` with settings fixed
 in advance. On the embedded world it lowers CANet-Init's score by about 13 points. This
 script scores CANet-Init alone and with the CRF under a few settings on the same seeded test
 episodes, to see which kernel does the damage. Because it looks at test episodes, nothing
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from canetlib import checkpoint
-from canetlib.crf import DenseCRF
-from canetlib.evaluate import build_dataset, evaluate
+from canetlib.data import make_dataset
+from canetlib.evaluation import evaluate
+from canetlib.evaluation.crf import DenseCRF
+from canetlib.model import checkpoint
 
 VARIANTS = {
     "no CRF": None,
@@ -40,7 +41,7 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(1)
     model = checkpoint.load_model(args.checkpoint)
-    ds = build_dataset("synthetic", fold=args.fold, shots=1, episodes=args.episodes,
+    ds = make_dataset("synthetic", split="test", fold=args.fold, shots=1, episodes=args.episodes,
                        seed=args.seed)
     out = {}
     for name, kw in VARIANTS.items():

@@ -31,16 +31,16 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from canetlib.configs import get_config
 from canetlib.data import make_dataset, make_source
 from canetlib.data.episodes import EpisodeDataset
-from canetlib.data.training import HeldOutSource, source_kwargs
-from canetlib.evaluate import resize_episode
-from canetlib.history import HistoryMemory
-from canetlib.metrics import FewShotMeter
+from canetlib.evaluation import resize_episode
+from canetlib.evaluation.metrics import FewShotMeter
 from canetlib.model.baseline import PrototypeMatcher
-from canetlib.train import pixel_loss
-from canetlib.train_init import build_model, kaiming_head
+from canetlib.training.configs import get_config
+from canetlib.training.episodes import HeldOutSource, source_kwargs
+from canetlib.training.history import HistoryMemory
+from canetlib.training.recipe import pixel_loss
+from canetlib.training.start import build_model, kaiming_head
 
 
 def cache_features(model: Any, dataset: EpisodeDataset, size: int | None,

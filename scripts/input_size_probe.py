@@ -1,12 +1,12 @@
 """Score a checkpoint and the prototype matcher at several input sizes on validation episodes.
 
-The episodes are a training run's validation episodes (:func:`canetlib.train.build_val_dataset`
+The episodes are a training run's validation episodes (:func:`canetlib.training.recipe.build_val_dataset`
 of the config stored in ``RUN/last.pt``; a run trained with ``val_by=classes`` holds whole
 training classes out), never test episodes. At every ``--sizes`` side the run's ``model.pt``
-(or ``--checkpoint``) is scored with :func:`canetlib.evaluate.evaluate_seeds` and
+(or ``--checkpoint``) is scored with :func:`canetlib.evaluation.evaluate_seeds` and
 ``input_size=side`` at every IOM iteration (index 0 = CANet-Init), mean and sample std over
 ``--seeds``. The training-free prototype matcher on the same frozen backbone gets its
-threshold fitted as the evaluator fits it (:func:`canetlib.evaluate.fit_threshold`, 300
+threshold fitted as the evaluator fits it (:func:`canetlib.evaluation.fit_threshold`, 300
 test-style episodes of seed 0 of the fold's training classes, at that side) except that the
 run's held-out classes and the images showing them are left out of that fit, then it is scored
 on the same validation episodes. One JSON is written::
@@ -25,15 +25,15 @@ from typing import Any
 
 import torch
 
-from canetlib import checkpoint
-from canetlib.configs import TrainConfig
 from canetlib.data import make_dataset, make_source
 from canetlib.data.source import TrainingClassesAsTest
-from canetlib.data.training import HeldOutSource
-from canetlib.evaluate import evaluate_seeds, fit_threshold
+from canetlib.evaluation import evaluate_seeds, fit_threshold
 from canetlib.evaluation.prototype import BASELINE_FIT_EPISODES, BASELINE_FIT_SEED
+from canetlib.model import checkpoint
 from canetlib.model.baseline import PrototypeMatcher
-from canetlib.train import build_val_dataset
+from canetlib.training.configs import TrainConfig
+from canetlib.training.episodes import HeldOutSource
+from canetlib.training.recipe import build_val_dataset
 
 
 def _rounded(values: list[float] | None) -> list[float] | None:

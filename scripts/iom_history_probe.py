@@ -13,7 +13,7 @@ four starting masks and reports the mIoU of each:
 If ``truth`` and ``inverted`` land close to ``empty``, the module ignores its history.
 
     python scripts/iom_history_probe.py --checkpoint synthetic-imagenet-1shot-fold0 --fold 0 \\
-        --episodes 500 --json canetlib/results/imagenet-backbone/fold0/iom-history-probe.json
+        --episodes 500 --json canetlib/teaching/results/imagenet-backbone/fold0/iom-history-probe.json
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from canetlib import checkpoint
-from canetlib.evaluate import build_dataset, resize_episode, resolve_input_size
-from canetlib.metrics import FewShotMeter
+from canetlib.data import make_dataset
+from canetlib.evaluation import resize_episode, resolve_input_size
+from canetlib.evaluation.metrics import FewShotMeter
+from canetlib.model import checkpoint
 
 STARTS = ("empty", "own", "truth", "inverted")
 
@@ -54,8 +55,8 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(1)
     model = checkpoint.load_model(args.checkpoint).eval()
-    ds = build_dataset("synthetic", fold=args.fold, shots=1, episodes=args.episodes,
-                       seed=args.seed)
+    ds = make_dataset("synthetic", fold=args.fold, split="test", shots=1, episodes=args.episodes,
+                      seed=args.seed)
     size = resolve_input_size(ds, checkpoint.load(args.checkpoint)
                               .get("train_config", {}).get("train_size"))
     meters = {s: FewShotMeter(ds.classes) for s in STARTS}

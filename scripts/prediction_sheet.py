@@ -18,10 +18,11 @@ from PIL import Image
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from canetlib import checkpoint, visual
 from canetlib.data import make_dataset
-from canetlib.evaluate import fit_prototype_baseline
-from canetlib.widgets import run_episode
+from canetlib.evaluation import fit_prototype_baseline
+from canetlib.model import checkpoint
+from canetlib.teaching import visual
+from canetlib.teaching.widgets import run_episode
 
 
 def main() -> None:

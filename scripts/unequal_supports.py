@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from canetlib import checkpoint
+from canetlib.data import make_dataset
 from canetlib.data.episodes import normalise_image, target_mask
-from canetlib.evaluate import build_dataset, evaluate
+from canetlib.evaluation import evaluate
+from canetlib.model import checkpoint
 
 
 class WrongSupports(torch.utils.data.Dataset):
@@ -83,7 +84,7 @@ def main() -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
-    episodes = build_dataset("synthetic", fold=args.fold, shots=5, episodes=args.episodes,
+    episodes = make_dataset("synthetic", split="test", fold=args.fold, shots=5, episodes=args.episodes,
                              seed=args.seed)
     results: dict[str, dict[str, float]] = {}
     for n in (int(t) for t in args.wrong.split(",")):

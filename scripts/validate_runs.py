@@ -2,7 +2,7 @@
 
 A run trained with ``val_fraction`` (held-out images of the fold's training classes) or
 ``val_by=classes`` (held-out training classes) keeps that split out of training. This
-script rebuilds the first run's validation episodes (:func:`canetlib.train.build_val_dataset`
+script rebuilds the first run's validation episodes (:func:`canetlib.training.recipe.build_val_dataset`
 of the config stored in ``RUN/last.pt``) and scores every checkpoint given on exactly those
 episodes, per IOM iteration (index 0 = CANet-Init), so that training recipes can be compared
 without looking at a test episode:
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from canetlib import checkpoint
-from canetlib.configs import TrainConfig
-from canetlib.evaluate import evaluate
-from canetlib.train import build_val_dataset
+from canetlib.evaluation import evaluate
+from canetlib.model import checkpoint
+from canetlib.training.configs import TrainConfig
+from canetlib.training.recipe import build_val_dataset
 
 
 def main() -> int:

@@ -18,9 +18,9 @@ import torch.distributed as dist
 import torch.nn.parallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_train import tiny
+from helpers import tiny_config
 
-from canetlib.train import train
+from canetlib.training.recipe import train
 
 
 def main(out: str) -> int:
@@ -38,7 +38,7 @@ def main(out: str) -> int:
 
     torch.nn.parallel.DistributedDataParallel = SpyDDP  # type: ignore[misc]
     try:
-        res = train(tiny(), out, max_steps=3, device="cuda:0", progress=False)
+        res = train(tiny_config(), out, max_steps=3, device="cuda:0", progress=False)
     finally:
         dist.destroy_process_group()
     assert wrapped == [1], "the trainer did not use DistributedDataParallel"

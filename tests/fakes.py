@@ -4,7 +4,7 @@
   with 255 borders, ImageSets lists) and SBD (``GTcls`` / ``GTinst`` .mat
   structs written by :func:`scipy.io.savemat`, train/val lists), laid out as
   the official archives extract. It lives in the library
-  (:mod:`canetlib.data.miniature`, also used by the book) and is re-exported here.
+  (:mod:`canetlib.data.world.miniature`, also used by the book) and is re-exported here.
 * :func:`build_coco_tree`: COCO 2014 folders and ``instances_*.json`` with
   polygon, uncompressed-RLE (crowd) and compressed-RLE annotations.
 * :func:`make_tar` / :func:`make_zip` / :func:`tar_with_member`: archives for
@@ -27,7 +27,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from canetlib.data.coco import COCO_CATEGORY_IDS, COCO_CLASSES
-from canetlib.data.miniature import (  # noqa: F401  (re-exported for the PASCAL tests)
+from canetlib.data.world.miniature import (  # noqa: F401  (re-exported for the PASCAL tests)
     PascalTree,
     build_pascal_tree,
     save_jpeg,

@@ -1,23 +1,36 @@
-"""Table 3 runner: commands, skipping, resuming and failures (no training here)."""
+"""Table 3: the rows' commands and the runner script's skipping, resuming and failures
+(no training here)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+from helpers import table3_script
 
-from canetlib import ablations
-from canetlib.cli import main
+from canetlib.teaching import table3 as ablations
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "experiments" / "table3.py"
 
 
-def test_rows_cover_the_paper_table_and_parse():
+@pytest.fixture(scope="module")
+def runner() -> ModuleType:
+    """``experiments/table3.py`` imported as a module."""
+    return table3_script()
+
+
+def test_rows_cover_the_paper_table_and_parse(runner):
     assert [ablations.row_name(b) for b in ablations.BLOCK_SETS] == list(ablations.PAPER_TABLE3)
-    assert ablations.parse_rows("block4, block2+block3") == [("block4",), ("block2", "block3")]
-    assert ablations.parse_rows(None) == list(ablations.BLOCK_SETS)
+    assert runner.parse_rows("block4, block2+block3") == [("block4",), ("block2", "block3")]
+    assert runner.parse_rows(None) == list(ablations.BLOCK_SETS)
     with pytest.raises(ValueError, match="unknown Table 3 row 'block5'.*block2\\+block3"):
-        ablations.parse_rows("block5")
+        runner.parse_rows("block5")
 
 
 def test_commands_change_only_blocks_and_evaluate_canet_init(tmp_path):
@@ -35,7 +48,7 @@ def test_commands_change_only_blocks_and_evaluate_canet_init(tmp_path):
     assert "--out runs/table3/block2+block3" in lines[0]
 
 
-def test_run_table3_skips_done_rows_resumes_and_writes(tmp_path):
+def test_run_table3_skips_done_rows_resumes_and_writes(runner, tmp_path):
     out, res = tmp_path / "runs", tmp_path / "res"
     res.mkdir()
     (res / "block2.json").write_text("{}")                      # done: skipped
@@ -52,8 +65,8 @@ def test_run_table3_skips_done_rows_resumes_and_writes(tmp_path):
             path.write_text(json.dumps({"miou": float(len(calls)), "miou_std": 0.5}))
         return 0
 
-    written = ablations.run_table3(rows=ablations.parse_rows("block2,block3,block4"),
-                                   out=out, results=res, cli=fake_cli, log=lambda m: None)
+    written = runner.run_table3(rows=runner.parse_rows("block2,block3,block4"),
+                                out=out, results=res, cli=fake_cli, log=lambda m: None)
     assert written == [res / "block3.json", res / "block4.json"]
     assert [c[0] for c in calls] == ["train", "evaluate", "evaluate"]
     assert calls[0][-1] == "--resume"
@@ -62,18 +75,29 @@ def test_run_table3_skips_done_rows_resumes_and_writes(tmp_path):
     assert found["block4"]["miou"] == 3.0
 
 
-def test_run_table3_names_the_failing_row(tmp_path):
+def test_run_table3_names_the_failing_row(runner, tmp_path):
     with pytest.raises(RuntimeError, match="row block2\\+block3: `train` exited with 3"):
-        ablations.run_table3(rows=[("block2", "block3")], out=tmp_path, results=tmp_path,
-                             cli=lambda argv: 3, log=lambda m: None)
+        runner.run_table3(rows=[("block2", "block3")], out=tmp_path, results=tmp_path,
+                          cli=lambda argv: 3, log=lambda m: None)
 
 
-def test_cli_dry_run_and_bad_row(capsys):
-    assert main(["ablate", "--dry-run", "--rows", "block3", "--epochs", "1"]) == 0
-    out = capsys.readouterr().out.splitlines()
+def test_script_refuses_a_bad_row_in_one_line(runner, tmp_path, capsys):
+    argv = ["--rows", "nope", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "r")]
+    assert runner.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --rows: unknown Table 3 row 'nope'") and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_script_dry_run_from_a_clone():
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", "--rows", "block3",
+                          "--epochs", "1"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout.splitlines()
     assert len(out) == 2 and "--set epochs=1" in out[0] and "--iterations 0" in out[1]
-    assert main(["ablate", "--rows", "nope"]) == 2
-    assert "unknown Table 3 row" in capsys.readouterr().err
+    assert out == ablations.table3_commands(rows=[("block3",)], epochs=1)
 
 
 # --------------------------------------------------------------------------- validation sweep
@@ -82,7 +106,7 @@ def _rows(*pairs):
 
 
 def test_sweep_decision_rule(tmp_path):
-    from canetlib.sweep import decide, load_sweep
+    from canetlib.teaching.sweep import decide, load_sweep
 
     (tmp_path / "round1.json").write_text(json.dumps({
         "base": _rows((4, 40.0), (8, 30.0)), "a": _rows((4, 99.0), (8, 31.5))}))
@@ -105,10 +129,10 @@ def test_sweep_decision_rule(tmp_path):
 
 
 def test_shipped_sweep_results_keep_the_base_settings():
-    """The shipped sweep (canetlib/results/val_sweep) and the shipped config agree."""
-    from canetlib.configs import get_config
-    from canetlib.resources import shipped_path
-    from canetlib.sweep import decide, load_sweep
+    """The shipped sweep (canetlib/teaching/results/val_sweep) and the shipped config agree."""
+    from canetlib.teaching.shipped import shipped_path
+    from canetlib.teaching.sweep import decide, load_sweep
+    from canetlib.training.configs import get_config
 
     summary = load_sweep(shipped_path("results/val_sweep"))
     d = decide(summary)
@@ -152,8 +176,8 @@ def test_gpu_check_script_parses():
 
 
 def test_sweep_readme_table_matches_the_results():
-    from canetlib.resources import shipped_path
-    from canetlib.sweep import final_scores, load_sweep
+    from canetlib.teaching.shipped import shipped_path
+    from canetlib.teaching.sweep import final_scores, load_sweep
 
     scores = final_scores(load_sweep(shipped_path("results/val_sweep")))
     readme = Path(__file__).resolve().parent.parent / "data/results/val_sweep/README.md"

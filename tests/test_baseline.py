@@ -6,9 +6,10 @@ from typing import ClassVar
 
 import pytest
 import torch
+from helpers import tiny_canet
 from torch import Tensor, nn
 
-from canetlib.evaluate import evaluate, fit_threshold
+from canetlib.evaluation import evaluate, fit_threshold
 from canetlib.model.baseline import PrototypeMatcher
 
 
@@ -82,10 +83,8 @@ def test_threshold_is_fitted_and_set() -> None:
 
 
 def test_from_model_shares_the_frozen_backbone() -> None:
-    from canetlib import CANet
 
-    model = CANet(pretrained=False, backbone="resnet-tiny", backbone_widths=(8, 8, 8, 8),
-                  width=8)
+    model = tiny_canet(seed=None, backbone_widths=(8, 8, 8, 8), width=8)
     matcher = PrototypeMatcher.from_model(model)
     assert matcher.backbone is model.backbone and matcher.blocks == model.blocks
     assert sum(p.numel() for p in matcher.parameters() if p.requires_grad) == 0
@@ -108,9 +107,9 @@ def test_shipped_imagenet_canet_beats_both_baselines() -> None:
     """The shipped offline model compares: on seeded unseen-class episodes it beats the
     training-free matcher on its own frozen backbone and marking every object (a check on
     80 episodes, not the benchmark; data/results/imagenet-backbone has the full numbers)."""
-    from canetlib.checkpoint import load_model
     from canetlib.data import make_dataset
-    from canetlib.evaluate import fit_prototype_baseline
+    from canetlib.evaluation import fit_prototype_baseline
+    from canetlib.model.checkpoint import load_model
 
     model = load_model("synthetic-imagenet-1shot-fold0")
     matcher, fit = fit_prototype_baseline(model, "synthetic", fold=0, episodes=80)

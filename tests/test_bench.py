@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import torch
-from evalfakes import tiny_model
+from helpers import tiny_model
 
-from canetlib.bench import (
+from canetlib.cli import main
+from canetlib.evaluation.bench import (
     available_modes,
     episode_batch,
     evaluator_path,
     rerun_path,
     run_benchmark,
 )
-from canetlib.checkpoint import load
-from canetlib.cli import main
-from canetlib.throughput import conv_throughput, evaluation_timing
+from canetlib.evaluation.throughput import conv_throughput, evaluation_timing
+from canetlib.model.checkpoint import load
 
 TINY: dict[str, Any] = {"size": 48, "backbone": "resnet-tiny", "width": 16,
                         "backbone_widths": (8, 8, 16, 16), "batch": 2, "train_batch": 2,
@@ -51,7 +53,7 @@ def test_benchmark_reports_positive_numbers() -> None:
     assert ceiling["conv_gflops_per_s"] > 0
     assert ceiling["share"] == pytest.approx(
         flops["evaluator_episode"] * r["eval_batch_episodes_per_s"] / ceiling["conv_gflops_per_s"])
-    assert set(r["meets_targets"]) == {"eval_speedup_vs_rerun", "eval_vs_floor", "conv_share_fp32"}
+    assert "targets" not in r and "meets_targets" not in r
 
 
 def test_conv_throughput_counts_flops() -> None:
@@ -87,6 +89,44 @@ def test_bench_command_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture
     assert timed["episodes"] == 4 and timed["threads"] == 1 and timed["seconds"]["backbone"] > 0
     printed = capsys.readouterr().out
     assert "eval_speedup_vs_rerun" in printed and "evaluate --episodes 4" in printed
+    assert "target" not in printed
+
+
+def test_bench_command_without_the_timed_evaluation(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--json", str(out), "--device", "cpu", "--size", "40", "--backbone",
+               "resnet-tiny", "--width", "16", "--repeats", "1", "--warmup", "0", "--batch", "1",
+               "--train-batch", "1", "--no-flops", "--iterations", "0", "--eval-episodes", "0",
+               "--threads", "1"])
+    assert rc == 0 and "evaluation" not in json.loads(out.read_text())
+
+
+def bench_targets() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "experiments" / "bench_targets.py"
+    spec = importlib.util.spec_from_file_location("bench_targets", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_targets_reads_a_bench_file(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    targets = bench_targets()
+    result = {"settings": {"default_mode": "fp32"}, "eval_speedup_vs_rerun": 4.5,
+              "eval_vs_floor": 2.0, "conv_ceiling": {"fp32": {"share": 0.7}},
+              "evaluation": {"fp32": {"vs_backbone": None, "seconds": {"total": 90.0}}}}
+    assert targets.check_targets(result) == {
+        "eval_speedup_vs_rerun": True, "eval_vs_floor": False, "conv_share_fp32": True,
+        "evaluation_vs_backbone": None, "evaluation_seconds": False}
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(result))
+    assert targets.main([str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "eval_speedup_vs_rerun 4.5 (target >= 4): met"
+    assert lines[1] == "eval_vs_floor 2 (target <= 1.3): not met"
+    assert lines[3] == "evaluation_vs_backbone: not measured (target <= 1.5)"
+    assert lines[4] == "evaluation_seconds 90 (target <= 60): not met"
 
 
 def test_bad_settings() -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from canetlib import book
+from canetlib.teaching import profile as book
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import runs_slow_tests
-from test_publish import ROOT, readme_command
+from helpers import ROOT, readme_command, runs_slow_tests
 
 
 def ci_commands() -> list[str]:

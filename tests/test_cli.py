@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from evalfakes import tiny_model
+from helpers import tiny_model
 
-from canetlib import checkpoint
 from canetlib.cli import COMMANDS, build_parser, main
 from canetlib.data import PASCAL_CLASSES
+from canetlib.model import checkpoint
 
 FOLD0 = set(PASCAL_CLASSES[:5])
 
@@ -35,7 +35,7 @@ def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_help_lists_every_command_with_its_summary(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "1000")  # one line per entry: no hyphen breaks
-    assert list(COMMANDS) == ["prepare", "train", "evaluate", "segment", "bench", "ablate"]
+    assert list(COMMANDS) == ["prepare", "train", "evaluate", "segment", "bench"]
     assert list(_subparsers()) == list(COMMANDS)  # nothing registered beyond the table
     out = _help(["--help"], capsys)
     for name, module_name in COMMANDS.items():

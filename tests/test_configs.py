@@ -1,4 +1,4 @@
-"""Named configs and their command-line overrides (canetlib.configs, canetlib.settings):
+"""Named configs and their command-line overrides (canetlib.training.configs, canetlib.training.settings):
 ``--set key=value`` and the fields' own flags, both parsed by tyro."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from canetlib.cli import main
-from canetlib.configs import (
+from canetlib.training.configs import (
     CONFIGS,
     PretrainConfig,
     TrainConfig,
@@ -64,7 +64,7 @@ def test_overrides_are_typed() -> None:
 
 
 @pytest.mark.parametrize("item, field, value", [
-    ("world_held_glyphs=true", "world_held_glyphs", True),
+    ("world_per_fold=false", "world_per_fold", False),
     ("cache_images=TRUE", "cache_images", True),
     ("cache_images=yes", "cache_images", True),
     ("channels_last=0", "channels_last", False),
@@ -95,7 +95,7 @@ def test_override_spellings(item: str, field: str, value: Any) -> None:
 def test_overrides_are_parsed_by_tyro(monkeypatch: pytest.MonkeyPatch) -> None:
     import tyro
 
-    from canetlib import settings
+    from canetlib.training import settings
 
     assert not hasattr(settings, "parse_value")  # the hand-written parser is gone
     calls: list[list[str]] = []
@@ -127,12 +127,13 @@ def test_round_trip_and_mismatch() -> None:
 
 
 def test_model_fields_are_the_canet_config() -> None:
-    import dataclasses
-
     from canetlib.model import MODEL_FIELDS, PAPER_MODEL, CANetConfig
 
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert set(MODEL_FIELDS) <= names  # flat, so that --set width=64 works
+    train_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    for model_field in dataclasses.fields(CANetConfig):  # flat, so that --set width=64 works
+        mine = train_fields[model_field.name]
+        assert (mine.type, mine.default) == (model_field.type, model_field.default), mine.name
+    assert set(MODEL_FIELDS) <= set(train_fields)
     assert TrainConfig().model_config() == PAPER_MODEL
     cfg = get_config("synthetic-1shot", ["width=48", "fusion=mask-avg"])
     model = cfg.model_config()
@@ -144,11 +145,34 @@ def test_model_fields_are_the_canet_config() -> None:
         get_config("synthetic-1shot", ["pairing=product"])
 
 
-def test_settings_machinery_lives_in_its_own_module() -> None:
-    from canetlib import settings
+def test_a_shipped_train_config_loads_without_its_retired_option() -> None:
+    from canetlib.model import checkpoint
 
-    assert issubclass(TrainConfig, settings.Settings)
-    assert issubclass(PretrainConfig, settings.Settings)
+    stored = checkpoint.load("synthetic-imagenet-1shot-fold0")["train_config"]
+    assert stored["world_held_glyphs"] is False  # a retired option at its present value
+    cfg = TrainConfig.from_dict(stored)
+    assert cfg.to_dict() == {k: v for k, v in stored.items() if k != "world_held_glyphs"}
+    older = {**stored, "iom_history": "memory", "wrong_supports": 0.0}
+    assert TrainConfig.from_dict(older) == cfg
+
+
+@pytest.mark.parametrize("key, value", [("iom_history", "own"), ("wrong_supports", 0.5),
+                                        ("world_held_glyphs", True)])
+def test_a_retired_option_at_another_value_is_refused_in_one_line(key: str, value: Any) -> None:
+    from canetlib.training.settings import RetiredOptionError
+
+    stored = {**get_config("synthetic-imagenet-1shot").to_dict(), key: value}
+    with pytest.raises(RetiredOptionError) as err:
+        TrainConfig.from_dict(stored, source="run/model.pt")
+    present = TrainConfig.RETIRED[key]
+    assert str(err.value) == (f"run/model.pt was trained with the experiment option "
+                              f"{key}={value!r}, which canetlib does not have; only "
+                              f"{key}={present!r}, what canetlib does, can be read")
+    with pytest.raises(ValueError, match=f"unknown setting '{key}'"):
+        get_config("synthetic-imagenet-1shot", [f"{key}={value}"])
+
+
+def test_pretrain_config_overrides_are_validated_after_parsing() -> None:
     cfg = CONFIGS["synthetic-pretrain"].override(["backbone_widths=8,16,16,16", "steps=3"])
     assert isinstance(cfg, PretrainConfig) and cfg.backbone_widths == (8, 16, 16, 16)
     with pytest.raises(ValueError, match="backbone_widths needs 4 values"):
@@ -195,7 +219,7 @@ def test_flags_help_lists_every_field_with_its_default_and_doc(name: str) -> Non
 def _train_cli(monkeypatch: pytest.MonkeyPatch, out: Path, *argv: str) -> TrainConfig:
     """``python -m canetlib train --config synthetic-1shot --out OUT *argv`` with the trainer
     replaced: the config it would train."""
-    import canetlib.train
+    import canetlib.training.recipe
 
     got: dict[str, TrainConfig] = {}
 
@@ -203,7 +227,7 @@ def _train_cli(monkeypatch: pytest.MonkeyPatch, out: Path, *argv: str) -> TrainC
         got["cfg"] = cfg
         return types.SimpleNamespace(losses=[], step=0, total_steps=0, out=Path(out))
 
-    monkeypatch.setattr(canetlib.train, "train", fake_train)
+    monkeypatch.setattr(canetlib.training.recipe, "train", fake_train)
     assert main(["train", "--config", "synthetic-1shot", "--out", str(out), *argv]) == 0
     return got["cfg"]
 
@@ -232,19 +256,19 @@ def test_train_refuses_bad_fields_in_one_line(argv: list[str], message: str, tmp
 
 def test_other_commands_still_refuse_unknown_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["ablate", "--dry-run", "--lr", "0.5"])
+        main(["bench", "--lr", "0.5"])
     assert exc.value.code == 2
     assert "unrecognized arguments: --lr 0.5" in capsys.readouterr().err
 
 
 def test_resume_command_repeats_the_field_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    import canetlib.train
+    import canetlib.training.recipe
 
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(canetlib.train, "train", interrupted)
+    monkeypatch.setattr(canetlib.training.recipe, "train", interrupted)
     (tmp_path / "last.pt").write_bytes(b"")
     argv = ["train", "--config", "synthetic-1shot", "--out", str(tmp_path), "--set", "width=8",
             "--lr", "0.5", "--blocks", "block2", "block3"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from evalfakes import FakeEpisodes, tiny_model
+from helpers import FakeEpisodes, tiny_model
 
-from canetlib.crf import DenseCRF
-from canetlib.evaluate import evaluate
-from canetlib.inputs import IMAGENET_MEAN, IMAGENET_STD
+from canetlib.evaluation import evaluate
+from canetlib.evaluation.crf import DenseCRF
+from canetlib.model.inputs import IMAGENET_MEAN, IMAGENET_STD
 
 
 def two_regions(h: int = 90, w: int = 120) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -16,23 +16,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_episode
-from test_train import ROOT, _cli, _env, tiny
+from helpers import ROOT, make_episode, subprocess_env, tiny_canet, tiny_config, train_module_argv
 
 from canetlib import CANet
-from canetlib import checkpoint as ckpt_io
-from canetlib.evaluate import build_dataset, evaluate
-from canetlib.runtime import amp_dtype, autocast
-from canetlib.train import train
+from canetlib.data import make_dataset
+from canetlib.evaluation import evaluate
+from canetlib.model import checkpoint as ckpt_io
+from canetlib.model.runtime import amp_dtype, autocast
+from canetlib.training.recipe import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")
 
 
 def _tiny_model() -> CANet:
-    torch.manual_seed(0)
-    return CANet(pretrained=False, backbone="resnet-tiny", backbone_widths=(16, 32, 64, 64),
-                 width=32, fusion="attention").eval()
+    return tiny_canet(backbone_widths=(16, 32, 64, 64), width=32, fusion="attention").eval()
 
 
 def test_amp_is_bf16_or_fp16() -> None:
@@ -69,7 +67,7 @@ def test_channels_last_and_amp_match_fp32() -> None:
 
 def test_evaluator_on_cuda_matches_cpu() -> None:
     """The shipped 1-shot model on 24 seeded episodes: CPU, CUDA fp32 and CUDA AMP."""
-    ds = build_dataset("synthetic", fold=0, shots=1, episodes=24, seed=3)
+    ds = make_dataset("synthetic", split="test", fold=0, shots=1, episodes=24, seed=3)
     model = ckpt_io.load_model("synthetic-1shot-fold0")
     cpu = evaluate(model, ds, device="cpu", input_size=128)
     fp32 = evaluate(model, ds, device="cuda", amp=False, input_size=128)
@@ -85,7 +83,7 @@ def test_evaluator_on_cuda_matches_cpu() -> None:
 
 
 def test_trainer_on_cuda_with_amp(tmp_path: Path) -> None:
-    cfg = tiny("epochs=2")
+    cfg = tiny_config("epochs=2")
     res = train(cfg, tmp_path / "run", max_steps=6, device="cuda", progress=False)
     assert res.step == 6 and all(torch.isfinite(torch.tensor(res.losses)))
     assert next(res.model.parameters()).device.type == "cuda"
@@ -105,11 +103,11 @@ def test_ddp_over_nccl(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     batch = 2 * n
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={n}", *_cli(out, "--max-steps", "3", "--set",
+           f"--nproc_per_node={n}", *train_module_argv(out, "--max-steps", "3", "--set",
                                           f"batch_size={batch}")]
     if n == 1:  # torchrun with one process starts no group: start a one-rank nccl group
         cmd = [sys.executable, str(Path(__file__).with_name("ddp_one_rank.py")), str(out)]
-    env = _env()
+    env = subprocess_env()
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert res.returncode == 0, res.stderr[-3000:]

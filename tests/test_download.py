@@ -1,4 +1,4 @@
-"""Download helper: checksums, resumable .part files, safe extraction."""
+"""Downloads and archives: checksums, resumable .part files, safe extraction."""
 
 from __future__ import annotations
 
@@ -14,13 +14,18 @@ import pytest
 from fakes import make_tar, make_zip, tar_with_member
 
 import canetlib.data.download as dl
+from canetlib.data.archive import (
+    UnsafeArchiveError,
+    ensure_dataset,
+    extract_archive,
+    is_extracted,
+)
 from canetlib.data.download import (
     ChecksumError,
     DownloadError,
-    UnsafeArchiveError,
+    RemoteFile,
     download_url,
-    extract_archive,
-    is_extracted,
+    file_digest,
     verify_checksum,
 )
 
@@ -244,3 +249,17 @@ def test_not_an_archive(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="absent.tar"):
         extract_archive(tmp_path / "absent.tar", tmp_path / "dest", progress=False)
     assert not is_extracted("absent.tar", tmp_path / "dest")
+
+
+def test_ensure_dataset_fetches_once_then_trusts_the_folder(tmp_path: Path) -> None:
+    archive = make_tar(_tree(tmp_path / "src"), tmp_path / "pack.tar")
+    remote = RemoteFile(archive.as_uri(), "pack.tar", md5=file_digest(archive))
+    root = tmp_path / "root"
+    assert ensure_dataset(remote, root / "top", root, progress=False) == root / "top"
+    assert (root / "downloads" / "pack.tar").is_file() and is_extracted("pack.tar", root)
+    (root / "top" / "a.txt").write_text("mine")
+    archive.unlink()  # present data: nothing is fetched or unpacked again
+    ensure_dataset(remote, root / "top", root, progress=False)
+    assert (root / "top" / "a.txt").read_text() == "mine"
+    with pytest.raises(FileNotFoundError, match="missing"):
+        ensure_dataset(remote, root / "absent", root, progress=False)

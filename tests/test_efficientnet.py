@@ -55,7 +55,7 @@ def test_missing_weights_package_is_named(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_checkpoint_holds_only_the_head(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from canetlib import checkpoint
+    from canetlib.model import checkpoint
 
     model = CANet(pretrained=True, backbone="efficientnet-lite0", width=16).eval()
     payload = checkpoint.model_payload(model, half=True)

@@ -1,4 +1,4 @@
-"""The run engine (canetlib.engine) piece by piece: checkpoints, log, NaN guard, driver."""
+"""The run engine (canetlib.training.engine) piece by piece: checkpoints, log, NaN guard, driver."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import torch
 
-from canetlib.configs import get_config
-from canetlib.engine import (
+from canetlib.training.configs import get_config
+from canetlib.training.engine import (
     LOG_HEADER,
+    DistInfo,
     Run,
     check_loss,
     check_resumable,
@@ -76,27 +77,26 @@ def test_nan_guard_names_the_step() -> None:
         check_loss(float("inf"), 2, what="pretraining")
 
 
-def test_run_logs_every_step_and_saves_when_due(tmp_path: Path) -> None:
+def test_run_logs_every_step_and_says_when_to_save(tmp_path: Path) -> None:
     saved: list[int] = []
-
-    def payload(step: int, seconds: float) -> dict[str, Any]:
-        saved.append(step)
-        return _payload(step)
-
     _log(tmp_path / "log.csv", 4)  # steps past the checkpoint (2) are dropped
-    with Run(tmp_path, payload, end=7, save_every=3, state={"step": 2, "seconds": 1.5}) as run:
+    with Run(tmp_path, end=7, save_every=3, state={"step": 2, "seconds": 1.5}) as run:
         while not run.done:
-            run.step_done(0.25, 0.001, epoch=run.step // 4)
-    run.finish()
-    assert saved == [3, 6, 7]  # every save_every steps and at the end, not again by finish
+            if run.step_done(0.25, 0.001, epoch=run.step // 4):
+                saved.append(run.step)
+                run.save(_payload(run.step))
+    assert not run.finish()  # last.pt already holds step 7
+    assert saved == [3, 6, 7]  # every save_every steps and at the end
     assert run.losses == [0.25] * 5 and run.seconds >= 1.5
     rows = list(iter_log(tmp_path / "log.csv"))
     assert [int(r["step"]) for r in rows] == list(range(1, 8))
     assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 7
     (tmp_path / "b").mkdir()
-    other = Run(tmp_path / "b", payload, end=5, save_every=10)  # no step taken
-    other.finish()
-    assert saved[-1] == 0 and other.step == 0
+    other = Run(tmp_path / "b", end=5, save_every=10)  # no step taken
+    assert other.finish() and other.step == 0
+    follower = Run(tmp_path / "c", end=2, save_every=1, info=DistInfo(1, 2, 1))
+    assert not follower.step_done(0.5, 0.001, 0) and not follower.finish()  # rank 0 saves
+    assert not (tmp_path / "c").exists()
 
 
 def test_folder_rules_and_resumable_check(tmp_path: Path) -> None:
@@ -122,9 +122,9 @@ def test_folder_rules_and_resumable_check(tmp_path: Path) -> None:
 
 
 def test_pretrain_and_engine_do_not_import_the_trainer() -> None:
-    """The one-time import cycle (pretrain <-> train) stays gone."""
-    code = ("import sys, canetlib.pretrain, canetlib.engine, canetlib.data.training; "
-            "sys.exit('canetlib.train was imported' if 'canetlib.train' in sys.modules else 0)")
+    """Pretraining, the engine and the episodes need nothing of the CANet recipe."""
+    code = ("import sys, canetlib.training.pretrain, canetlib.training.engine, canetlib.training.episodes; "
+            "sys.exit('canetlib.training.recipe was imported' if 'canetlib.training.recipe' in sys.modules else 0)")
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120, check=False)

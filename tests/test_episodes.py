@@ -285,6 +285,19 @@ def test_make_dataset_routes_arguments(world: SyntheticSource) -> None:
     assert isinstance(own.source, SyntheticSource) and own.source.seed == 4
 
 
+def test_make_dataset_from_a_source_matches_the_sampler() -> None:
+    """``make_dataset(source=...)``, no name: the episodes of :class:`EpisodeDataset`."""
+    src = TinySource()
+    built = make_dataset(source=src, split="test", shots=2, episodes=4, seed=5, box_support=True,
+                         transform=lambda item: {**item, "seen": True})
+    direct = EpisodeDataset(src, 0, "test", 2, 4, 5, box_support=True)
+    for i in range(4):
+        a, b = built[i], direct[i]
+        assert a.pop("seen") and a["support_ids"] == b["support_ids"]
+        assert all(torch.equal(x, y) for x, y in zip(a["support_masks"], b["support_masks"]))
+    assert built.box_support and built.shots == 2 and make_dataset(source=src).split == "train"
+
+
 def test_collate_equal_and_unequal_sizes(world: SyntheticSource) -> None:
     src = TinySource()
     test_ds = EpisodeDataset(src, 0, "test", 1, 4, seed=0)

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 import torch
-from evalfakes import FakeEpisodes, tiny_model
+from helpers import FakeEpisodes, tiny_model
 from torch.nn import functional as F
 
-from canetlib.evaluate import (
+from canetlib.evaluation import (
     EvalResult,
     SeedsResult,
     binary_prediction,
@@ -18,7 +18,7 @@ from canetlib.evaluate import (
     resize_episode,
     resolve_input_size,
 )
-from canetlib.metrics import FewShotMeter, mean_std
+from canetlib.evaluation.metrics import FewShotMeter, mean_std
 from canetlib.model import MULTI_SCALE
 
 

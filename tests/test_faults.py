@@ -15,30 +15,29 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import make_episode, rect, rgb
-from evalfakes import segment_inputs, tiny_model
+from helpers import (
+    make_episode,
+    rect,
+    rgb,
+    segment_inputs,
+    tiny_config,
+    tiny_model,
+    tiny_pretrain_config,
+    train_cli,
+)
 from PIL import Image
-from test_pretrain import tiny as tiny_pretrain
-from test_train import TINY, tiny
 
-from canetlib import checkpoint
 from canetlib.cli import describe_os_error, glue_negative_values, main
+from canetlib.cli.segmentation import as_mask, run_segmentation
 from canetlib.data.imageio import atomic_path, check_writable, write_atomic
 from canetlib.data.prepared import write_pairs
-from canetlib.data.world_cache import write_cache_file
-from canetlib.engine import check_max_steps
-from canetlib.pretrain import pretrain
-from canetlib.segment import as_mask, run_segmentation
-from canetlib.train import train
+from canetlib.data.world.cache import write_cache_file
+from canetlib.model import checkpoint
+from canetlib.training.engine import check_max_steps
+from canetlib.training.pretrain import pretrain
+from canetlib.training.recipe import train
 
 NAN, INF = float("nan"), float("inf")
-
-
-
-def train_cli(out: Path, *args: str) -> list[str]:
-    sets = [x for item in TINY for x in ("--set", item)]
-    return ["train", "--config", "synthetic-1shot", "--fold", "0", "--out", str(out), *sets,
-            "--no-progress", *args]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -62,18 +61,18 @@ def segment(files: dict[str, str], out: Path, *extra: str, mask: str | None = No
 # --------------------------------------------------------------------------- wrong results
 def test_resume_below_the_saved_step_stops_and_writes_nothing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    train(tiny(), tmp_path, max_steps=3, progress=False)
+    train(tiny_config(), tmp_path, max_steps=3, progress=False)
     before = snapshot(tmp_path)
     with pytest.raises(ValueError, match=r"--max-steps 1 is below step 3.*nothing was trained"):
-        train(tiny(), tmp_path, max_steps=1, resume=True, progress=False)
+        train(tiny_config(), tmp_path, max_steps=1, resume=True, progress=False)
     assert main(train_cli(tmp_path, "--resume", "--max-steps", "2")) == 2
     assert "--max-steps 2 is below step 3" in capsys.readouterr().err
     assert snapshot(tmp_path) == before  # last.pt, model.pt and log.csv untouched
 
 
 def test_resume_at_the_saved_step_has_nothing_left_to_do(tmp_path: Path) -> None:
-    train(tiny(), tmp_path, max_steps=2, progress=False)
-    res = train(tiny(), tmp_path, max_steps=2, resume=True, progress=False)
+    train(tiny_config(), tmp_path, max_steps=2, progress=False)
+    res = train(tiny_config(), tmp_path, max_steps=2, resume=True, progress=False)
     assert res.step == 2 and res.losses == []
 
 
@@ -82,19 +81,19 @@ def test_max_steps_below_one_is_refused(tmp_path: Path, steps: int,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     with pytest.raises(ValueError, match=f"--max-steps must be >= 1, got {steps}"):
-        train(tiny(), out, max_steps=steps, progress=False)
+        train(tiny_config(), out, max_steps=steps, progress=False)
     with pytest.raises(ValueError, match="--max-steps must be >= 1"):
-        pretrain(tiny_pretrain(), out, max_steps=steps, progress=False)
+        pretrain(tiny_pretrain_config(), out, max_steps=steps, progress=False)
     assert main(train_cli(out, f"--max-steps={steps}")) == 2
     assert f"--max-steps must be >= 1, got {steps}" in capsys.readouterr().err
     assert not out.exists()
 
 
 def test_overwrite_with_bad_max_steps_keeps_the_old_run(tmp_path: Path) -> None:
-    train(tiny(), tmp_path, max_steps=1, progress=False)
+    train(tiny_config(), tmp_path, max_steps=1, progress=False)
     before = snapshot(tmp_path)
     with pytest.raises(ValueError, match="--max-steps must be >= 1"):
-        train(tiny(), tmp_path, max_steps=0, overwrite=True, progress=False)
+        train(tiny_config(), tmp_path, max_steps=0, overwrite=True, progress=False)
     assert snapshot(tmp_path) == before
     check_max_steps(None, 5)  # no limit: always fine
 
@@ -170,7 +169,7 @@ def test_whole_image_warning_is_one_cli_line(files: dict[str, str], tmp_path: Pa
 def test_evaluate_json_into_an_unwritable_place_fails_before_evaluating(
         tmp_path: Path, files: dict[str, str], monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import canetlib.evaluate as ev
+    import canetlib.evaluation as ev
 
     monkeypatch.setattr(ev, "evaluate", lambda *a, **k: pytest.fail("evaluated"))
     blocker = tmp_path / "blocker"
@@ -220,7 +219,7 @@ def test_read_only_folder_is_refused(tmp_path: Path) -> None:
 def test_os_errors_are_one_line_naming_the_path(
         files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import canetlib.segment as seg
+    import canetlib.cli.segmentation as seg
 
     def full_disk(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device", str(tmp_path / "pred.png"))
@@ -306,7 +305,7 @@ def test_model_config_missing_a_key_names_it(tmp_path: Path) -> None:
 def test_ctrl_c_during_training_says_how_to_resume(
         tmp_path: Path, at_call: int, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import canetlib.train as tr
+    import canetlib.training.recipe as tr
 
     real, calls = tr._train_step, {"n": 0}
 

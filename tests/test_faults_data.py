@@ -19,18 +19,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_episode, rect, rgb
-from evalfakes import segment_inputs, tiny_model
+from helpers import TINY, make_episode, rect, rgb, segment_inputs, tiny_config, tiny_model
 from PIL import Image
-from test_train import TINY, tiny
 
 from canetlib.cli import main
+from canetlib.cli.segmentation import as_mask, as_rgb, load_mask, run_segmentation, write_outputs
 from canetlib.data.imageio import image_size, read_image, read_mask
 from canetlib.data.source import ImageMaskSource
-from canetlib.engine.folder import LOCK, open_run_folder, release_run_folder
-from canetlib.inputs import MAX_ITERATIONS
-from canetlib.segment import as_mask, as_rgb, load_mask, run_segmentation, write_outputs
-from canetlib.train import train
+from canetlib.model.inputs import MAX_ITERATIONS
+from canetlib.training.engine.run_folder import LOCK, open_run_folder, release_run_folder
+from canetlib.training.recipe import train
 
 
 @pytest.fixture()
@@ -210,7 +208,7 @@ PROC_SELF_ERR = (r"cannot write /proc/self/r.json: (cannot create a file in /pro
 def test_evaluate_json_that_cannot_be_created_fails_before_evaluating(
         files: dict[str, Path], where: str, message: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import canetlib.evaluate as ev
+    import canetlib.evaluation as ev
 
     if where.startswith("/proc") and not Path("/proc/self").is_dir():
         pytest.skip("no /proc here (not Linux)")
@@ -228,8 +226,8 @@ def test_evaluate_json_that_cannot_be_created_fails_before_evaluating(
 def test_segment_and_bench_outputs_under_proc_fail_before_work(
         files: dict[str, Path], command: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import canetlib.segment as seg
-    from canetlib import bench
+    import canetlib.cli.segmentation as seg
+    from canetlib.evaluation import bench
 
     monkeypatch.setattr(bench, "run_benchmark", lambda *a, **k: pytest.fail("benchmarked"))
     monkeypatch.setattr(seg, "run_segmentation", lambda *a, **k: pytest.fail("segmented"))
@@ -242,7 +240,7 @@ def test_segment_and_bench_outputs_under_proc_fail_before_work(
 
 def test_evaluate_json_probe_leaves_nothing_and_the_result_is_written(
         files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    from canetlib.commands import evaluate as command
+    from canetlib.cli import evaluate as command
 
     target = files["ckpt"].parent / "new" / "deeper" / "r.json"
     seen: list[bool] = []
@@ -326,7 +324,7 @@ def test_upright_mask_of_a_rotated_photo_loads(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- run folder lock
 HAS_FCNTL = importlib.util.find_spec("fcntl") is not None
 HOLD = ("import sys, time; from pathlib import Path; "
-        "from canetlib.engine.folder import open_run_folder; "
+        "from canetlib.training.engine.run_folder import open_run_folder; "
         "open_run_folder(Path(sys.argv[1]), True, False, lock=True); "
         "print('locked', flush=True); time.sleep(120)")
 
@@ -341,7 +339,7 @@ def train_cli(out: Path, *args: str) -> list[str]:
 def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     """Another process holding the run folder ``tmp_path/run`` (a run of 1 step inside)."""
     out = tmp_path / "run"
-    train(tiny(), out, max_steps=1, progress=False)
+    train(tiny_config(), out, max_steps=1, progress=False)
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
@@ -371,21 +369,21 @@ def test_killed_trainer_leaves_no_stale_lock(tmp_path: Path,
     holder.kill()
     holder.wait()
     assert (out / LOCK).is_file()  # the killed run's file stays, its lock is gone
-    result = train(tiny(), out, max_steps=2, resume=True, progress=False)
+    result = train(tiny_config(), out, max_steps=2, resume=True, progress=False)
     assert result.step == 2 and not (out / LOCK).exists()
 
 
 def test_finished_or_failed_runs_release_the_folder(tmp_path: Path) -> None:
-    train(tiny(), tmp_path, max_steps=1, progress=False)
+    train(tiny_config(), tmp_path, max_steps=1, progress=False)
     assert not (tmp_path / LOCK).exists()
     with pytest.raises(ValueError, match="already holds a run"):
-        train(tiny(), tmp_path, max_steps=1, progress=False)
+        train(tiny_config(), tmp_path, max_steps=1, progress=False)
     with pytest.raises(ValueError, match="--max-steps 0 is below step 1|must be >= 1"):
-        train(tiny(), tmp_path, max_steps=0, resume=True, progress=False)
+        train(tiny_config(), tmp_path, max_steps=0, resume=True, progress=False)
     open_run_folder(tmp_path, True, False, lock=True)
     try:
         with pytest.raises(ValueError, match=rf"in use by another run \(process {os.getpid()}"):
-            train(tiny(), tmp_path, max_steps=2, resume=True, progress=False)
+            train(tiny_config(), tmp_path, max_steps=2, resume=True, progress=False)
     finally:
         release_run_folder(tmp_path)
-    assert train(tiny(), tmp_path, max_steps=2, resume=True, progress=False).step == 2
+    assert train(tiny_config(), tmp_path, max_steps=2, resume=True, progress=False).step == 2

@@ -8,15 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_episode
-from evalfakes import FakeEpisodes, tiny_model
-from test_faults import train_cli
-from test_own_source import scenes
+from helpers import FakeEpisodes, make_episode, scenes, tiny_model, train_cli
 
-from canetlib import checkpoint
 from canetlib.cli import main
-from canetlib.data import ImageMaskSource, episodes_from_source
-from canetlib.evaluate import resolve_input_size
+from canetlib.data import ImageMaskSource, make_dataset
+from canetlib.evaluation import resolve_input_size
+from canetlib.model import checkpoint
 
 
 @pytest.fixture()
@@ -76,8 +73,8 @@ def test_training_episodes_of_a_test_only_source_are_refused_when_built() -> Non
     assert source.num_folds == 1
     with pytest.raises(ValueError, match=r"source 'mine' has no train pool for fold 0 .*"
                                          r"allows split='test' only"):
-        episodes_from_source(source, split="train", episodes=2)
-    assert episodes_from_source(source, split="test", episodes=2)[0]["class_id"] in (1, 2)
+        make_dataset(source=source, split="train", episodes=2)
+    assert make_dataset(source=source, split="test", episodes=2)[0]["class_id"] in (1, 2)
 
 
 @pytest.mark.parametrize("made", [False, True])

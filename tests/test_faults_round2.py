@@ -1,5 +1,5 @@
 """Faults, round two: mask files that are no masks, a full disk, archives in the wrong
-folder, and flags of ``prepare``, ``segment``, ``bench`` and ``ablate`` checked before work."""
+folder, and flags of ``prepare``, ``segment``, ``bench`` and the Table 3 script checked before work."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from evalfakes import segment_inputs
+from helpers import segment_inputs, table3_script, train_cli
 from PIL import Image
-from test_faults import train_cli
 
-from canetlib import checkpoint
 from canetlib.cli import main
+from canetlib.cli.segmentation import as_mask, load_mask
 from canetlib.data.imageio import read_label, read_mask, voc_palette
-from canetlib.fsutil import atomic_path
-from canetlib.segment import as_mask, load_mask
+from canetlib.model import checkpoint
+from canetlib.model.files import atomic_path
 
 H, W = 40, 48
 
@@ -210,7 +209,7 @@ def test_full_disk_on_the_first_checkpoint_says_nothing_was_saved(
 
 def test_full_disk_while_logging_names_log_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from canetlib.engine import loop
+    from canetlib.training.engine import loop
 
     def append_row(path: Path, *args: object, **kwargs: object) -> None:
         enospc()
@@ -306,7 +305,8 @@ def test_prepare_without_any_archive_gives_the_prepare_command(
 
 
 def test_download_uses_an_archive_in_the_root_folder(tmp_path: Path) -> None:
-    from canetlib.data.download import RemoteFile, ensure_dataset, file_digest
+    from canetlib.data.archive import ensure_dataset
+    from canetlib.data.download import RemoteFile, file_digest
 
     archive = fake_archive(tmp_path / "pack.tar")
     remote = RemoteFile(url=(tmp_path / "nowhere" / "pack.tar").as_uri(), filename="pack.tar",
@@ -319,8 +319,9 @@ def test_download_uses_an_archive_in_the_root_folder(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- bench and ablate
 def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if ``bench`` measures or ``ablate`` trains anything."""
-    from canetlib import ablations, bench
+    """Fail the test if ``bench`` measures or the Table 3 script trains anything."""
+    from canetlib.evaluation import bench
+    from canetlib.teaching import table3 as ablations
 
     monkeypatch.setattr(bench, "_measure", lambda *a, **k: pytest.fail("measured"))
     monkeypatch.setattr(bench, "CANet", lambda *a, **k: pytest.fail("model built"))
@@ -358,7 +359,7 @@ def test_bench_checks_every_flag_before_timing(
 
 
 def test_bench_api_names_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
-    from canetlib.bench import run_benchmark
+    from canetlib.evaluation.bench import run_benchmark
 
     no_work(monkeypatch)
     with pytest.raises(ValueError, match=r"^eval_checkpoint missing.pt: checkpoint"):
@@ -391,8 +392,8 @@ def test_ablate_checks_every_flag_before_training_or_printing(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     no_work(monkeypatch)
     out, results = tmp_path / "runs", tmp_path / "results"
-    argv = ["ablate", "--out", str(out), "--results", str(results), *extra]
-    assert main([*argv, "--dry-run"] if dry else argv) == 2
+    argv = ["--out", str(out), "--results", str(results), *extra]
+    assert table3_script().main([*argv, "--dry-run"] if dry else argv) == 2
     assert one_error(capsys).startswith(message)
     assert not out.exists() and not results.exists()
 
@@ -402,14 +403,14 @@ def test_ablate_refuses_an_unwritable_results_folder(
         capsys: pytest.CaptureFixture[str]) -> None:
     no_work(monkeypatch)
     (tmp_path / "file").write_text("")
-    assert main(["ablate", "--out", str(tmp_path / "runs"), "--results",
-                 str(tmp_path / "file" / "r"), "--dry-run"]) == 2
+    assert table3_script().main(["--out", str(tmp_path / "runs"), "--results",
+                                 str(tmp_path / "file" / "r"), "--dry-run"]) == 2
     assert one_error(capsys) == (f"cannot write {tmp_path / 'file' / 'r'}: {tmp_path / 'file'} "
                                  "is a file, not a folder")
 
 
 def test_table3_api_names_its_arguments() -> None:
-    from canetlib.ablations import table3_rows
+    from canetlib.teaching.table3 import table3_rows
 
     with pytest.raises(ValueError, match=r"^seeds must be an integer >= 1 \(seeds 0..N-1\), "
                                          r"got 0$"):
@@ -462,9 +463,9 @@ def test_an_unknown_device_is_named(command: str, tmp_path: Path, monkeypatch: p
 
 @pytest.mark.parametrize("value", [(32,), (32, 32.5), (True, 32), "big"])
 def test_evaluate_api_input_size_must_be_a_size(value: object) -> None:
-    from evalfakes import FakeEpisodes
+    from helpers import FakeEpisodes
 
-    from canetlib.evaluate import resolve_input_size
+    from canetlib.evaluation import resolve_input_size
 
     with pytest.raises((ValueError, TypeError), match=r"input_size must be an int, \(H, W\)"):
         resolve_input_size(FakeEpisodes(1), value)  # type: ignore[arg-type]
@@ -472,9 +473,9 @@ def test_evaluate_api_input_size_must_be_a_size(value: object) -> None:
 
 
 def test_evaluate_api_device_is_named() -> None:
-    from evalfakes import FakeEpisodes, tiny_model
+    from helpers import FakeEpisodes, tiny_model
 
-    from canetlib.evaluate import evaluate
+    from canetlib.evaluation import evaluate
 
     with pytest.raises(ValueError, match=r"^device 'tpu' is not a device torch knows"):
         evaluate(tiny_model(), FakeEpisodes(1), device="tpu")
@@ -488,8 +489,7 @@ def test_evaluate_api_device_is_named() -> None:
     ({"scales": 1.0}, r"^scales must be a sequence of numbers such as \(1.0,\)"),
 ])
 def test_predict_arguments_are_named(kwargs: dict[str, object], message: str) -> None:
-    from conftest import make_episode
-    from evalfakes import tiny_model
+    from helpers import make_episode, tiny_model
 
     q, s, m = make_episode(size=32)
     with pytest.raises(ValueError, match=message):
@@ -497,8 +497,7 @@ def test_predict_arguments_are_named(kwargs: dict[str, object], message: str) ->
 
 
 def test_predict_refuses_float64_images_for_a_float32_model() -> None:
-    from conftest import make_episode
-    from evalfakes import tiny_model
+    from helpers import make_episode, tiny_model
 
     q, s, m = make_episode(size=32)
     with pytest.raises(ValueError, match=r"^query image: a float64 tensor, but the model's "
@@ -529,7 +528,7 @@ def test_a_download_that_never_starts_leaves_no_folder(
 ])
 def test_evaluate_api_arguments_are_named_before_any_episode(
         kwargs: dict[str, object], message: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from evalfakes import FakeEpisodes, tiny_model
+    from helpers import FakeEpisodes, tiny_model
 
     from canetlib.evaluation import loop
 
@@ -539,9 +538,9 @@ def test_evaluate_api_arguments_are_named_before_any_episode(
 
 
 def test_evaluate_seeds_refuses_a_repeated_seed() -> None:
-    from evalfakes import FakeEpisodes, tiny_model
+    from helpers import FakeEpisodes, tiny_model
 
-    from canetlib.evaluate import evaluate_seeds
+    from canetlib.evaluation import evaluate_seeds
 
     with pytest.raises(ValueError, match=r"^seeds must be distinct .*got \[0, 0\]$"):
         evaluate_seeds(tiny_model(), [0, 0], lambda s: pytest.fail("built"))  # type: ignore
@@ -555,9 +554,9 @@ BOX_RULE = ("(a box is x0,y0,x1,y1 in pixels with x0 < x1 and y0 < y1, clipped t
 def test_an_empty_support_box_names_its_support(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from evalfakes import tiny_model
+    from helpers import tiny_model
 
-    from canetlib.segment import run_segmentation
+    from canetlib.cli.segmentation import run_segmentation
 
     files = segment_inputs(tmp_path)
     monkeypatch.setattr(checkpoint, "load", lambda *a, **k: pytest.fail("loaded"))
@@ -605,8 +604,9 @@ def test_cuda_through_the_python_api_says_no_cuda_device(call: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from canetlib import checkpoint
-    from canetlib.evaluate import build_dataset, evaluate
+    from canetlib.data import make_dataset
+    from canetlib.evaluation import evaluate
+    from canetlib.model import checkpoint
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     name = "device" if call == "evaluate" else "map_location"
@@ -614,7 +614,7 @@ def test_cuda_through_the_python_api_says_no_cuda_device(call: str,
                                          rf"use {name}='cpu'$"):
         if call == "evaluate":
             model = checkpoint.load_model("synthetic-imagenet-1shot-fold0")
-            evaluate(model, build_dataset("synthetic", fold=0, shots=1, episodes=1, seed=0),
+            evaluate(model, make_dataset("synthetic", split="test", fold=0, shots=1, episodes=1, seed=0),
                      device="cuda", progress=False)
         else:
             checkpoint.load_model("synthetic-imagenet-1shot-fold0", map_location="cuda")

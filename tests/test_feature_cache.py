@@ -2,17 +2,17 @@
 
 import pytest
 import torch
+from helpers import tiny_canet
 
 from canetlib import CANet
 from canetlib.data import SyntheticSource, make_dataset
-from canetlib.evaluate import evaluate
+from canetlib.evaluation import evaluate
+from canetlib.model.baseline import PrototypeMatcher
 from canetlib.model.cache import FeatureCache, feature_cache, image_digest
 
 
 def tiny_model(fusion: str | None = None) -> CANet:
-    torch.manual_seed(0)
-    return CANet(pretrained=False, backbone="resnet-tiny", backbone_widths=(8, 8, 16, 16),
-                 width=16, dropout=0.0, fusion=fusion).eval()
+    return tiny_canet(dropout=0.0, fusion=fusion).eval()
 
 
 def test_cached_extract_equals_plain_and_counts_images():
@@ -22,11 +22,47 @@ def test_cached_extract_equals_plain_and_counts_images():
     with torch.inference_mode():
         plain = model.extract(batch)
         with feature_cache(model) as cache:
+            assert model.extract_cache is cache
             first = model.extract(batch)
             again = model.extract(torch.stack([b, a]))
-        assert "extract" not in model.__dict__  # the method is back after the block
     assert torch.allclose(first, plain, atol=1e-5) and torch.allclose(again, plain[[1, 0]], atol=1e-5)
     assert (cache.misses, cache.hits, len(cache)) == (2, 3, 2)
+
+
+def test_leaving_the_block_restores_the_uncached_path(monkeypatch):
+    model = tiny_model()
+    x = torch.randn(1, 3, 32, 32)
+    computed = []
+    compute = model.compute_features
+
+    def counted(images):
+        computed.append(len(images))
+        return compute(images)
+
+    monkeypatch.setattr(model, "compute_features", counted)
+    with torch.inference_mode():
+        with feature_cache(model) as cache:
+            model.extract(x)
+            model.extract(x)
+            with feature_cache(model) as inner:  # nested: the outer cache serves
+                model.extract(x)
+            assert inner is cache and model.extract_cache is cache
+        assert model.extract_cache is None
+        assert (len(computed), cache.hits) == (1, 2)
+        model.extract(x)
+        model.extract(x)
+    assert (len(computed), cache.hits) == (3, 2)  # computed every time, the cache untouched
+
+
+def test_the_prototype_matcher_has_the_slot_and_other_models_are_refused():
+    matcher = PrototypeMatcher.from_model(tiny_model()).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode(), feature_cache(matcher) as cache:
+        assert torch.equal(matcher.extract(x), matcher.extract(x))
+    assert (cache.misses, cache.hits) == (2, 2) and matcher.extract_cache is None
+    refused = pytest.raises(TypeError, match="feature_cache needs a model with an extract_cache")
+    with refused, feature_cache(torch.nn.Identity()):
+        pass
 
 
 def test_cache_passes_through_with_gradients_or_in_training_mode():

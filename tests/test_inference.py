@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_episode
+from helpers import make_episode, tiny_canet
 from torch.nn import functional as F
 
 from canetlib import CANet
@@ -17,9 +17,7 @@ SCALES = [(1.0,), MULTI_SCALE]
 
 
 def tiny(fusion: str | None = None) -> CANet:
-    torch.manual_seed(0)
-    return CANet(pretrained=False, backbone="resnet-tiny", backbone_widths=(8, 8, 16, 16),
-                 width=16, fusion=fusion).eval()
+    return tiny_canet(fusion=fusion).eval()
 
 
 def by_hand(model: CANet, query, supports, masks, iterations, scales, size):

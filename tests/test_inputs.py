@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_episode
+from helpers import make_episode, tiny_canet
 
 from canetlib import CANet, box_to_mask, mask_to_box
-from canetlib.inputs import check_target
+from canetlib.model.inputs import check_target
 
 
 @pytest.fixture(scope="module")
 def model() -> CANet:
-    return CANet(pretrained=False, backbone="resnet-tiny", width=16,
-                 backbone_widths=(8, 8, 8, 8)).eval()
+    return tiny_canet(seed=None, backbone_widths=(8, 8, 8, 8)).eval()
 
 
 def test_empty_support_mask(model: CANet) -> None:

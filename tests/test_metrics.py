@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from canetlib.metrics import (
+from canetlib.evaluation.metrics import (
     FewShotMeter,
     all_objects_iou,
     all_objects_miou,

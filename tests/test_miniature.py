@@ -1,4 +1,4 @@
-"""The embedded-world VOC2012 + SBD tree of canetlib.data.miniature, read back by prepare_pascal."""
+"""The embedded-world VOC2012 + SBD tree of canetlib.data.world.miniature, read back by prepare_pascal."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import scipy.io
 
 from canetlib.data.imageio import read_label
-from canetlib.data.miniature import build_world_tree
 from canetlib.data.pascal import PascalSource
 from canetlib.data.prepare.pascal import prepare_pascal
+from canetlib.data.world.miniature import build_world_tree
 
 
 @pytest.fixture(scope="module")

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
-from conftest import make_episode
+from helpers import make_episode, tiny_canet
 
 from canetlib import FUSIONS, CANet, masked_average_pooling
 from canetlib.model.backbone import BACKBONES
 
 
 def tiny(**kw: object) -> CANet:
-    kw.setdefault("backbone", "resnet-tiny")
-    kw.setdefault("width", 32)
-    kw.setdefault("backbone_widths", (8, 16, 24, 32))
-    return CANet(pretrained=False, **kw)  # type: ignore[arg-type]
+    return tiny_canet(seed=None, **{"width": 32, "backbone_widths": (8, 16, 24, 32), **kw})
 
 
 def paper_model(**kw: object) -> CANet:
@@ -235,7 +234,7 @@ def test_refine_reuses_cached_features() -> None:
 
 
 def test_cached_input_part_equals_the_plain_iom_pass() -> None:
-    from canetlib.train_init import kaiming_head
+    from canetlib.training.start import kaiming_head
 
     torch.manual_seed(0)
     model = tiny().eval()
@@ -278,26 +277,6 @@ def test_history_input_changes_first_pass() -> None:
     assert not torch.allclose(model(query, supports, masks, iterations=0, history=hist).final,
                               model(query, supports, masks, iterations=0).final)
     assert empty.shape == hist.shape
-
-
-def test_own_history_is_the_models_own_first_prediction() -> None:
-    # iom_history="own": the first pass is fed the prediction of a gradient-free pass from
-    # the empty mask, i.e. exactly the second pass of a 1-iteration run (eval: no dropout)
-    model = tiny().eval()
-    torch.nn.init.normal_(model.iom.history.body[1].weight, 0, 0.5)
-    query, supports, masks = make_episode(batch=3)
-    feats = model.encode(query, supports, masks)
-    two = model.refine(feats, 1).logits
-    own = model.refine(feats, 0, own_history=torch.tensor([True, False, True])).final
-    torch.testing.assert_close(own[[0, 2]], two[1][[0, 2]])
-    torch.testing.assert_close(own[1], two[0][1])
-    assert not torch.allclose(two[0], two[1])
-    with torch.enable_grad():
-        model.train()
-        out = model(query, supports, masks, iterations=0,
-                    own_history=torch.ones(3, dtype=torch.bool))
-        out.final.sum().backward()  # the gradient-free pass leaves one graph, one backward
-    assert model.iom.history.body[1].weight.grad is not None
 
 
 def test_predict_multiscale_and_size() -> None:
@@ -364,13 +343,12 @@ def test_normalised_encoder_ignores_feature_magnitude() -> None:
 
 
 def test_options_survive_a_checkpoint_and_old_configs_load_as_the_paper() -> None:
-    from canetlib.checkpoint import build_model
+    from canetlib.model.checkpoint import build_model
 
-    model = CANet(pretrained=False, backbone="resnet-tiny", width=16,
-                  backbone_widths=(8, 8, 16, 16), normalise=True, pairing="relational")
-    again = build_model(model.config)
+    model = tiny_canet(seed=None, normalise=True, pairing="relational")
+    again = build_model(model.config.to_dict())
     assert again.encoder.normalise and again.comparison.pairing == "relational"
-    old = {k: v for k, v in model.config.items() if k not in ("normalise", "pairing")}
+    old = {k: v for k, v in model.config.to_dict().items() if k not in ("normalise", "pairing")}
     paper = build_model(old)
     assert not paper.encoder.normalise and paper.comparison.pairing == "concat"
 
@@ -387,13 +365,13 @@ def test_canet_config_is_the_one_description_of_a_model() -> None:
                       fusion="mask-avg", normalise=True, pairing="relational")
     assert cfg.backbone_widths == (8, 8, 16, 16) and cfg.blocks == ("block2", "block3")
     model = CANet.from_config(cfg, pretrained=False)
-    assert model.canet_config == cfg and model.fusion == "mask-avg"
-    assert model.config == cfg.to_dict() and model.config["backbone_widths"] == [8, 8, 16, 16]
-    model.config["width"] = 99  # a fresh plain dict: the model is not changed
-    assert model.config["width"] == 16
+    assert model.config == cfg and model.fusion == "mask-avg"
+    assert model.config.to_dict()["backbone_widths"] == [8, 8, 16, 16]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.config.width = 99  # type: ignore[misc]  # a model's config cannot drift from it
     kw = CANet(pretrained=False, backbone="resnet-tiny", width=16, backbone_widths=(8, 8, 16, 16),
                fusion="mask-avg", normalise=True, pairing="relational")
-    assert kw.canet_config == cfg
+    assert kw.config == cfg
     assert CANetConfig.from_dict(cfg.to_dict()) == cfg
     assert CANetConfig(backbone_widths=()).backbone_widths is None
 
@@ -434,7 +412,8 @@ def test_checkpoint_model_configs_are_read_by_the_config() -> None:
 
 
 def test_every_shipped_checkpoint_loads_through_the_config() -> None:
-    from canetlib import CANetConfig, checkpoint
+    from canetlib import CANetConfig
+    from canetlib.model import checkpoint
 
     names = [n for n in checkpoint.shipped_names()
              if checkpoint.load(n).get("kind") != checkpoint.BACKBONE_KIND]
@@ -442,13 +421,13 @@ def test_every_shipped_checkpoint_loads_through_the_config() -> None:
     for name in names:
         stored = checkpoint.load(name)["model_config"]
         model = checkpoint.load_model(name)
-        assert model.canet_config == CANetConfig.from_dict(stored)
-        assert {k: model.config[k] for k in stored} == stored  # older files: a subset
-        assert checkpoint.model_payload(model)["model_config"] == model.config
+        assert model.config == CANetConfig.from_dict(stored)
+        assert {k: model.config.to_dict()[k] for k in stored} == stored  # older files: a subset
+        assert checkpoint.model_payload(model)["model_config"] == model.config.to_dict()
 
 
 def test_use_fusion_switches_how_supports_combine() -> None:
-    from evalfakes import tiny_model
+    from helpers import tiny_model
 
     model = tiny_model()
     assert model.fusion is None
@@ -456,7 +435,7 @@ def test_use_fusion_switches_how_supports_combine() -> None:
     with pytest.raises(ValueError, match="1-shot CANet"):
         model(q, s, m, iterations=0)
     model.eval().use_fusion("mask-avg")
-    assert model.fusion == "mask-avg" and model.config["fusion"] == "mask-avg"
+    assert model.fusion == "mask-avg" and model.config.fusion == "mask-avg"
     avg = model(q, s, m, iterations=0).final
     model.use_fusion("mask-or")
     assert not torch.allclose(model(q, s, m, iterations=0).final, avg)

@@ -13,20 +13,20 @@ import pytest
 from PIL import Image
 
 from canetlib.cli import main
-from canetlib.configs import get_config
-from canetlib.data import episodes_from_source, make_dataset
+from canetlib.data import make_dataset
 from canetlib.data.class_split import ClassSplit, read_split_file, split_from_dict
 from canetlib.data.download import file_digest
 from canetlib.data.folder import FolderSource, write_folder_dataset
 from canetlib.data.fss1000 import RESERVED_NAME, FSS1000Source, read_split_lists
-from canetlib.data.own_miniature import (
+from canetlib.data.world.own_miniature import (
     build_fss_archive,
     build_fss_tree,
     build_world_folder,
     write_fss_split_lists,
 )
-from canetlib.evaluate import evaluate
-from canetlib.train import train
+from canetlib.evaluation import evaluate
+from canetlib.training.configs import get_config
+from canetlib.training.recipe import train
 
 CHECKPOINT = "synthetic-imagenet-1shot-fold0"
 #: a short run of the shipped recipe from the shipped fold-0 weights
@@ -156,7 +156,7 @@ def test_too_few_images_for_the_shots_is_refused_before_the_run_folder(
         "40-shot episodes need at least shots + 1 = 41 per class" in err
     assert not out.exists()
     with pytest.raises(ValueError, match=r"test pool: class 1 \(aeroplane\) has \d+, class 2"):
-        episodes_from_source(FolderSource(world), shots=40, episodes=2)
+        make_dataset(source=FolderSource(world), split="test", shots=40, episodes=2)
 
 
 def test_training_needs_a_known_dataset_and_a_root() -> None:
@@ -270,8 +270,8 @@ def test_python_trains_on_any_source_with_a_training_pool_and_evaluates(
     cfg = get_config("synthetic-imagenet-1shot", RUN)  # cfg.dataset is not read
     run = train(cfg, tmp_path / "run", max_steps=2, device="cpu", progress=False, source=source)
     assert run.step == 2 and len(run.losses) == 2 and np.isfinite(run.losses).all()
-    result = evaluate(run.model, episodes_from_source(source, episodes=4, seed=0), device="cpu",
-                      progress=False)
+    test = make_dataset(source=source, split="test", episodes=4, seed=0)
+    result = evaluate(run.model, test, device="cpu", progress=False)
     names = {source.class_names[c - 1] for c in source.test_classes(0)}
     assert set(result.per_class_iou) <= names and 0 <= result.miou <= 100
     assert 0 < result.all_objects_miou < 100  # the scenes show other classes too
@@ -350,7 +350,7 @@ def test_fss1000_is_read_in_its_published_layout_with_the_split(tmp_path: Path) 
     assert np.array_equal(mask == class_id, raw >= 128)  # 200 is object, 60 background
     assert ((raw > 0) & (raw < 128)).any() and ((raw >= 128) & (raw < 255)).any()
     assert source.load_image(image_id).shape == (64, 80, 3)
-    test = episodes_from_source(source, shots=5, episodes=3)
+    test = make_dataset(source=source, split="test", shots=5, episodes=3)
     assert {test[i]["class_id"] for i in range(3)} <= set(source.test_classes(0))
     training = make_dataset("fss1000", root=str(tree.root), split="train", episodes=2,
                             train_size=48)

@@ -9,46 +9,21 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from evalfakes import tiny_model
+from helpers import scenes, tiny_model
 from PIL import Image
 
-from canetlib import checkpoint
 from canetlib.data import (
     EpisodeDataset,
     ImageMaskSource,
     SegmentationSource,
-    episodes_from_source,
     make_dataset,
 )
-from canetlib.evaluate import EvalResult, resolve_input_size
-from canetlib.metrics import all_objects_iou, all_objects_miou
+from canetlib.evaluation import EvalResult, resolve_input_size
+from canetlib.evaluation.metrics import all_objects_iou, all_objects_miou
+from canetlib.model import checkpoint
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 CHECKPOINT = "synthetic-imagenet-1shot-fold0"
-
-
-def scene(rng: np.random.Generator, h: int = 72, w: int = 96) -> tuple[np.ndarray, np.ndarray]:
-    """A grey image with a red square (class 1) on the left and a blue disc (class 2) right."""
-    image = rng.integers(90, 140, (h, w, 3), dtype=np.uint8)
-    mask = np.zeros((h, w), np.uint8)
-    side = int(rng.integers(16, 26))
-    y, x = int(rng.integers(2, h - side - 2)), int(rng.integers(2, w // 2 - side))
-    image[y:y + side, x:x + side] = (220, 40, 40)
-    mask[y:y + side, x:x + side] = 1
-    yy, xx = np.mgrid[:h, :w]
-    r = int(rng.integers(8, 13))
-    cy, cx = int(rng.integers(r + 1, h - r - 1)), int(rng.integers(w // 2 + r, w - r - 1))
-    disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-    image[disc] = (40, 60, 220)
-    mask[disc] = 2
-    mask[0, :] = 255  # an ignored border row
-    return image, mask
-
-
-def scenes(n: int = 6, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    rng = np.random.default_rng(seed)
-    images, masks = zip(*(scene(rng) for _ in range(n)))
-    return list(images), list(masks)
 
 
 def readme_block() -> str:
@@ -81,10 +56,10 @@ def test_episodes_need_no_training_pool_and_no_known_name() -> None:
     images, masks = scenes()
     source = ImageMaskSource(images, masks, ["square", "disc"], name="mine")
     assert source.image_pairs("train") == [] and source.test_classes(0) == [1, 2]
-    via_make = make_dataset(source=source, split="test", shots=1, episodes=4, seed=3)
-    direct = episodes_from_source(source, shots=1, episodes=4, seed=3)
+    direct = make_dataset(source=source, split="test", shots=1, episodes=4, seed=3)
     assert isinstance(direct, EpisodeDataset) and direct.classes == [1, 2]
-    assert [via_make.spec(i) for i in range(4)] == [direct.spec(i) for i in range(4)]
+    again = EpisodeDataset(source, 0, "test", 1, 4, 3)
+    assert [again.spec(i) for i in range(4)] == [direct.spec(i) for i in range(4)]
     item = direct[0]
     assert item["query_image"].shape == (3, 72, 96)
     assert item["query_mask"].shape == (72, 96)
@@ -92,7 +67,8 @@ def test_episodes_need_no_training_pool_and_no_known_name() -> None:
 
 
 def test_a_model_without_a_training_size_falls_back_to_the_source_default() -> None:
-    episodes = episodes_from_source(ImageMaskSource(*scenes(), ["square", "disc"]), episodes=2)
+    episodes = make_dataset(source=ImageMaskSource(*scenes(), ["square", "disc"]), split="test",
+                            episodes=2)
     assert resolve_input_size(episodes, None, tiny_model()) == (321, 321)
     assert resolve_input_size(episodes, 64, checkpoint.load_model(CHECKPOINT)) == (64, 64)
 
@@ -100,7 +76,7 @@ def test_a_model_without_a_training_size_falls_back_to_the_source_default() -> N
 def test_load_model_records_the_size_outside_the_state_dict() -> None:
     model = checkpoint.load_model(CHECKPOINT)
     assert model.input_size == checkpoint.trained_input_size(checkpoint.load(CHECKPOINT)) == 128
-    assert "input_size" not in model.config
+    assert "input_size" not in model.config.to_dict()
     assert not any("input_size" in k for k in model.state_dict())
     assert set(checkpoint.model_payload(model)["model"]) == set(checkpoint.load(CHECKPOINT)["model"])
 
@@ -116,7 +92,7 @@ def test_a_folder_gives_the_same_episodes(tmp_path: Path) -> None:
     folder = ImageMaskSource.from_folder(tmp_path, ["square", "disc"])
     memory = ImageMaskSource(images, masks, ["square", "disc"])
     assert folder.image_pairs("test") == memory.image_pairs("test")
-    a, b = (episodes_from_source(s, episodes=3, seed=0)[2] for s in (folder, memory))
+    a, b = (make_dataset(source=s, split="test", episodes=3, seed=0)[2] for s in (folder, memory))
     assert torch.equal(a["query_image"], b["query_image"])
     assert torch.equal(a["support_masks"], b["support_masks"])
 

@@ -1,4 +1,4 @@
-"""Offline backbone pretraining (canetlib.pretrain) on classes disjoint from the 20."""
+"""Offline backbone pretraining (canetlib.training.pretrain) on classes disjoint from the 20."""
 
 from __future__ import annotations
 
@@ -6,33 +6,24 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_canet, tiny_pretrain_config
 
-from canetlib import CANet
-from canetlib import checkpoint as ckpt_io
 from canetlib.cli import main
-from canetlib.configs import PretrainConfig, get_config
-from canetlib.pretrain import PretrainSamples, build_pool, load_backbone, pretrain
-
-TINY = ["backbone_widths=8,16,16,16", "image_size=64", "images_per_class=1", "batch_size=8",
-        "steps=6", "warmup=2", "threads=1", "save_every=2"]
-
-
-def tiny(*extra: str) -> PretrainConfig:
-    cfg = get_config("synthetic-pretrain", [*TINY, *extra])
-    assert isinstance(cfg, PretrainConfig)
-    return cfg
+from canetlib.model import checkpoint as ckpt_io
+from canetlib.training.configs import get_config
+from canetlib.training.pretrain import PretrainSamples, build_pool, load_backbone, pretrain
 
 
 def test_pool_never_shows_a_benchmark_class() -> None:
     from canetlib.data import CLASS_GLYPHS
 
-    pool = build_pool(tiny())
+    pool = build_pool(tiny_pretrain_config())
     benchmark = {g for glyphs in CLASS_GLYPHS.values() for g in glyphs}
     assert pool.num_classes >= 100 and not set(pool.glyphs) & benchmark
 
 
 def test_mosaic_samples_are_seeded_and_labelled() -> None:
-    samples = PretrainSamples(build_pool(tiny()), 1.0, 0)
+    samples = PretrainSamples(build_pool(tiny_pretrain_config()), 1.0, 0)
     a, b = samples[(0, 5)], samples[(0, 5)]
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["pixels"], b["pixels"])
     assert a["image"].shape == (3, 64, 64) and a["pixels"].shape == (64, 64)
@@ -41,12 +32,11 @@ def test_mosaic_samples_are_seeded_and_labelled() -> None:
 
 
 def test_pretrain_then_load_into_canet(tmp_path: Path) -> None:
-    res = pretrain(tiny(), tmp_path, progress=False)
+    res = pretrain(tiny_pretrain_config(), tmp_path, progress=False)
     assert res.step == 6 and res.backbone_path == tmp_path / "backbone.pt"
     rows = (tmp_path / "log.csv").read_text().splitlines()
     assert rows[0] == "step,epoch,loss,lr,seconds" and len(rows) == 7
-    model = CANet(pretrained=False, backbone="resnet-tiny", backbone_widths=(8, 16, 16, 16),
-                  width=16)
+    model = tiny_canet(seed=None, backbone_widths=(8, 16, 16, 16))
     load_backbone(model, res.backbone_path)
     pretrained = res.net.backbone.state_dict()
     assert any(k.startswith("layer4.") for k in pretrained)  # block4 pretrained too (Table 3)
@@ -56,7 +46,7 @@ def test_pretrain_then_load_into_canet(tmp_path: Path) -> None:
         assert torch.equal(v, pretrained[k].cpu())
     assert not any(p.requires_grad for p in model.backbone.parameters())  # frozen
     # a trainer config pointing at it trains on top of it
-    from canetlib.train_init import build_model
+    from canetlib.training.start import build_model
 
     cfg = get_config("synthetic-1shot", ["backbone_widths=8,16,16,16", "width=16",
                                          f"backbone_checkpoint={res.backbone_path}"])
@@ -66,21 +56,20 @@ def test_pretrain_then_load_into_canet(tmp_path: Path) -> None:
 
 
 def test_backbone_of_another_width_is_refused(tmp_path: Path) -> None:
-    res = pretrain(tiny("steps=1"), tmp_path, progress=False)
-    model = CANet(pretrained=False, backbone="resnet-tiny", backbone_widths=(8, 16, 32, 32),
-                  width=16)
+    res = pretrain(tiny_pretrain_config("steps=1"), tmp_path, progress=False)
+    model = tiny_canet(seed=None, backbone_widths=(8, 16, 32, 32))
     with pytest.raises(ValueError, match="backbone_widths is \\[8, 16, 16, 16\\]"):
         load_backbone(model, res.backbone_path)
 
 
 def test_resume_is_exact(tmp_path: Path) -> None:
-    whole = pretrain(tiny(), tmp_path / "whole", progress=False)
-    pretrain(tiny(), tmp_path / "part", max_steps=3, progress=False)
+    whole = pretrain(tiny_pretrain_config(), tmp_path / "whole", progress=False)
+    pretrain(tiny_pretrain_config(), tmp_path / "part", max_steps=3, progress=False)
     with pytest.raises(ValueError, match="already holds a run"):
-        pretrain(tiny(), tmp_path / "part", progress=False)
+        pretrain(tiny_pretrain_config(), tmp_path / "part", progress=False)
     with pytest.raises(ValueError, match="lr: checkpoint"):
-        pretrain(tiny("lr=0.1"), tmp_path / "part", resume=True, progress=False)
-    resumed = pretrain(tiny(), tmp_path / "part", resume=True, progress=False)
+        pretrain(tiny_pretrain_config("lr=0.1"), tmp_path / "part", resume=True, progress=False)
+    resumed = pretrain(tiny_pretrain_config(), tmp_path / "part", resume=True, progress=False)
     assert resumed.step == whole.step == 6
     a, b = whole.net.state_dict(), resumed.net.state_dict()
     for k in a:

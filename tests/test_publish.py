@@ -9,18 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import readme_command
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
-
-
-def readme_command(number: int) -> str:
-    """The command under ``# N.`` in the README's quick start block."""
-    lines = (ROOT / "README.md").read_text().splitlines()
-    for i, line in enumerate(lines):
-        if line.strip().startswith(f"# {number}."):
-            return lines[i + 1].strip()
-    raise AssertionError(f"README.md has no command {number}")
 
 
 def workflow() -> dict:

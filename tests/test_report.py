@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from canetlib import report
-from canetlib.resources import shipped_path
+from canetlib.teaching import report
+from canetlib.teaching.shipped import shipped_path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the shipped result files the book quotes, and the README that says how each was made
@@ -57,11 +57,11 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_shipped_results_read() -> None:
-    assert RESULTS == ROOT / "canetlib" / "results" / "imagenet-backbone"  # editable install
+    assert RESULTS == ROOT / "canetlib" / "teaching" / "results" / "imagenet-backbone"  # editable install
     rows = report.read_results(RESULTS)
     standard = [r for r in rows if r.variant == "standard" and r.fusion in (None, "attention")]
     assert {(r.fold, r.shots) for r in standard} == {(f, k) for f in range(4) for k in (1, 5)}
-    shipped = {p.stem for p in (ROOT / "canetlib" / "weights").glob("synthetic-imagenet-*.pt")}
+    shipped = {p.stem for p in (ROOT / "canetlib" / "model" / "weights").glob("synthetic-imagenet-*.pt")}
     assert {r.checkpoint for r in standard} == shipped  # every shipped model is measured
     assert all(r.checkpoint == f"synthetic-imagenet-{r.shots}shot-fold{r.fold}" and r.seeds == 5
                and r.episodes_per_seed == 1000 for r in standard)  # what the tables' text says
@@ -94,8 +94,8 @@ def test_readme_and_intro_quote_the_result_files() -> None:
     rows = report.read_results(RESULTS)
     for doc in DOCS:
         text = doc.read_text()
-        hint = (f"{doc} is out of date: python -m canetlib.report "
-                "canetlib/results/imagenet-backbone --write-into "
+        hint = (f"{doc} is out of date: python -m canetlib.teaching.report "
+                "canetlib/teaching/results/imagenet-backbone --write-into "
                 + " ".join(str(d.relative_to(ROOT)) for d in DOCS))
         assert report.read_block(text) == report.benchmark_table(rows), hint
         variants = report.read_block(text, "variants")
@@ -103,7 +103,7 @@ def test_readme_and_intro_quote_the_result_files() -> None:
 
 
 def test_variant_names_the_crf_backend() -> None:
-    from canetlib.report import variant_of
+    from canetlib.teaching.report import variant_of
 
     assert variant_of({"dense_crf": True}) == "DenseCRF"  # files written before the option
     assert variant_of({"dense_crf": True, "postprocess": {"backend": "exact"}}) == "DenseCRF"

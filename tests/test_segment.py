@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import rect, rgb
-from evalfakes import tiny_model
+from helpers import rect, rgb, tiny_model
 from PIL import Image
 
-from canetlib import checkpoint
 from canetlib.cli import main
-from canetlib.segment import as_mask, run_segmentation, segment_images
+from canetlib.cli.segmentation import as_mask, run_segmentation, segment_images
+from canetlib.model import checkpoint
 
 
 def test_mask_and_probs_at_query_size() -> None:

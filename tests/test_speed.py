@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from evalfakes import FakeEpisodes, tiny_model
+from helpers import FakeEpisodes, tiny_model
 from torch import nn
 from torch.nn import functional as F
 
 from canetlib import CANet
-from canetlib.evaluate import evaluate
+from canetlib.evaluation import evaluate
+from canetlib.evaluation.metrics import counts
 from canetlib.evaluation.speed import cpu_bf16_supported, inference_setup, resolve_precision
-from canetlib.metrics import counts
 from canetlib.model.fold import fold_batchnorm, foldable_pairs
 from canetlib.model.modules import ASPP
-from canetlib.runtime import configure_threads
+from canetlib.model.runtime import configure_threads
 
 
 def _randomise_batchnorm(module: nn.Module) -> None:

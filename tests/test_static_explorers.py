@@ -21,16 +21,16 @@ from typing import Any
 
 import pytest
 from browser import LAUNCH_ARGS, chromium, require
-from evalfakes import tiny_model
+from helpers import tiny_model
 
 from canetlib.data import SyntheticSource, make_dataset
-from canetlib.widgets import (
+from canetlib.teaching.widgets import (
     AttentionExplorer,
     EpisodeBrowser,
     IterationExplorer,
     static_page,
 )
-from canetlib.widgets.static import Control, control_states, static_figure
+from canetlib.teaching.widgets.static import Control, control_states, static_figure
 
 pytest.importorskip("ipywidgets")
 

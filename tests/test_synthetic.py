@@ -1,4 +1,4 @@
-"""Tests of the embedded OpenMoji world and the pretraining pool (canetlib.data.synthetic)."""
+"""Tests of the embedded OpenMoji world and the pretraining pool (canetlib.data.world.synthetic)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,12 @@ from canetlib.data import (
     PASCAL_CLASSES,
     make_dataset,
 )
-from canetlib.data import synthetic as syn
-from canetlib.data.synthetic import (
-    CLASS_GLYPHS,
-    HELD_OUT_GLYPHS,
-    PRETRAIN_GLYPHS,
-    PretrainingPool,
-    SyntheticSource,
-    render_glyph,
-)
+from canetlib.data.world import cache, catalog
+from canetlib.data.world import synthetic as syn
+from canetlib.data.world.catalog import CLASS_GLYPHS, PRETRAIN_GLYPHS
+from canetlib.data.world.glyphs import WORLD_VERSION, openmoji_version, render_glyph
+from canetlib.data.world.pretraining import PretrainingPool
+from canetlib.data.world.synthetic import SyntheticSource
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +56,12 @@ def test_class_table_follows_pascal_and_every_glyph_renders() -> None:
 
 def test_cache_root_honours_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("CANETLIB_CACHE", str(tmp_path / "c"))
-    assert syn.cache_root() == tmp_path / "c"
+    assert cache.cache_root() == tmp_path / "c"
     monkeypatch.setenv("CANETLIB_CACHE", "")
-    assert syn.cache_root() is None
+    assert cache.cache_root() is None
     monkeypatch.delenv("CANETLIB_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert syn.cache_root() == tmp_path / "x" / "canetlib"
+    assert cache.cache_root() == tmp_path / "x" / "canetlib"
 
 
 def test_images_are_a_pure_function_of_seed_and_id(small_world: SyntheticSource) -> None:
@@ -152,18 +149,18 @@ def test_pretraining_pool_is_disjoint_from_the_twenty_classes() -> None:
     assert len(set(PRETRAIN_GLYPHS)) == len(PRETRAIN_GLYPHS)
     assert not used & set(PRETRAIN_GLYPHS)
     for g in PRETRAIN_GLYPHS:
-        assert int(g, 16) not in syn.EXTRA_EXCLUDED
-        name = syn.glyph_name(g)
+        assert int(g, 16) not in catalog.EXTRA_EXCLUDED
+        name = catalog.glyph_name(g)
         if not name.startswith("U+"):  # the running Python knows the name: re-check the rule
-            assert syn.depicts_category(name) is None, (g, name)
-            assert syn.is_object_like(name), (g, name)
+            assert catalog.depicts_category(name) is None, (g, name)
+            assert catalog.is_object_like(name), (g, name)
     for g in used:  # the rule flags every world glyph that has a Unicode name
-        name = syn.glyph_name(g)
+        name = catalog.glyph_name(g)
         if not name.startswith("U+"):
-            assert syn.depicts_category(name) is not None, (g, name)
-    assert syn.depicts_category("BICYCLE") == "bicycle"
-    assert syn.depicts_category("BABY CHICK") == "bird"
-    assert syn.depicts_category("ROCKET") is None
+            assert catalog.depicts_category(name) is not None, (g, name)
+    assert catalog.depicts_category("BICYCLE") == "bicycle"
+    assert catalog.depicts_category("BABY CHICK") == "bird"
+    assert catalog.depicts_category("ROCKET") is None
     with pytest.raises(ValueError, match="20 world classes"):
         PretrainingPool(glyphs=("1F6B2", "1F680"))
 
@@ -217,79 +214,30 @@ def test_base_classes_train_only_and_fold_is_checked() -> None:
         SyntheticSource(base_classes=3)
 
 
-# -- held-out glyphs (issue 10: the comparison must not depend on the exact artwork) --------
-def _object_glyphs(world: SyntheticSource, image_ids: list[str]) -> list[tuple[str, str]]:
-    """(class name, glyph) of every object of the given images' layouts."""
-    return [(PASCAL_CLASSES[o.class_id - 1], o.glyph)
-            for i in image_ids for o in world.layout(i).objects]
-
-
-def test_held_out_glyphs_never_reach_the_training_pool() -> None:
-    assert HELD_OUT_GLYPHS["bird"] == CLASS_GLYPHS["bird"][-1] and "bicycle" not in HELD_OUT_GLYPHS
-    world = SyntheticSource(fold=1, held_glyphs=True, train_images_per_class=3,
-                            test_images_per_class=1)
-    seen = _object_glyphs(world, world.image_ids("train"))
-    assert len(seen) > 100 and not {g for _, g in seen} & set(HELD_OUT_GLYPHS.values())
-    assert len({g for _, g in seen}) > 20  # the other glyphs of a class still appear
-    default = SyntheticSource(fold=1, train_images_per_class=3, test_images_per_class=1)
-    assert {g for _, g in _object_glyphs(default, default.image_ids("train"))} & set(
-        HELD_OUT_GLYPHS.values())  # without the option this sample does show some
-
-
-def test_held_glyph_test_pool_shows_only_held_out_glyphs() -> None:
-    world = SyntheticSource(held_glyphs=True, test_glyphs="held", train_images_per_class=1,
-                            test_images_per_class=2)
-    default = SyntheticSource(train_images_per_class=1, test_images_per_class=2)
-    ids = world.image_ids("test")
-    for name, glyph in _object_glyphs(world, ids):
-        assert glyph == HELD_OUT_GLYPHS.get(name, CLASS_GLYPHS[name][0]), (name, glyph)
-    for i in ids[:4]:  # same image sizes and classes as the default pool, other artwork
-        a, b = world.layout(i), default.layout(i)
-        assert (a.height, a.width) == (b.height, b.width)
-        assert world.primary_class(i) == default.primary_class(i)
-    ds = make_dataset("synthetic", fold=0, split="test", episodes=2, train_images_per_class=1,
-                      test_images_per_class=2, held_glyphs=True, test_glyphs="held")
-    assert ds.source.test_glyphs == "held" and ds.source.held_glyphs
-    with pytest.raises(ValueError, match="test_glyphs"):
-        SyntheticSource(test_glyphs="new")
-
-
-def test_held_glyph_options_leave_the_default_world_alone() -> None:
+# -- the default world stays the same picture ------------------------------------------------
+def test_default_fingerprint_is_the_hash_of_the_world_spec() -> None:
+    """The scene and pair caches are keyed by this fingerprint."""
     kw = {"train_images_per_class": 3, "test_images_per_class": 1}
-    default = SyntheticSource(fold=0, **kw)
-    held = SyntheticSource(fold=0, held_glyphs=True, **kw)
-    held_test = SyntheticSource(fold=0, test_glyphs="held", **kw)
-    assert len({default.fingerprint, held.fingerprint, held_test.fingerprint}) == 3
-    spec = {"version": syn.WORLD_VERSION, "openmoji": syn.openmoji_version(), "seed": 0,
+    spec = {"version": WORLD_VERSION, "openmoji": openmoji_version(), "seed": 0,
             "per_class": {"train": 3, "test": 1}, "size": (160, 200), "main": 0.85,
-            "area": 0.015, "glyphs": CLASS_GLYPHS, "fold": 0, "base": [[], 40]}
-    old = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-    assert default.fingerprint == old  # the caches of the worlds before the option stay valid
-    assert SyntheticSource(fold=0, held_glyphs=False, test_glyphs="all", **kw).fingerprint \
-        == default.fingerprint
-    for i in default.image_ids("test")[:4]:  # held_glyphs alone keeps the test pool
-        assert np.array_equal(default.load_image(i), held.load_image(i))
+            "area": 0.015, "glyphs": CLASS_GLYPHS}
+    expected = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    assert SyntheticSource(**kw).fingerprint == expected
+    spec.update(fold=0, base=[[], 40])
+    expected = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    assert SyntheticSource(fold=0, **kw).fingerprint == expected
 
 
-def test_held_glyphs_reach_training_and_evaluation() -> None:
-    import argparse
+#: (class id, glyph) of every object of the default world's first layouts, back to front
+DEFAULT_OBJECTS = [
+    [(7, "1F697"), (1, "2708"), (3, "1F426")],
+    [(14, "1F6F5"), (8, "1F408"), (10, "1F404"), (8, "1F431")],
+    [(20, "1F5A5"), (4, "26F5"), (19, "1F686"), (2, "1F6B2")],
+    [(20, "1F4FA"), (19, "1F686"), (9, "1FA91")],
+]
 
-    from canetlib.commands import evaluate as cli
-    from canetlib.configs import TrainConfig
-    from canetlib.data.training import source_kwargs
 
-    cfg = TrainConfig(dataset="synthetic", world_held_glyphs=True)
-    cfg.validate()
-    assert source_kwargs(cfg)["held_glyphs"] is True
-    assert "held_glyphs" not in source_kwargs(TrainConfig(dataset="synthetic"))
-    with pytest.raises(ValueError, match="world_held_glyphs needs dataset=synthetic"):
-        TrainConfig(dataset="pascal", world_held_glyphs=True).validate()
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    base = ["--dataset", "synthetic", "--checkpoint", "x"]
-    assert cli.source_kwargs(parser.parse_args(base)) == {}
-    args = parser.parse_args([*base, "--glyphs", "held"])
-    assert cli.source_kwargs(args) == {"test_glyphs": "held"}
-    args.dataset = "pascal"
-    with pytest.raises(ValueError, match="--glyphs held needs --dataset synthetic"):
-        cli._validate(args)
+def test_default_world_draws_the_same_objects(world: SyntheticSource) -> None:
+    ids = ["train/000000", "train/000007", "test/000003", "test/000019"]
+    assert [[(o.class_id, o.glyph) for o in world.layout(i).objects] for i in ids] \
+        == DEFAULT_OBJECTS

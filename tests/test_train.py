@@ -1,9 +1,7 @@
-"""The trainer (canetlib.train): recipe, checkpoints, exact resume, torchrun, bad input."""
+"""The trainer (canetlib.training.recipe): recipe, checkpoints, exact resume, torchrun, bad input."""
 
 from __future__ import annotations
 
-import math
-import os
 import shutil
 import signal
 import subprocess
@@ -14,41 +12,16 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import subprocess_env, tiny_config, train_module_argv
 
-from canetlib import checkpoint as ckpt_io
 from canetlib.cli import main
-from canetlib.configs import TrainConfig, get_config
-from canetlib.data.training import HeldOutSource, held_out, rank_batches
-from canetlib.engine import DistInfo
-from canetlib.history import HistoryMemory, keep_history
-from canetlib.train import pixel_loss, train
-from canetlib.train_init import poly_lr
-
-ROOT = Path(__file__).resolve().parent.parent
-#: a CANet small enough for a test: tiny backbone, 16-channel head, 64 px, 8 episodes
-TINY = ["backbone_widths=8,16,16,16", "width=16", "train_size=64", "episodes=8",
-        "batch_size=2", "world_images=3", "backbone_checkpoint=none", "threads=1", "num_workers=0",
-        "save_every=1"]
-
-
-def tiny(*extra: str) -> TrainConfig:
-    cfg = get_config("synthetic-1shot", [*TINY, *extra])
-    assert isinstance(cfg, TrainConfig)
-    return cfg
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["CANETLIB_NO_PROGRESS"] = "1"
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
-def _cli(out: Path, *args: str) -> list[str]:
-    sets = [x for item in TINY for x in ("--set", item)]
-    return ["-m", "canetlib", "train", "--config", "synthetic-1shot", "--fold", "0",
-            "--out", str(out), *sets, *args]
+from canetlib.model import checkpoint as ckpt_io
+from canetlib.training.configs import TrainConfig, get_config
+from canetlib.training.engine import DistInfo
+from canetlib.training.episodes import HeldOutSource, held_out, rank_batches
+from canetlib.training.history import HistoryMemory
+from canetlib.training.recipe import pixel_loss, train
+from canetlib.training.start import poly_lr
 
 
 # --------------------------------------------------------------------------- pieces
@@ -65,7 +38,7 @@ def test_pixel_loss_ignores_255() -> None:
 
 
 def test_poly_lr_is_optional() -> None:
-    cfg = tiny()
+    cfg = tiny_config()
     assert poly_lr(cfg.replace(poly_power=0.0), 50, 100) == cfg.lr
     assert poly_lr(cfg.replace(poly_power=1.0), 50, 100) == pytest.approx(cfg.lr / 2)
 
@@ -98,7 +71,7 @@ def test_history_memory_dropout_and_state() -> None:
 
 
 def test_ranks_take_disjoint_shards() -> None:
-    cfg = tiny("batch_size=4", "episodes=16")
+    cfg = tiny_config("batch_size=4", "episodes=16")
     one = rank_batches(cfg, 3, DistInfo(0, 1, 0), 16)
     two = [rank_batches(cfg, 3, DistInfo(r, 2, r), 16) for r in range(2)]
     for step, batch in enumerate(one):
@@ -126,7 +99,7 @@ def test_validation_images_are_held_out_of_training() -> None:
 
 # --------------------------------------------------------------------------- runs
 def test_tiny_run_writes_checkpoint_and_log(tmp_path: Path) -> None:
-    cfg = tiny("epochs=2", "save_every=3")
+    cfg = tiny_config("epochs=2", "save_every=3")
     res = train(cfg, tmp_path, progress=False)
     assert res.step == res.total_steps == 8 and len(res.losses) == 8
     state = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -140,41 +113,36 @@ def test_tiny_run_writes_checkpoint_and_log(tmp_path: Path) -> None:
     assert rows[0] == "step,epoch,loss,lr,seconds" and len(rows) == 9
     assert [r.split(",")[1] for r in rows[1:]] == ["0"] * 4 + ["1"] * 4
     model = ckpt_io.load_model(tmp_path / "model.pt")
-    assert model.config["width"] == 16
+    assert model.config.width == 16
     # the frozen backbone did not move
     torch.manual_seed(cfg.seed)
     from canetlib import CANet
 
-    ref = CANet.from_config(tiny().model_config(), pretrained=False)
+    ref = CANet.from_config(tiny_config().model_config(), pretrained=False)
     for k, v in ref.backbone.state_dict().items():
         assert torch.equal(v, state["model"][f"backbone.{k}"])
 
 
-def test_own_history_run_feeds_the_iom_its_own_prediction(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from canetlib import CANet
-
-    seen: list[int] = []
-    forward = CANet.forward
-
-    def spy(self, *args, own_history=None, **kw):  # type: ignore[no-untyped-def]
-        assert kw.get("history") is None  # the memory is not read in this mode
-        seen.append(int(own_history.sum()))
-        return forward(self, *args, own_history=own_history, **kw)
-
-    monkeypatch.setattr(CANet, "forward", spy)
-    cfg = tiny("epochs=2", "iom_history=own", "mask_dropout=0.5")
-    res = train(cfg, tmp_path, progress=False)
-    assert res.step == 8 and all(math.isfinite(v) for v in res.losses)
-    # the same seeded coins as the memory's mask dropout, in the first epoch too
-    coins = [int(keep_history(list(range(8)), 0.5, cfg.seed, e).sum()) for e in (0, 1)]
-    assert sum(seen) == sum(coins) and 0 < sum(seen) < 16
-    with pytest.raises(ValueError, match="iom_history must be one of"):
-        tiny("iom_history=fresh")
+def test_resume_takes_a_retired_option_only_at_its_present_value(tmp_path: Path) -> None:
+    cfg = tiny_config()
+    train(cfg, tmp_path, max_steps=1, progress=False)
+    last = tmp_path / "last.pt"
+    state = torch.load(last, weights_only=True)
+    state["train_config"].update(iom_history="memory", wrong_supports=0.0)  # an older run's
+    ckpt_io.save_atomic(state, last)
+    assert train(cfg, tmp_path, max_steps=2, resume=True, progress=False).step == 2
+    state = torch.load(last, weights_only=True)
+    state["train_config"]["iom_history"] = "own"
+    ckpt_io.save_atomic(state, last)
+    with pytest.raises(ValueError) as err:
+        train(cfg, tmp_path, max_steps=3, resume=True, progress=False)
+    assert str(err.value) == (f"{last} was trained with the experiment option "
+                              "iom_history='own', which canetlib does not have; only "
+                              "iom_history='memory', what canetlib does, can be read")
 
 
 def test_output_folder_rules(tmp_path: Path) -> None:
-    cfg = tiny()
+    cfg = tiny_config()
     train(cfg, tmp_path, max_steps=1, progress=False)
     with pytest.raises(ValueError, match="already holds a run.*--resume.*--overwrite"):
         train(cfg, tmp_path, max_steps=1, progress=False)
@@ -187,24 +155,24 @@ def test_output_folder_rules(tmp_path: Path) -> None:
 
 
 def test_resume_refuses_another_config(tmp_path: Path) -> None:
-    train(tiny(), tmp_path, max_steps=1, progress=False)
+    train(tiny_config(), tmp_path, max_steps=1, progress=False)
     with pytest.raises(ValueError, match=r"another configuration.*lr: checkpoint 0\.001 != "
                                          r"requested 0\.02"):
-        train(tiny("lr=0.02"), tmp_path, max_steps=2, resume=True, progress=False)
+        train(tiny_config("lr=0.02"), tmp_path, max_steps=2, resume=True, progress=False)
 
 
 def test_resume_refuses_another_architecture(tmp_path: Path) -> None:
-    train(tiny(), tmp_path, max_steps=1, progress=False)
+    train(tiny_config(), tmp_path, max_steps=1, progress=False)
     state = torch.load(tmp_path / "last.pt", weights_only=True)
-    wide = train(tiny("width=8"), tmp_path / "other", max_steps=1, progress=False).model
+    wide = train(tiny_config("width=8"), tmp_path / "other", max_steps=1, progress=False).model
     state["model"] = wide.state_dict()  # same config record, tensors of another model
     ckpt_io.save_atomic(state, tmp_path / "last.pt")
     with pytest.raises(ValueError, match="does not match the model architecture.*shape"):
-        train(tiny(), tmp_path, max_steps=2, resume=True, progress=False)
+        train(tiny_config(), tmp_path, max_steps=2, resume=True, progress=False)
 
 
 def test_nan_loss_stops_naming_the_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import canetlib.train as tr
+    import canetlib.training.recipe as tr
 
     real = tr.pixel_loss
     calls = {"n": 0}
@@ -216,7 +184,7 @@ def test_nan_loss_stops_naming_the_step(tmp_path: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(tr, "pixel_loss", poisoned)
     with pytest.raises(ValueError, match="loss is nan at step 2"):
-        train(tiny(), tmp_path, max_steps=4, progress=False)
+        train(tiny_config(), tmp_path, max_steps=4, progress=False)
     assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 1
 
 
@@ -260,9 +228,9 @@ def _log_rows(folder: Path) -> list[list[str]]:
 def test_killed_and_resumed_run_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In process: a run stopped dead after step 5 (checkpoint at 4, log row 5 written) and
     resumed ends with the tensors, memory and losses of an unbroken run of 9 steps."""
-    import canetlib.train as tr
+    import canetlib.training.recipe as tr
 
-    cfg, steps = tiny("save_every=2"), 9
+    cfg, steps = tiny_config("save_every=2"), 9
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     unbroken = train(cfg, whole, max_steps=steps, progress=False)
     real, calls = tr._train_step, {"n": 0}
@@ -297,10 +265,10 @@ def test_sigkill_and_resume_is_exact(tmp_path: Path) -> None:
     (three CLI processes; test_killed_and_resumed_run_is_exact checks the same in process)."""
     steps = "9"
     whole, broken = tmp_path / "whole", tmp_path / "broken"
-    env = _env()
-    subprocess.run([sys.executable, *_cli(whole, "--max-steps", steps)], env=env, check=True,
+    env = subprocess_env()
+    subprocess.run([sys.executable, *train_module_argv(whole, "--max-steps", steps)], env=env, check=True,
                    capture_output=True, timeout=120)
-    proc = subprocess.Popen([sys.executable, *_cli(broken, "--max-steps", steps)], env=env,
+    proc = subprocess.Popen([sys.executable, *train_module_argv(broken, "--max-steps", steps)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     try:
@@ -313,7 +281,7 @@ def test_sigkill_and_resume_is_exact(tmp_path: Path) -> None:
         proc.wait()
     killed_at = _step_of(broken / "last.pt")
     assert 3 <= killed_at < int(steps)
-    subprocess.run([sys.executable, *_cli(broken, "--max-steps", steps, "--resume")], env=env,
+    subprocess.run([sys.executable, *train_module_argv(broken, "--max-steps", steps, "--resume")], env=env,
                    check=True, capture_output=True, timeout=120)
     a = torch.load(whole / "last.pt", weights_only=True)
     b = torch.load(broken / "last.pt", weights_only=True)
@@ -331,9 +299,9 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     if torchrun is None:
         pytest.skip("torchrun is not installed")
     out = tmp_path / "ddp"
-    res = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", *_cli(out, "--max-steps",
+    res = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", *train_module_argv(out, "--max-steps",
                                                                                   "2")],
-                         env=_env(), capture_output=True, text=True, timeout=180, check=False)
+                         env=subprocess_env(), capture_output=True, text=True, timeout=180, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["step"] == 2
@@ -344,13 +312,13 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
 
 
 def test_five_shot_starts_from_the_one_shot_model(tmp_path: Path) -> None:
-    one = train(tiny(), tmp_path / "one", max_steps=2, progress=False)
+    one = train(tiny_config(), tmp_path / "one", max_steps=2, progress=False)
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     shutil.copy(tmp_path / "one" / "model.pt", shipped / "tiny-1shot-fold0.pt")
-    cfg = tiny("shots=3", "fusion=attention", "optimizer=adamw", "head_init=kaiming",
+    cfg = tiny_config("shots=3", "fusion=attention", "optimizer=adamw", "head_init=kaiming",
                f"init_checkpoint={shipped}/tiny-1shot-fold{{fold}}.pt")
-    from canetlib.train_init import build_model
+    from canetlib.training.start import build_model
 
     five = build_model(cfg)
     a, b = one.model.state_dict(), five.state_dict()
@@ -393,13 +361,13 @@ def test_validation_classes_are_held_out_of_training() -> None:
 
 
 def test_class_validation_run(tmp_path: Path) -> None:
-    cfg = tiny("epochs=2", "val_by=classes", "val_classes=3", "validate_every=1",
+    cfg = tiny_config("epochs=2", "val_by=classes", "val_classes=3", "validate_every=1",
                "val_episodes=4")
     res = train(cfg, tmp_path, progress=False)
     assert [v["epoch"] for v in res.validation] == [1, 2]
     rows = (tmp_path / "val.csv").read_text().splitlines()
     assert len(rows) == 3
-    from canetlib.train import build_train_dataset, build_val_dataset
+    from canetlib.training.recipe import build_train_dataset, build_val_dataset
 
     train_classes = {c for _, c in build_train_dataset(cfg).pairs}
     val_classes = set(build_val_dataset(cfg).classes)
@@ -420,12 +388,12 @@ def test_runs_inside_the_callers_process_group(tmp_path: Path,
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", SpyDDP)
-    plain = train(tiny(), tmp_path / "plain", max_steps=3, progress=False)
+    plain = train(tiny_config(), tmp_path / "plain", max_steps=3, progress=False)
     assert not wrapped
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
                             world_size=1)
     try:
-        grouped = train(tiny(), tmp_path / "grouped", max_steps=3, progress=False)
+        grouped = train(tiny_config(), tmp_path / "grouped", max_steps=3, progress=False)
         assert dist.is_initialized()  # the caller's group is left running
         assert wrapped == [1]
     finally:

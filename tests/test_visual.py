@@ -7,14 +7,14 @@ import io
 import numpy as np
 import pytest
 import torch
-from evalfakes import FakeEpisodes
+from helpers import FakeEpisodes
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from canetlib import visual
-from canetlib.inputs import IMAGENET_MEAN, IMAGENET_STD
+from canetlib.model.inputs import IMAGENET_MEAN, IMAGENET_STD
+from canetlib.teaching import visual
 
 
 def png(fig: Figure) -> bytes:
@@ -209,3 +209,28 @@ def test_plot_outlines_titles_each_panel_and_names_each_label_once() -> None:
     texts = [t.get_text() for t in fig.findobj(Text)]
     assert texts.count("truth: bottle") == 1 and texts.count("prediction") == 1
     assert not visual.plot_outlines([(image, [], "no outlines")]).legends
+
+
+def test_predicted_mask_follows_the_models_rule() -> None:
+    """Foreground beats background, a tie is background, for both accepted layouts."""
+    from canetlib.model.inference import binary_prediction
+
+    fg = torch.tensor([[0.2, 0.5, 0.5001], [0.9, 0.0, 1.0]])
+    two = torch.stack([1 - fg, fg])
+    expected = [[0, 0, 1], [1, 0, 1]]
+    assert visual.predicted_mask(two).tolist() == expected
+    assert visual.predicted_mask(two[None]).tolist() == expected
+    assert visual.predicted_mask(fg.numpy()).tolist() == expected
+    assert (visual.predicted_mask(two) == binary_prediction(two[None])[0].numpy()).all()
+    with pytest.raises(ValueError, match=r"expected \(2, H, W\) probabilities"):
+        visual.predicted_mask(torch.zeros(3, 4, 4))
+
+
+def test_plot_iteration_draws_the_mask_it_is_given() -> None:
+    probs = torch.stack([torch.ones(16, 16), torch.zeros(16, 16)])  # all background
+    mask = torch.ones(16, 16, dtype=torch.long)
+    image = np.zeros((16, 16, 3), np.uint8)
+    drawn = visual.plot_iteration(image, probs, 1, mask=mask).axes[1].images[0].get_array()
+    assert (np.asarray(drawn)[..., 0] > 0).all()
+    default = visual.plot_iteration(image, probs, 1).axes[1].images[0].get_array()
+    assert (np.asarray(default) == 0).all()

@@ -12,20 +12,22 @@ import pytest
 import wheelenv
 
 import canetlib
-from canetlib import checkpoint
-from canetlib.resources import shipped_path
+from canetlib.model import checkpoint
+from canetlib.teaching.shipped import shipped_path
 
 ROOT = Path(__file__).resolve().parents[1]
-WEIGHTS = ROOT / "canetlib" / "weights"
-#: the package folders of the files the book reads (canetlib.resources)
-BOOK_DATA = ("results", "samples")
+WEIGHTS = ROOT / "canetlib" / "model" / "weights"
+#: the package folders of the files the book reads (canetlib.teaching.shipped)
+BOOK_DATA = ("teaching/results", "teaching/samples")
 
 
 def package_data_globs() -> list[str]:
-    """The ``canetlib`` entry of ``[tool.setuptools.package-data]`` in pyproject.toml."""
+    """``[tool.setuptools.package-data]`` of pyproject.toml as globs relative to ``canetlib/``."""
     tomllib = pytest.importorskip("tomllib")
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return cfg["tool"]["setuptools"]["package-data"]["canetlib"]
+    return [(package.split(".", 1)[1].replace(".", "/") + "/" if "." in package else "") + glob
+            for package, globs in cfg["tool"]["setuptools"]["package-data"].items()
+            for glob in globs]
 
 
 def repo_checkpoints() -> list[str]:
@@ -35,7 +37,7 @@ def repo_checkpoints() -> list[str]:
 def test_shipped_dir_is_the_package_weights_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CANETLIB_CHECKPOINTS", raising=False)
     folder = checkpoint.shipped_dir()
-    assert folder.resolve() == (Path(canetlib.__file__).resolve().parent / "weights")
+    assert folder.resolve() == (Path(canetlib.__file__).resolve().parent / "model" / "weights")
     assert checkpoint.shipped_names() == repo_checkpoints()
     assert {"synthetic-1shot-fold0", "synthetic-5shot-fold0",
             "synthetic-backbone"} <= set(checkpoint.shipped_names())
@@ -60,13 +62,13 @@ def test_every_checkpoint_in_the_folder_is_package_data() -> None:
         if path.suffix in (".pt", ".md"):
             rel = path.relative_to(ROOT / "canetlib").as_posix()
             assert any(fnmatch.fnmatch(rel, g) for g in globs), f"{rel} would not ship"
-    assert "weights/*.pt" in globs  # a new NAME.pt ships without touching pyproject.toml
+    assert "model/weights/*.pt" in globs  # a new NAME.pt ships without touching pyproject.toml
     # nothing shipped is left behind in the old folder, which is not in the wheel
     assert not list((ROOT / "data" / "checkpoints").glob("*.pt"))
 
 
 def book_data_files() -> list[str]:
-    """The files of the package's ``results/`` and ``samples/`` folders, relative to it."""
+    """The files of ``canetlib/teaching/results`` and ``samples``, relative to ``canetlib/``."""
     package = ROOT / "canetlib"
     return sorted(p.relative_to(package).as_posix() for folder in BOOK_DATA
                   for p in (package / folder).rglob("*") if p.is_file())
@@ -75,17 +77,18 @@ def book_data_files() -> list[str]:
 def test_every_file_the_book_reads_is_package_data() -> None:
     globs = package_data_globs()
     files = book_data_files()
-    assert "samples/query.png" in files and "results/gpu/bench_cuda.json" in files
+    assert ("teaching/samples/query.png" in files
+            and "teaching/results/gpu/bench_cuda.json" in files)
     for rel in files:
         assert any(fnmatch.fnmatch(rel, g) for g in globs), f"{rel} would not ship"
-        assert shipped_path(rel) == ROOT / "canetlib" / rel
-    # the chapters read these through canetlib.resources, not from the repository's data/
+        assert shipped_path(rel.removeprefix("teaching/")) == ROOT / "canetlib" / rel
+    # the chapters read these through canetlib.teaching.shipped, not from the repository's data/
     assert not list((ROOT / "data").glob("samples/*"))
     assert not list((ROOT / "data" / "results").glob("imagenet-backbone/fold*/[15]shot*.json"))
 
 
 def test_shipped_path_names_what_is_missing() -> None:
-    with pytest.raises(FileNotFoundError, match="canetlib/results/nothing.json"):
+    with pytest.raises(FileNotFoundError, match="canetlib/teaching/results/nothing.json"):
         shipped_path("results/nothing.json")
     for bad in ("../README.md", "/etc/passwd", ""):
         with pytest.raises(ValueError, match="inside the canetlib package"):
@@ -97,11 +100,13 @@ import math, sys
 from pathlib import Path
 
 import canetlib
-from canetlib import checkpoint, pretrain, report
-from canetlib.ablations import load_table3
+from canetlib.model import checkpoint
+from canetlib.training import pretrain
+from canetlib.teaching import report
+from canetlib.teaching.table3 import load_table3
 from canetlib.data import make_dataset
-from canetlib.evaluate import evaluate
-from canetlib.resources import shipped_path
+from canetlib.evaluation import evaluate
+from canetlib.teaching.shipped import shipped_path
 
 prefix = Path(sys.prefix).resolve()
 here = Path(canetlib.__file__).resolve()
@@ -139,8 +144,8 @@ def test_installed_wheel_loads_every_shipped_checkpoint(tmp_path: Path) -> None:
     expected = repo_checkpoints()
     assert expected
     for name in expected:
-        assert f"canetlib/weights/{name}.pt" in wheel.members, f"{name}.pt is not in the wheel"
-    for rel in ("weights/README.md", *book_data_files()):
+        assert f"canetlib/model/weights/{name}.pt" in wheel.members, f"{name}.pt is not in the wheel"
+    for rel in ("model/weights/README.md", *book_data_files()):
         assert f"canetlib/{rel}" in wheel.members, f"{rel} is not in the wheel"
 
     assert ROOT not in tmp_path.resolve().parents

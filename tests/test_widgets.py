@@ -9,13 +9,13 @@ import types
 import matplotlib
 import pytest
 import torch
-from evalfakes import tiny_model
+from helpers import tiny_model
 from matplotlib.colors import to_hex
 
-from canetlib import visual
 from canetlib.data import SyntheticSource, make_dataset
-from canetlib.evaluate import evaluate, resolve_input_size
-from canetlib.widgets import (
+from canetlib.evaluation import evaluate, resolve_input_size
+from canetlib.teaching import visual
+from canetlib.teaching.widgets import (
     FRAME_MAX_WIDTH,
     AttentionExplorer,
     EpisodeBrowser,
@@ -335,8 +335,8 @@ def test_every_control_redraws(world) -> None:
 
 
 def test_the_package_exports_what_the_book_imports() -> None:
-    """``canetlib.widgets`` is a package split by job; every public name is still importable."""
-    from canetlib import widgets
+    """``canetlib.teaching.widgets`` is a package split by job; every public name is still importable."""
+    from canetlib.teaching import widgets
 
     for name in ["AttentionExplorer", "EpisodeBrowser", "EpisodeRun", "IterationExplorer",
                  "iterations_of", "run_episode", "FRAME_DPI", "FRAME_FORMAT",
@@ -363,7 +363,7 @@ def test_explorers_display_the_widget_view_and_the_static_figure(world, monkeypa
     """The mime bundle: the live view (JupyterLab, Colab) plus the static figure (the book)."""
     from IPython.core.formatters import DisplayFormatter
 
-    from canetlib.widgets import explorer as explorer_module
+    from canetlib.teaching.widgets import explorer as explorer_module
 
     made = []
     real = explorer_module.static_figure

@@ -38,9 +38,9 @@ import sys
 sys.path.insert(0, {str(TESTS)!r})
 import ipywidgets as w
 from IPython.display import display
-from evalfakes import tiny_model  # CANet(pretrained=False, backbone="resnet-tiny", ...)
+from helpers import tiny_model  # CANet(pretrained=False, backbone="resnet-tiny", ...)
 from canetlib.data import SyntheticSource, make_dataset
-from canetlib.widgets import IterationExplorer
+from canetlib.teaching.widgets import IterationExplorer
 
 world = SyntheticSource(train_images_per_class=6, test_images_per_class=6)
 ds = make_dataset("synthetic", source=world, fold=0, split="test", shots=1, episodes=2, seed=3)
@@ -57,7 +57,7 @@ print("FRAME", explorer.frame_size)
 """
 
 BROWSER_CELL = """\
-from canetlib.widgets import EpisodeBrowser
+from canetlib.teaching.widgets import EpisodeBrowser
 
 sets = {shots: make_dataset("synthetic", source=world, fold=0, split="test", shots=shots,
                             episodes=2, seed=3) for shots in (1, 5)}

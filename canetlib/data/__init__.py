@@ -1,22 +1,24 @@
 """Data: image sources (embedded world, PASCAL-5i, COCO-20i, FSS-1000, your folder) and episodes.
 
-``make_dataset("synthetic", fold=0, split="test", shots=1)`` is the entry point;
-``episodes_from_source(source)`` draws test episodes from any
+:func:`make_dataset` builds every episode set: ``make_dataset("synthetic", fold=0,
+split="test", shots=1)`` by name, or ``make_dataset(source=src, split="test")`` from any
 :class:`SegmentationSource` (your own images: :class:`ImageMaskSource`; to train on them
-too, a folder with a class split: :class:`canetlib.data.folder.FolderSource`); see
+too, a folder with a class split: :class:`canetlib.data.folder.FolderSource`). See
 :mod:`canetlib.data.episodes` for the episode protocol and item format and
-:mod:`canetlib.data.synthetic` for the embedded world (OpenMoji glyphs, CC BY-SA 4.0).
+:mod:`canetlib.data.world.synthetic` for the embedded world (OpenMoji glyphs, CC BY-SA 4.0).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from canetlib.data.augment import SCALE_RANGE
 from canetlib.data.episodes import (
     DEFAULT_TRAIN_SIZE,
-    SCALE_RANGE,
     EpisodeDataset,
     EpisodeSpec,
+    Item,
     collate_episodes,
     denormalise_image,
     image_to_tensor,
@@ -27,23 +29,15 @@ from canetlib.data.source import (
     ImageMaskSource,
     SegmentationSource,
 )
-from canetlib.data.synthetic import (
-    CLASS_GLYPHS,
-    HELD_OUT_GLYPHS,
-    OPENMOJI_CREDIT,
-    PRETRAIN_GLYPHS,
-    PretrainingPool,
-    SyntheticSource,
-)
-from canetlib.inputs import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from canetlib.data.world.catalog import CLASS_GLYPHS, PRETRAIN_GLYPHS
+from canetlib.data.world.pretraining import PretrainingPool
+from canetlib.data.world.synthetic import OPENMOJI_CREDIT, SyntheticSource
+from canetlib.model.inputs import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 
 #: Names accepted by :func:`make_dataset` / :func:`make_source`.
 DATASET_NAMES: tuple[str, ...] = ("synthetic", "pascal", "coco", "folder", "fss1000")
 #: datasets whose source is built for one fold (:func:`make_dataset` passes ``fold`` on)
 FOLD_SOURCES: tuple[str, ...] = ("folder", "fss1000")
-
-#: ``make_dataset`` keyword arguments that go to :class:`EpisodeDataset`, not the source.
-_DATASET_KWARGS = ("train_size", "transform", "wrong_supports")
 
 
 def make_source(name: str, root: str | None = None, **kwargs: Any) -> SegmentationSource:
@@ -87,52 +81,34 @@ def make_dataset(
     shots: int = 1,
     episodes: int = 1000,
     seed: int = 0,
+    *,
+    source: SegmentationSource | None = None,
     box_support: bool = False,
-    **kwargs: Any,
+    train_size: int = DEFAULT_TRAIN_SIZE,
+    transform: Callable[[Item], Item] | None = None,
+    **source_kwargs: Any,
 ) -> EpisodeDataset:
-    """Few-shot episodes of dataset ``name`` (one of :data:`DATASET_NAMES`).
+    """Seeded few-shot episodes of dataset ``name`` (one of :data:`DATASET_NAMES`) or of
+    ``source``, any :class:`SegmentationSource` (``name`` is then ignored).
 
-    ``train_size``, ``transform`` and ``wrong_supports`` go to :class:`EpisodeDataset`; ``source=`` gives
-    any :class:`SegmentationSource` instead of a name (``name`` is then ignored); every
-    other keyword goes to the source constructor. ``seed`` is the episode seed; the
+    ``box_support``, ``train_size`` and ``transform`` go to :class:`EpisodeDataset`,
+    every other keyword to the source constructor. ``seed`` is the episode seed; the
     synthetic world's own seed is ``world_seed=``.
     """
-    dataset_kwargs = {k: kwargs.pop(k) for k in _DATASET_KWARGS if k in kwargs}
-    source = kwargs.pop("source", None)
     if source is None:
         if name not in DATASET_NAMES:
             raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}"
                              " (or pass source= for your own SegmentationSource)")
-        if name == "synthetic" and "world_seed" in kwargs:
-            kwargs["seed"] = kwargs.pop("world_seed")
+        if name == "synthetic" and "world_seed" in source_kwargs:
+            source_kwargs["seed"] = source_kwargs.pop("world_seed")
         if name in FOLD_SOURCES:
-            kwargs.setdefault("fold", fold)
-        source = make_source(name, root, **kwargs)
-    elif kwargs:
-        raise ValueError(f"source= given, so source options {sorted(kwargs)} cannot be applied")
-    return EpisodeDataset(
-        source, fold, split, shots, episodes, seed, box_support=box_support, **dataset_kwargs
-    )
-
-
-def episodes_from_source(
-    source: SegmentationSource,
-    split: str = "test",
-    shots: int = 1,
-    episodes: int = 1000,
-    seed: int = 0,
-    *,
-    fold: int = 0,
-    box_support: bool = False,
-    **kwargs: Any,
-) -> EpisodeDataset:
-    """Seeded few-shot episodes of any :class:`SegmentationSource`, whatever its name.
-
-    Test episodes (the default) need only the source's test pool; ``train_size``
-    and ``transform`` go to :class:`EpisodeDataset`.
-    """
-    return EpisodeDataset(source, fold, split, shots, episodes, seed,
-                          box_support=box_support, **kwargs)
+            source_kwargs.setdefault("fold", fold)
+        source = make_source(name, root, **source_kwargs)
+    elif source_kwargs:
+        raise ValueError(f"source= given, so source options {sorted(source_kwargs)} "
+                         "cannot be applied")
+    return EpisodeDataset(source, fold, split, shots, episodes, seed, box_support=box_support,
+                          train_size=train_size, transform=transform)
 
 
 __all__ = [
@@ -140,7 +116,6 @@ __all__ = [
     "DATASET_NAMES",
     "DEFAULT_TRAIN_SIZE",
     "FOLD_SOURCES",
-    "HELD_OUT_GLYPHS",
     "IGNORE_INDEX",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -157,7 +132,6 @@ __all__ = [
     "SyntheticSource",
     "collate_episodes",
     "denormalise_image",
-    "episodes_from_source",
     "image_to_tensor",
     "make_dataset",
     "make_source",

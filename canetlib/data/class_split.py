@@ -165,7 +165,7 @@ def read_split_file(path: str | os.PathLike[str]) -> ClassSplit:
 
 def write_split_file(split: ClassSplit, path: str | os.PathLike[str]) -> Path:
     """Write ``split`` as the JSON that :func:`read_split_file` reads, atomically."""
-    from canetlib.fsutil import write_atomic
+    from canetlib.model.files import write_atomic
 
     write_atomic(path, json.dumps(split.to_dict(), indent=1) + "\n")
     return Path(path)

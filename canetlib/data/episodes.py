@@ -45,29 +45,23 @@ Items are dicts (shapes for one item; ``k`` = shots):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import functional as TF
 
+from canetlib.data.augment import augment, single_torch_thread
 from canetlib.data.source import SPLITS, SegmentationSource
-from canetlib.inputs import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from canetlib.model.inputs import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 
-#: Support (and query) rescaling range of the reference training augmentation.
-SCALE_RANGE: tuple[float, float] = (1.0, 1.5)
 #: Default training crop, as in the paper (321 x 321).
 DEFAULT_TRAIN_SIZE = 321
-#: Crops tried before accepting one that shows no target pixel.
-_CROP_TRIES = 5
 
 _SPLIT_TAG = {"train": 1, "test": 2}
-_QUERY, _SUPPORT, _BOX, _AUG_QUERY, _AUG_SUPPORT, _ORDER, _WRONG = range(7)
+_QUERY, _SUPPORT, _BOX, _AUG_QUERY, _AUG_SUPPORT, _ORDER = range(6)
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32) * np.float32(255.0)
 _INV_STD = np.float32(1.0) / (np.array(IMAGENET_STD, dtype=np.float32) * np.float32(255.0))
@@ -135,12 +129,6 @@ class EpisodeSpec:
     class_id: int
     query_id: str
     support_ids: tuple[str, ...]
-    #: the class whose mask each support carries (empty: ``class_id`` for every support)
-    support_classes: tuple[int, ...] = ()
-
-    def support_class(self, slot: int) -> int:
-        """Class of the mask of support ``slot`` (another class for a wrong support)."""
-        return self.support_classes[slot] if self.support_classes else self.class_id
 
 
 # --- the dataset -----------------------------------------------------------------------------
@@ -158,11 +146,6 @@ class EpisodeDataset(Dataset[Item]):
         box_support: support masks are the filled box of one seeded random instance.
         train_size: side of the square training crops (ignored at test time).
         transform: optional callable applied to each finished item dict (last step).
-        wrong_supports: training only, k > 1: the probability that an episode's last
-            support is an image of *another* training class with that class's mask
-            (seeded per epoch and episode), so that a k-shot fusion learns to weigh
-            supports by how well they match the query (paper section 4.3 motivates the
-            attention by supports of unequal use). 0 = the benchmark's episodes.
 
     Raises:
         ValueError: bad arguments, or a class with fewer than ``shots + 1`` images in
@@ -180,7 +163,6 @@ class EpisodeDataset(Dataset[Item]):
         box_support: bool = False,
         train_size: int = DEFAULT_TRAIN_SIZE,
         transform: Callable[[Item], Item] | None = None,
-        wrong_supports: float = 0.0,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -202,12 +184,6 @@ class EpisodeDataset(Dataset[Item]):
         self.box_support = bool(box_support)
         self.train_size = int(train_size)
         self.transform = transform
-        if not 0.0 <= wrong_supports <= 1.0:
-            raise ValueError(f"wrong_supports must be in [0, 1], got {wrong_supports!r}")
-        if wrong_supports and (split != "train" or shots < 2):
-            raise ValueError("wrong_supports is for k-shot training episodes (split='train', "
-                             f"shots >= 2), got split={split!r}, shots={shots}")
-        self.wrong_supports = float(wrong_supports)
         self.epoch = 0
         self.classes: list[int] = list(source.classes(fold, split))
         wanted = set(self.classes)
@@ -272,15 +248,6 @@ class EpisodeDataset(Dataset[Item]):
             images = self.class_images[class_id]
         order = _rng(*self._key(index, _SUPPORT, True)).permutation(len(images))
         supports = [images[j] for j in order if images[j] != query][: self.shots]
-        if self.wrong_supports:
-            rng = _rng(*self._key(index, _WRONG, True))
-            if rng.random() < self.wrong_supports:
-                other = [c for c in self.classes if c != class_id]
-                wrong = other[int(rng.integers(len(other)))]
-                pool = [i for i in self.class_images[wrong] if i != query]
-                supports[-1] = pool[int(rng.integers(len(pool)))]
-                classes = (class_id,) * (self.shots - 1) + (wrong,)
-                return EpisodeSpec(index, class_id, query, tuple(supports), classes)
         return EpisodeSpec(index, class_id, query, tuple(supports))
 
     # -- loading ----------------------------------------------------------------------------
@@ -307,17 +274,17 @@ class EpisodeDataset(Dataset[Item]):
         q_masks = [target_mask(q_sem, c), all_objects_mask(q_sem)]
         box_rng = _rng(*self._key(index, _BOX, True))
         s_images = [self.source.load_image(s) for s in spec.support_ids]
-        s_masks = [self._support_mask(s, spec.support_class(j), box_rng)
-                   for j, s in enumerate(spec.support_ids)]
+        s_masks = [self._support_mask(s, c, box_rng) for s in spec.support_ids]
         if self.split == "train":
             q_aug = _rng(*self._key(index, _AUG_QUERY, False))
             s_aug = _rng(*self._key(index, _AUG_SUPPORT, True))
-            with _single_torch_thread():
-                q_img_t, q_masks_t = _augment(q_image, q_masks, self.train_size, q_aug)
+            with single_torch_thread():
+                q_img_t, q_masks_t = augment(q_image, q_masks, self.train_size, q_aug)
                 augmented = [
-                    _augment(im, [m], self.train_size, s_aug) for im, m in zip(s_images, s_masks)
+                    augment(im, [m], self.train_size, s_aug) for im, m in zip(s_images, s_masks)
                 ]
-            s_imgs: Sequence[np.ndarray | torch.Tensor] = [a[0] for a in augmented]
+            q_img_t = image_to_tensor(q_img_t)
+            s_imgs: Sequence[np.ndarray | torch.Tensor] = [image_to_tensor(a[0]) for a in augmented]
             s_masks_out: Sequence[np.ndarray | torch.Tensor] = [a[1][0] for a in augmented]
         else:  # original sizes; numpy keeps this path single-threaded and fast
             q_img_t = torch.from_numpy(normalise_image(q_image))
@@ -348,53 +315,6 @@ def _stack_if_same(
             return torch.from_numpy(np.stack(arrays))  # type: ignore[arg-type]
         return torch.stack(tensors)
     return tensors
-
-
-# --- training augmentation -------------------------------------------------------------------
-@contextmanager
-def _single_torch_thread() -> Iterator[None]:
-    """Run the small augmentation ops on one torch thread (restored afterwards).
-
-    Intra-op threads buy nothing on ~200 px tensors and, on a busy CPU, can cost tens
-    of ms per episode in thread wake-ups (DataLoader workers already use one thread)."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _augment(
-    image: np.ndarray, masks: Sequence[np.ndarray], size: int, rng: np.random.Generator
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Reference training augmentation with ``torchvision.transforms.v2``: rescale to a
-    square of ``size * s`` with ``s`` uniform in ``SCALE_RANGE``, random ``size``
-    crop (retried up to ``_CROP_TRIES`` times until it keeps a target pixel of
-    ``masks[0]``), random horizontal flip. Masks use nearest-neighbour resizing and
-    keep their 255 pixels. Parameters come from ``rng`` only."""
-    img = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
-    tv_masks = [tv_tensors.Mask(torch.from_numpy(m)[None]) for m in masks]
-    side = max(size, round(size * rng.uniform(*SCALE_RANGE)))
-    img = TF.resize(img, [side, side], antialias=True)
-    tv_masks = [TF.resize(m, [side, side]) for m in tv_masks]
-    top = left = 0
-    for _ in range(_CROP_TRIES):
-        top, left = (int(v) for v in rng.integers(0, side - size + 1, size=2))
-        window = tv_masks[0][0, top : top + size, left : left + size]
-        if (window == 1).any() or not (tv_masks[0] == 1).any():
-            break
-    img = TF.crop(img, top, left, size, size)
-    tv_masks = [TF.crop(m, top, left, size, size) for m in tv_masks]
-    if rng.random() < 0.5:
-        img = TF.horizontal_flip(img)
-        tv_masks = [TF.horizontal_flip(m) for m in tv_masks]
-    return image_to_tensor(img.as_subclass(torch.Tensor)), [
-        m.as_subclass(torch.Tensor)[0] for m in tv_masks
-    ]
 
 
 # --- batching --------------------------------------------------------------------------------

@@ -6,19 +6,19 @@
 * :func:`read_label` / :func:`read_mask` return the stored label values (the
   palette *indices* for palette PNGs such as VOC masks, never their colours).
 * :func:`write_label_png` writes a label image atomically through
-  :func:`canetlib.fsutil.atomic_path` (temporary file in the same folder, then
+  :func:`canetlib.model.files.atomic_path` (temporary file in the same folder, then
   one rename), so an interrupted run never leaves a half-written mask under the
   final name.
-* :func:`atomic_path`, :func:`write_atomic`, :func:`temp_beside` and
-  :func:`check_writable` are the package's one atomic writer and its checks,
-  defined in :mod:`canetlib.fsutil` and importable from here as before.
+* :func:`atomic_path`, :func:`write_atomic` and :func:`check_writable` are
+  re-exported from :mod:`canetlib.model.files`, the package's one atomic writer.
 
 Unreadable or corrupt files raise :class:`ValueError` naming the file; a
 missing file raises :class:`FileNotFoundError` naming it. A label file that is
 no single-channel mask says why (:func:`mask_problem`: the object only in the
-alpha channel, an RGB colour mask; a JPEG, whose compression changes the values). Images and masks come
-upright, as viewers show them: a file's EXIF orientation (a phone photo's
-rotation) is applied by :func:`upright`, and :func:`image_size` gives that size.
+alpha channel, an RGB colour mask; a JPEG, whose compression changes the
+values). Images and masks come upright, as viewers show them: a file's EXIF
+orientation (a phone photo's rotation) is applied by :func:`upright`, and
+:func:`image_size` gives that size.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from canetlib.fsutil import PathLike, atomic_path, check_writable, temp_beside, write_atomic
+from canetlib.model.files import PathLike, atomic_path, check_writable, write_atomic
 
 __all__ = [
     "JPEG_FORMATS",
@@ -46,7 +46,6 @@ __all__ = [
     "read_image",
     "read_label",
     "read_mask",
-    "temp_beside",
     "upright",
     "voc_palette",
     "write_atomic",

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from canetlib.data.source import SPLITS, SegmentationSource
-from canetlib.fsutil import write_atomic
+from canetlib.model.files import write_atomic
 
 #: the area rule of the field: a class must cover at least 2 x 32 x 32 pixels
 MIN_AREA = 2 * 32 * 32

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from canetlib.data.imageio import image_size, read_image, read_mask
-from canetlib.inputs import IGNORE_INDEX
+from canetlib.model.inputs import IGNORE_INDEX
 
 #: PASCAL VOC class names; class id ``i + 1`` is ``PASCAL_CLASSES[i]``.
 PASCAL_CLASSES: tuple[str, ...] = (

@@ -1,21 +1,10 @@
-"""Test episodes for the evaluator: building them, their classes and class names."""
+"""What the evaluator reads from a dataset of test episodes: source name, classes, class names."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from torch.utils.data import Dataset
-
-
-def build_dataset(name: str, *, root: str | None = None, fold: int = 0, shots: int = 1,
-                  episodes: int = 1000, seed: int = 0, box_support: bool = False,
-                  **kwargs: Any) -> Dataset:
-    """Test episodes from :func:`canetlib.data.make_dataset` (``split="test"``)."""
-    from canetlib.data import make_dataset
-
-    return make_dataset(name, root=root, fold=fold, split="test", shots=shots,
-                        episodes=episodes, seed=seed, box_support=box_support, **kwargs)
 
 
 def source_name(dataset: Dataset) -> str | None:

@@ -1,4 +1,4 @@
-"""The episode loop of :func:`evaluate` (see :mod:`canetlib.evaluate` for what it does)."""
+"""The episode loop of :func:`evaluate` (see :mod:`canetlib.evaluation` for what it does)."""
 
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from canetlib.evaluation.datasets import class_names, dataset_classes
+from canetlib.evaluation.metrics import AllObjectsMeter, FewShotMeter, counts
 from canetlib.evaluation.results import EvalResult
 from canetlib.evaluation.sizing import Size, group_items, resolve_input_size, stack_items
 from canetlib.evaluation.speed import StageTimes, inference_setup, resolve_precision
-from canetlib.inputs import check_episode, check_iterations
-from canetlib.metrics import AllObjectsMeter, FewShotMeter, counts
 from canetlib.model import CANet
 from canetlib.model.cache import feature_cache
 from canetlib.model.inference import IterationMaps, binary_prediction, iteration_maps
-from canetlib.runtime import default_device
-from canetlib.runtime import progress as _progress
+from canetlib.model.inputs import check_episode, check_iterations
+from canetlib.model.runtime import default_device
+from canetlib.model.runtime import progress as _progress
 
 Item = dict[str, Any]
 #: ``(query_image (3, H, W), probabilities (1, 2, H, W)) -> probabilities``
@@ -54,7 +54,7 @@ class _Tally:
         """Score episodes predicted together: ``out.maps[t]`` is ``(B, 2, h, w)``.
 
         Every iteration of all episodes whose queries share a size is upsampled,
-        thresholded and counted in one pass (:func:`canetlib.metrics.counts`).
+        thresholded and counted in one pass (:func:`canetlib.evaluation.metrics.counts`).
         ``postprocess(query_image, probabilities)`` refines each iteration's
         probabilities at the query's original size before the argmax (one
         episode at a time).
@@ -144,7 +144,7 @@ def _check_items(items: list[Item]) -> None:
 
 def maybe_cache(model: Any, enabled: bool) -> AbstractContextManager[Any]:
     """:func:`~canetlib.model.cache.feature_cache` of ``model`` when enabled and possible."""
-    return feature_cache(model) if enabled and hasattr(model, "extract") else nullcontext()
+    return feature_cache(model) if enabled and hasattr(model, "extract_cache") else nullcontext()
 
 
 def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
@@ -161,13 +161,12 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
     Args:
         model: a :class:`CANet` (moved to ``device``, evaluated in eval mode;
             its training flag is restored afterwards).
-        dataset: test episodes of any source (see :func:`canetlib.data.make_dataset`,
-            :func:`canetlib.data.episodes_from_source`) or any dataset of episode dicts.
+        dataset: test episodes (:func:`canetlib.data.make_dataset`) or any episode dicts.
         iterations: IOM refinements after CANet-Init (paper: 4).
         scales: query scales; ``MULTI_SCALE`` = the paper's (0.7, 1, 1.3).
         batch_size: episodes per forward pass.
         input_size: model input size; ``None``: the size the model was trained at
-            (``model.input_size`` from :func:`canetlib.checkpoint.load_model`), else
+            (``model.input_size`` from :func:`canetlib.model.checkpoint.load_model`), else
             the source's default; see :func:`resolve_input_size`.
         device: default CUDA when available.
         amp: mixed precision on CUDA (default on); ignored on CPU.
@@ -176,30 +175,25 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
         per_episode: also return every episode's IoU per iteration.
         postprocess: refines each iteration's ``(1, 2, H, W)`` probabilities at
             the original size from the query image, e.g. a
-            :class:`canetlib.crf.DenseCRF` (Table 4's "CANet-Init + DenseCRF").
-        cache_features: compute each distinct image's frozen features once
-            (:func:`canetlib.model.cache.feature_cache`; the same numbers up to
-            float rounding, several times faster on a fixed test pool).
+            :class:`canetlib.evaluation.crf.DenseCRF` (Table 4's "CANet-Init + DenseCRF").
+        cache_features: each distinct image's frozen features computed once (exact up to
+            float rounding, several times faster on a fixed test pool; :func:`maybe_cache`).
         bf16: bf16 autocast on a CPU with native bf16 instructions (opt-in: faster,
             scores move by about 0.1 point; :mod:`canetlib.evaluation.speed`).
         channels_last, fold_bn: channels_last layout; the frozen backbone's BatchNorm
             folded into its convolutions (on a copy). Both exact up to float rounding.
 
     Returns:
-        an :class:`EvalResult` (reads like the dict ``to_dict()`` gives): ``miou`` /
-        ``fbiou`` (final iteration, %), ``miou_per_iteration`` / ``fbiou_per_iteration``
-        (index 0 = CANet-Init), ``per_class_iou``, ``all_objects_miou``, ``classes``,
-        ``missing_classes``, ``episodes``, ``seconds``, ``episodes_per_second``,
-        ``settings``, and ``timings`` (seconds in data, backbone, head, metrics).
+        an :class:`EvalResult`: ``miou`` / ``fbiou`` (final iteration, %), the same per
+        iteration (index 0 = CANet-Init), per class, the ``all_objects_miou`` baseline,
+        ``settings`` and ``timings`` (seconds in data, backbone, head, metrics).
     """
     scales = _checked_scales(iterations, batch_size, scales)
     _checked_loading(num_workers, classes)
-    dev = default_device(device)
-    size = resolve_input_size(dataset, input_size, model)
+    dev, size = default_device(device), resolve_input_size(dataset, input_size, model)
     class_ids = [int(c) for c in classes] if classes is not None else dataset_classes(dataset)
     tally = _Tally(class_ids, iterations, per_episode)
-    precision = resolve_precision(dev, amp, bf16)
-    times = StageTimes()
+    precision, times = resolve_precision(dev, amp, bf16), StageTimes()
     start = time.perf_counter()
     with inference_setup(model, dev, precision, times, channels_last, fold_bn), \
             torch.inference_mode(), maybe_cache(model, cache_features):
@@ -209,8 +203,8 @@ def evaluate(model: CANet, dataset: Dataset, *, iterations: int = 4,
                                unit="batch"):
             _score_batch(model, items, tally, size, dev, iterations, scales, postprocess, times)
     times.total = time.perf_counter() - start
-    settings = _settings(iterations, scales, batch_size, size, dev, precision, postprocess)
-    settings.update(channels_last=channels_last, fold_bn=fold_bn)
+    settings = _settings(iterations, scales, batch_size, size, dev, precision, postprocess,
+                         channels_last=channels_last, fold_bn=fold_bn)
     return tally.summarise(class_names(dataset, class_ids), times, settings)
 
 
@@ -275,12 +269,13 @@ def _score_batch(model: CANet, items: list[Item], tally: _Tally, size: Size | No
 
 def _settings(iterations: int, scales: Sequence[float], batch_size: int,
               size: Size | None, dev: torch.device, precision: str,
-              postprocess: Postprocess | None) -> dict[str, Any]:
-    """What :func:`evaluate` ran with (the result's ``settings``)."""
+              postprocess: Postprocess | None, **layout: bool) -> dict[str, Any]:
+    """What :func:`evaluate` ran with (the result's ``settings``); ``layout``: its
+    ``channels_last`` and ``fold_bn``."""
     settings: dict[str, Any] = {
         "iterations": iterations, "scales": list(scales), "batch_size": batch_size,
         "input_size": list(size) if size is not None else None, "device": str(dev),
         "amp": precision == "amp", "precision": precision, "threads": torch.get_num_threads()}
     if postprocess is not None:
         settings["postprocess"] = getattr(postprocess, "settings", lambda: repr(postprocess))()
-    return settings
+    return {**settings, **layout}

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from canetlib.evaluation.metrics import intersection_union
 from canetlib.evaluation.sizing import default_input_size, model_input_size, stack_items
-from canetlib.metrics import intersection_union
 
 #: episodes and seed of the training-class episodes the prototype threshold is fitted on
 BASELINE_FIT_EPISODES = 300
@@ -56,7 +56,6 @@ def fit_threshold(matcher: Any, dataset: Any, *,
     miou = per_class.mean(dim=0)
     best = int(torch.argmax(miou))
     matcher.threshold = round(float(ts[best]), 6)
-    matcher.config["threshold"] = matcher.threshold
     return {"threshold": matcher.threshold, "miou": 100 * float(miou[best]),
             "curve": {round(float(t), 6): 100 * float(m) for t, m in zip(ts, miou)}}
 

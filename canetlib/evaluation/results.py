@@ -1,10 +1,10 @@
-"""Typed evaluation results that still read like the dicts they replace.
+"""Typed evaluation results that also read like dicts.
 
-:class:`EvalResult` (from :func:`canetlib.evaluate.evaluate`) and
-:class:`SeedsResult` (from :func:`canetlib.evaluate.evaluate_seeds`) are frozen
-dataclasses; ``result["miou"]``, ``result.get(...)``, ``keys()`` and ``in`` work
-as on the dicts the evaluator used to return, and ``to_dict()`` gives exactly
-those dicts (the JSON that ``python -m canetlib evaluate --json`` writes).
+:class:`EvalResult` (from :func:`canetlib.evaluation.evaluate`) and
+:class:`SeedsResult` (from :func:`canetlib.evaluation.evaluate_seeds`) are frozen
+dataclasses; ``result["miou"]``, ``result.get(...)``, ``keys()`` and ``in`` work as on
+a dict, and ``to_dict()`` gives the plain dict (the JSON that
+``python -m canetlib evaluate --json`` writes).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 class ResultMapping(Mapping[str, Any]):
     """A read-only dict view of a result dataclass; keys are those of :meth:`to_dict`."""
 
-    #: fields left out of the dict view (as the old dicts left them out) when ``None``
+    #: fields left out of the dict view when ``None``
     _omit_if_none: ClassVar[tuple[str, ...]] = ()
 
     def _keys(self) -> list[str]:
@@ -55,7 +55,7 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True, eq=False)
 class EvalResult(ResultMapping):
-    """One evaluation (:func:`canetlib.evaluate.evaluate`); scores are in %."""
+    """One evaluation (:func:`canetlib.evaluation.evaluate`); scores are in %."""
 
     #: mIoU / FB-IoU of the final iteration
     miou: float
@@ -97,7 +97,7 @@ class EvalResult(ResultMapping):
 
 @dataclass(frozen=True, eq=False)
 class SeedsResult(ResultMapping):
-    """Several seeds (:func:`canetlib.evaluate.evaluate_seeds`): means and sample stds."""
+    """Several seeds (:func:`canetlib.evaluation.evaluate_seeds`): means and sample stds."""
 
     seeds: list[int]
     runs: list[EvalResult]

@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import Dataset
 
 from canetlib.evaluation.loop import evaluate, maybe_cache
+from canetlib.evaluation.metrics import mean_std
 from canetlib.evaluation.results import EvalResult, SeedsResult
-from canetlib.metrics import mean_std
 from canetlib.model import CANet
 
 SEED_KEYS = ("miou", "fbiou", "miou_init", "all_objects_miou")

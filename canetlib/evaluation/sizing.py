@@ -2,7 +2,7 @@
 
 :func:`resolve_input_size` picks the size: as given, else the one the model
 was trained at (``model.input_size``, set by
-:func:`canetlib.checkpoint.load_model`), else the source's default.
+:func:`canetlib.model.checkpoint.load_model`), else the source's default.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from canetlib.evaluation.datasets import source_name
-from canetlib.inputs import check_size
+from canetlib.model.inputs import check_size
 
 #: the reference code fed 321 x 321 images to the network
 REFERENCE_INPUT_SIZE = 321
@@ -26,19 +26,18 @@ Size = tuple[int, int]
 Item = dict[str, Any]
 
 
+#: model input side of datasets whose training configs crop other than 321 x 321
+#: (the ``<name>-1shot`` configs of :mod:`canetlib.training.configs`)
+DATASET_INPUT_SIZES: dict[str, int] = {"synthetic": 128, "synthetic-imagenet": 128}
+
+
 def default_input_size(dataset_name: str | None) -> int:
-    """Model input side for a dataset: its named training config's crop size, else 321.
+    """Model input side for a dataset: its ``<name>-1shot`` training crop, else 321.
 
     PASCAL-5i and COCO-20i train and test at 321 x 321 (reference code and
-    paper); the synthetic world trains at the ``synthetic-1shot`` config's
-    ``train_size`` (128), so its test episodes are fed at that size too.
+    paper); the synthetic world trains at 128, so its test episodes are fed at 128 too.
     """
-    try:
-        from canetlib.configs import CONFIGS
-    except ImportError:  # pragma: no cover - trainer not installed
-        return REFERENCE_INPUT_SIZE
-    cfg = CONFIGS.get(f"{dataset_name}-1shot")
-    return int(getattr(cfg, "train_size", REFERENCE_INPUT_SIZE))
+    return DATASET_INPUT_SIZES.get(str(dataset_name), REFERENCE_INPUT_SIZE)
 
 
 def _whole(value: object) -> bool:

@@ -14,7 +14,7 @@ of an evaluation and restores it afterwards:
 
 :class:`StageTimes` splits an evaluation's wall time into data loading, the
 backbone (forward hooks on it), the head (encoder, comparison, IOM passes) and
-the metric bookkeeping: ``bench --episodes`` and ``evaluate --json`` report it.
+the metric bookkeeping: ``bench --eval-episodes`` and ``evaluate --json`` report it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from canetlib.model.fold import fold_batchnorm
-from canetlib.runtime import autocast
+from canetlib.model.runtime import autocast
 
 __all__ = ["Precision", "StageTimes", "cpu_bf16_supported", "inference_setup",
            "resolve_precision"]

@@ -1,15 +1,9 @@
 """The CANet network and its parts (paper section 4)."""
 
 from canetlib.model.backbone import BACKBONES, BLOCKS, build_backbone, count_parameters
-from canetlib.model.canet import (
-    MULTI_SCALE,
-    CANet,
-    CANetOutput,
-    EpisodeFeatures,
-    Prediction,
-)
+from canetlib.model.canet import MULTI_SCALE, CANet
 from canetlib.model.config import FUSIONS, MODEL_FIELDS, PAPER_MODEL, CANetConfig
-from canetlib.model.inference import IterationMaps, binary_prediction, iteration_maps
+from canetlib.model.inference import IterationMaps, iteration_maps
 from canetlib.model.modules import (
     ASPP,
     AttentionFusion,
@@ -18,6 +12,7 @@ from canetlib.model.modules import (
     IterativeOptimization,
     masked_average_pooling,
 )
+from canetlib.model.outputs import CANetOutput, EpisodeFeatures, Prediction, binary_prediction
 
 __all__ = [
     "ASPP",

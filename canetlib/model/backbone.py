@@ -146,7 +146,7 @@ class TinyResNetBackbone(nn.Module):
     block2 at 1/8, dilated block3/block4) at a fraction of the cost. It has
     no ImageNet weights: the offline pipeline pretrains it on the embedded
     pretraining classes (the miniature of ImageNet pretraining), see
-    :mod:`canetlib.pretrain`.
+    :mod:`canetlib.training.pretrain`.
     """
 
     def __init__(self, blocks: Sequence[str], widths: Sequence[int] = (32, 64, 128, 256),
@@ -217,7 +217,7 @@ def build_backbone(name: str, blocks: Sequence[str], pretrained: bool,
     elif name == "resnet-tiny":
         if pretrained:
             raise ValueError("resnet-tiny has no ImageNet weights: build it with "
-                             "pretrained=False and load a checkpoint (see canetlib.pretrain)")
+                             "pretrained=False and load a checkpoint (see canetlib.training.pretrain)")
         net = TinyResNetBackbone(blocks, widths or (32, 64, 128, 256))
     else:
         raise ValueError(f"unknown backbone {name!r}; choose from {BACKBONES}")

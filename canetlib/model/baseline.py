@@ -6,12 +6,12 @@ any learning: pool the support's features over its mask into a prototype
 idea), compare the prototype with every query location by cosine
 similarity, and call a location foreground where the similarity exceeds one
 threshold. The threshold is the matcher's only parameter; it is chosen on
-episodes of the *training* classes (:func:`canetlib.evaluate.fit_threshold`), never on test
+episodes of the *training* classes (:func:`canetlib.evaluation.fit_threshold`), never on test
 episodes.
 
 :class:`PrototypeMatcher` has the interface of :class:`~canetlib.CANet` that the
 evaluator uses (``encode``, ``extract``, ``prototypes``, ``compare``,
-``refine``), so :func:`canetlib.evaluate.evaluate` measures it exactly as it
+``refine``), so :func:`canetlib.evaluation.evaluate` measures it exactly as it
 measures CANet, in the same run if wanted. It has no IOM: every "iteration"
 is the same map. For k shots the k prototypes are averaged.
 
@@ -22,14 +22,15 @@ level with many channels or large activations does not drown the others.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from canetlib.model.canet import CANet, CANetOutput, EpisodeFeatures
+from canetlib.model.cache import FeatureCache
+from canetlib.model.canet import CANet
 from canetlib.model.modules import masked_average_pooling
+from canetlib.model.outputs import CANetOutput, EpisodeFeatures
 
 #: sharpness of the logits ``gain * (similarity - threshold)``; the argmax does not depend on it
 _GAIN = 20.0
@@ -61,8 +62,8 @@ class PrototypeMatcher(nn.Module):
             raise ValueError(f"mask_resize must be 'bilinear' or 'area', got {mask_resize!r}")
         self.mask_resize = mask_resize
         self._channels_last = False
-        self.config: dict[str, Any] = {"baseline": "prototype", "blocks": list(self.blocks),
-                                       "threshold": self.threshold}
+        #: the cache :meth:`extract` consults, set by :func:`~canetlib.model.cache.feature_cache`
+        self.extract_cache: FeatureCache | None = None
 
     @classmethod
     def from_model(cls, model: nn.Module, threshold: float = 0.5) -> PrototypeMatcher:
@@ -80,7 +81,16 @@ class PrototypeMatcher(nn.Module):
 
     # -- the CANet interface the evaluator uses ------------------------------------
     def extract(self, images: Tensor) -> Tensor:
-        """Per-level L2-normalised features, concatenated: ``(N, sum C, h, w)``."""
+        """Per-level L2-normalised features, concatenated: ``(N, sum C, h, w)``.
+
+        :attr:`extract_cache`, when set, answers instead (as in :meth:`CANet.extract`).
+        """
+        if self.extract_cache is not None:
+            return self.extract_cache(images)
+        return self.compute_features(images)
+
+    def compute_features(self, images: Tensor) -> Tensor:
+        """:meth:`extract` without the cache."""
         with torch.inference_mode():
             feats = self.backbone(images)
             return torch.cat([F.normalize(feats[b].float(), dim=1) for b in self.blocks], dim=1)

@@ -1,11 +1,10 @@
 """Remember each test image's frozen features while a benchmark runs.
 
-The benchmark draws 1000 episodes per seed from a fixed pool of test images, so
-the same image comes back as a query or a support many times (fold 0 of the
-embedded world has about 800 test images; 5 seeds x 1000 5-shot episodes pass
-30,000 images through the backbone). Because the backbone is frozen and the
-encoder is deterministic in eval mode, an image's features never change during
-an evaluation: :func:`feature_cache` computes them once per distinct image.
+A benchmark draws its episodes from a fixed pool of test images, so the same image
+comes back as a query or a support many times. The backbone is frozen and the
+encoder is deterministic in eval mode, so an image's features do not change
+during an evaluation: within :func:`feature_cache`, the model's ``extract``
+computes them once per distinct image.
 
 Images are recognised by a digest of their pixels (shape, dtype and bytes), so
 nothing about ids or datasets has to be threaded through the model.
@@ -22,8 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-#: default memory budget of a cache: the fold-0 test pool of the embedded world
-#: needs about 50 MB, PASCAL VOC's 1449 images at 321 px with a 256-wide encoder ~2.5 GB
+#: default memory budget of a cache (beyond it, the least recently used images are dropped)
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3
 
 
@@ -36,21 +34,21 @@ def image_digest(image: Tensor) -> bytes:
 
 
 class FeatureCache:
-    """A memoising wrapper around an ``extract(images) -> features`` function.
+    """A memoising wrapper around a ``compute(images) -> features`` function.
 
-    Calls with a batch ``(N, 3, H, W)`` return the same ``(N, C, h, w)`` tensor the
-    wrapped function would, computing only the images not seen before (in one batch).
+    Calls with a batch ``(N, 3, H, W)`` return the same ``(N, C, h, w)`` tensor
+    ``compute`` would, computing only the images not seen before (in one batch).
     Least recently used entries are dropped once ``max_bytes`` is exceeded.
     ``hits`` and ``misses`` count images. While gradients are enabled, or while
     ``active()`` returns False (the model in training mode), it passes straight through.
     """
 
-    def __init__(self, extract: Callable[[Tensor], Tensor],
+    def __init__(self, compute: Callable[[Tensor], Tensor],
                  max_bytes: int = DEFAULT_MAX_BYTES,
                  active: Callable[[], bool] = lambda: True) -> None:
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
-        self.extract = extract
+        self.compute = compute
         self.max_bytes = int(max_bytes)
         self.active = active
         self.hits = 0
@@ -63,7 +61,7 @@ class FeatureCache:
 
     def __call__(self, images: Tensor) -> Tensor:
         if torch.is_grad_enabled() or not self.active():
-            return self.extract(images)
+            return self.compute(images)
         keys = [image_digest(img) for img in images]
         first: dict[bytes, int] = {}
         for i, k in enumerate(keys):
@@ -71,7 +69,7 @@ class FeatureCache:
         found = {k: self._store[k] for k in first if k in self._store}
         todo = [k for k in first if k not in found]
         if todo:
-            feats = self.extract(images[[first[k] for k in todo]])
+            feats = self.compute(images[[first[k] for k in todo]])
             for k, f in zip(todo, feats):
                 found[k] = f.clone()
                 self._put(k, found[k])
@@ -94,18 +92,21 @@ class FeatureCache:
 def feature_cache(model: Any, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[FeatureCache]:
     """Within the block, ``model.extract`` computes each distinct image once.
 
-    It only caches in eval mode without gradients (otherwise ``extract`` runs as
-    usual); the cached features are those of the weights when they were computed. Works for
-    any model with an ``extract`` method (:class:`~canetlib.CANet`, the
-    prototype baseline). Nested use reuses the outer cache.
+    The cache sits in the model's ``extract_cache`` slot for the block (a
+    :class:`~canetlib.CANet` or a :class:`~canetlib.model.baseline.PrototypeMatcher`);
+    misses go to ``model.compute_features``. It only caches in eval mode without
+    gradients; the cached features are those of the weights when they were computed.
+    Nested use reuses the outer cache.
     """
-    current = model.__dict__.get("extract")
-    if isinstance(current, FeatureCache):
-        yield current
+    if not hasattr(model, "extract_cache"):
+        raise TypeError(f"feature_cache needs a model with an extract_cache slot (a CANet or "
+                        f"a PrototypeMatcher), got {type(model).__name__}")
+    if model.extract_cache is not None:
+        yield model.extract_cache
         return
-    cache = FeatureCache(model.extract, max_bytes, active=lambda: not model.training)
-    model.extract = cache  # an instance attribute shadows the method for this block
+    cache = FeatureCache(model.compute_features, max_bytes, active=lambda: not model.training)
+    model.extract_cache = cache
     try:
         yield cache
     finally:
-        del model.extract
+        model.extract_cache = None

@@ -3,7 +3,8 @@
 The forward pass is split so that the expensive part runs once per episode:
 
 * :meth:`CANet.extract` runs the frozen backbone (under
-  ``torch.inference_mode()``, BatchNorm in eval mode) and the shared encoder;
+  ``torch.inference_mode()``, BatchNorm in eval mode) and the shared encoder, or
+  asks :attr:`CANet.extract_cache` inside :func:`~canetlib.model.cache.feature_cache`;
 * :meth:`CANet.compare` pools the support prototypes, compares them densely
   with the query and fuses k shots;
 * :meth:`CANet.refine` runs only the iterative optimization module, as many
@@ -19,16 +20,15 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from canetlib.inputs import check_episode, check_iterations, check_scales, raw_pixel_hint
 from canetlib.model.backbone import build_backbone, count_parameters
+from canetlib.model.cache import FeatureCache
 from canetlib.model.config import FUSIONS, MASK_FUSIONS, PAPER_MODEL, CANetConfig
-from canetlib.model.inference import binary_prediction, iteration_maps, resize_maps
+from canetlib.model.inference import iteration_maps
+from canetlib.model.inputs import check_episode, check_iterations, check_scales, raw_pixel_hint
 from canetlib.model.modules import (
     AttentionFusion,
     DenseComparison,
@@ -37,65 +37,10 @@ from canetlib.model.modules import (
     init_head,
     masked_average_pooling,
 )
+from canetlib.model.outputs import CANetOutput, EpisodeFeatures, Prediction
 
 #: query scales of the paper's multi-scale test (predictions averaged)
 MULTI_SCALE = (0.7, 1.0, 1.3)
-
-
-@dataclass
-class EpisodeFeatures:
-    """Comparison features of a batch of episodes, ready for IOM passes.
-
-    ``features`` is ``(B * groups, C, h, w)``: one row per episode, or one per
-    support when a mask-level fusion keeps the k chains apart (``groups = k``).
-    ``attention`` holds the normalised weights ``(B, k)`` of the attention
-    fusion (``None`` for the others).
-    """
-
-    features: Tensor
-    groups: int = 1
-    attention: Tensor | None = None
-
-
-@dataclass
-class CANetOutput:
-    """Logits of every IOM iteration (index 0 = CANet-Init) and attention weights.
-
-    Each entry of ``logits`` is ``(B, 2, h, w)`` (background, foreground) on
-    the feature grid; for mask-level fusions they are log-probabilities.
-    """
-
-    logits: list[Tensor]
-    attention: Tensor | None = None
-
-    @property
-    def final(self) -> Tensor:
-        return self.logits[-1]
-
-    def probabilities(self, size: Sequence[int] | None = None) -> list[Tensor]:
-        """Foreground/background probabilities per iteration, optionally upsampled."""
-        return [_probs(lg, size) for lg in self.logits]
-
-
-@dataclass
-class Prediction:
-    """Probabilities ``(B, 2, H, W)`` at the requested size for every iteration."""
-
-    probs: list[Tensor]
-    attention: Tensor | None = None
-    masks: list[Tensor] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.masks = [binary_prediction(p) for p in self.probs]
-
-    @property
-    def final(self) -> Tensor:
-        """Binary mask ``(B, H, W)`` of the last iteration."""
-        return self.masks[-1]
-
-
-def _probs(logits: Tensor, size: Sequence[int] | None) -> Tensor:
-    return resize_maps(torch.softmax(logits.float(), dim=1), size)
 
 
 class CANet(nn.Module):
@@ -109,8 +54,8 @@ class CANet(nn.Module):
         backbone, blocks, fusion, width, iterations, dropout, backbone_widths,
             normalise, pairing: the fields of :class:`CANetConfig` (documented
             there; defaults: the paper's model). :meth:`from_config` builds
-            from a config; ``model.canet_config`` is the config of a model and
-            ``model.config`` its plain-dict form (a checkpoint's ``model_config``).
+            from a config; ``model.config`` is the config of a model
+            (``model.config.to_dict()``: a checkpoint's ``model_config``).
     """
 
     def __init__(self, pretrained: bool = True, *, backbone: str = PAPER_MODEL.backbone,
@@ -125,8 +70,8 @@ class CANet(nn.Module):
                              iterations=iterations, dropout=dropout,
                              backbone_widths=tuple(backbone_widths) if backbone_widths else None,
                              normalise=normalise, pairing=pairing)
-        #: what this model is (see :attr:`config` for the plain-dict form)
-        self.canet_config = config
+        #: what this model is
+        self.config = config
         self.blocks = config.blocks
         self.fusion = config.fusion
         self.iterations = config.iterations
@@ -142,17 +87,13 @@ class CANet(nn.Module):
             if head is not None:
                 init_head(head)
         self._channels_last = False
+        #: the cache :meth:`extract` consults, set by :func:`~canetlib.model.cache.feature_cache`
+        self.extract_cache: FeatureCache | None = None
 
     @classmethod
     def from_config(cls, config: CANetConfig, pretrained: bool = True) -> CANet:
         """Build the model ``config`` describes (``pretrained`` as in :class:`CANet`)."""
         return cls(pretrained, **config.as_kwargs())
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The plain-dict form of :attr:`canet_config` (what a checkpoint stores as
-        ``model_config``; a fresh dict on every access)."""
-        return self.canet_config.to_dict()
 
     # -- modes and devices -------------------------------------------------
     def train(self, mode: bool = True) -> CANet:
@@ -174,11 +115,11 @@ class CANet(nn.Module):
         Only how k supports are combined changes; the weights stay. ``"attention"``
         needs the attention branch, i.e. a model built (and trained) with it.
         """
-        config = self.canet_config.replace(fusion=fusion)  # validates the name
+        config = self.config.replace(fusion=fusion)  # validates the name
         if config.fusion == "attention" and self.attention is None:
             raise ValueError("this model has no attention branch; choose fusion from None, "
                              "'feature-avg', 'mask-avg', 'mask-or'")
-        self.canet_config, self.fusion = config, config.fusion
+        self.config, self.fusion = config, config.fusion
         return self
 
     def parameter_counts(self) -> tuple[int, int]:
@@ -188,6 +129,16 @@ class CANet(nn.Module):
     # -- the three stages --------------------------------------------------
     def extract(self, images: Tensor) -> Tensor:
         """Frozen backbone + shared encoder: ``(N, 3, H, W)`` -> ``(N, width, H/8, W/8)``.
+
+        :attr:`extract_cache`, when set, answers instead (the same features, each
+        distinct image computed once by :meth:`compute_features`).
+        """
+        if self.extract_cache is not None:
+            return self.extract_cache(images)
+        return self.compute_features(images)
+
+    def compute_features(self, images: Tensor) -> Tensor:
+        """:meth:`extract` without the cache.
 
         The backbone runs under ``torch.inference_mode()``; when gradients are
         needed for the encoder, its output is cloned out of inference mode.
@@ -203,10 +154,9 @@ class CANet(nn.Module):
     def _backbone_features(self, images: Tensor) -> list[Tensor]:
         """The chosen blocks' features, on a CPU in chunks of about :data:`CPU_CHUNK_PIXELS`.
 
-        A batch of eight 321 px images makes ResNet-50's early activations (~50 MB each)
-        overflow the CPU's cache; a few images at a time run the same convolutions about
-        1.2x faster, with identical results (each image's features do not depend on the
-        others'). On CUDA the whole batch goes in one call.
+        Small chunks keep the early activations in the CPU's cache; each image's features
+        do not depend on the others', so the results are the same. On CUDA the whole batch
+        goes in one call.
         """
         n, (h, w) = images.shape[0], images.shape[-2:]
         step = n if images.device.type != "cpu" else max(1, CPU_CHUNK_PIXELS // (h * w))
@@ -242,8 +192,7 @@ class CANet(nn.Module):
         return EpisodeFeatures(AttentionFusion.fuse(stacked, weights), 1, weights)
 
     def refine(self, feats: EpisodeFeatures, iterations: int,
-               history: Tensor | None = None, own_history: Tensor | None = None
-               ) -> CANetOutput:
+               history: Tensor | None = None) -> CANetOutput:
         """Run the IOM ``iterations + 1`` times on cached comparison features.
 
         Args:
@@ -251,13 +200,9 @@ class CANet(nn.Module):
             iterations: refinements after the first pass (0 = CANet-Init only).
             history: ``(B, 2, h, w)`` probabilities fed to the first pass
                 (training feeds last epoch's prediction); ``None`` = empty mask.
-            own_history: optional ``(B,)`` booleans (training only): for these
-                samples the first pass is fed the model's own prediction of this
-                episode, made by one gradient-free IOM pass from ``history``, the
-                input the IOM gets at inference (``TrainConfig.iom_history``).
         """
         check_iterations(iterations)
-        chunk = _head_chunk(feats, own_history)
+        chunk = _head_chunk(feats)
         if chunk is not None:  # CPU inference: a few episodes at a time (same numbers, faster)
             return self._refine_in_chunks(feats, iterations, history, chunk)
         x = feats.features
@@ -265,13 +210,6 @@ class CANet(nn.Module):
             y = x.new_zeros(x.shape[0], 2, *x.shape[-2:])
         else:
             y = history.repeat_interleave(feats.groups, dim=0) if feats.groups > 1 else history
-        if own_history is not None and bool(own_history.any()):
-            with torch.no_grad():
-                own = torch.softmax(self.iom(x.detach(), y).float(), dim=1).to(y.dtype)
-            keep = own_history.to(device=y.device, dtype=torch.bool)
-            if feats.groups > 1:
-                keep = keep.repeat_interleave(feats.groups)
-            y = torch.where(keep.view(-1, 1, 1, 1), own, y)
         # the history-free part of the IOM's first conv is the same in every pass
         x_part = self.iom.input_part(x) if iterations > 0 else None
         outs: list[Tensor] = []
@@ -319,7 +257,7 @@ class CANet(nn.Module):
 
     def forward(self, query: Tensor, supports: Tensor, support_masks: Tensor,
                 iterations: int | None = None, history: Tensor | None = None,
-                check: bool = True, own_history: Tensor | None = None) -> CANetOutput:
+                check: bool = True) -> CANetOutput:
         """Segment the support class in the query.
 
         Args:
@@ -330,7 +268,6 @@ class CANet(nn.Module):
                 on ``history``), ``self.iterations`` in eval mode.
             history: first-pass probabilities ``(B, 2, h, w)``, see :meth:`refine`.
             check: validate the inputs (clear ``ValueError`` on bad episodes).
-            own_history: ``(B,)`` booleans, see :meth:`refine` (training only).
         """
         supports, support_masks = _as_kshot(supports, support_masks)
         if check:
@@ -338,8 +275,7 @@ class CANet(nn.Module):
             self._check_shots(supports.shape[1])
         if iterations is None:
             iterations = 0 if self.training else self.iterations
-        return self.refine(self.encode(query, supports, support_masks), iterations, history,
-                           own_history)
+        return self.refine(self.encode(query, supports, support_masks), iterations, history)
 
     @torch.inference_mode()
     def predict(self, query: Tensor, supports: Tensor, support_masks: Tensor,
@@ -412,18 +348,17 @@ def _warn_raw_pixels(query: Tensor, supports: Tensor) -> None:
             return
 
 
-#: IOM chains a CPU inference pass refines at once: the head's activations for more than
-#: about eight 16 x 16 chains fall out of the CPU's cache (40 chains at once measured
-#: 1.25x slower per chain than five calls of 8, same results)
+#: IOM chains a CPU inference pass refines at once: the head's activations for more
+#: chains per call fall out of the CPU's cache (the results are the same)
 CPU_HEAD_CHUNK = 8
 
 
-def _head_chunk(feats: EpisodeFeatures, own_history: Tensor | None) -> int | None:
+def _head_chunk(feats: EpisodeFeatures) -> int | None:
     """Episodes per IOM call for :meth:`CANet.refine`, or ``None`` for one call
     (CUDA, training, or a batch that already fits)."""
     x = feats.features
     episodes = max(1, CPU_HEAD_CHUNK // feats.groups)
-    if (x.device.type != "cpu" or torch.is_grad_enabled() or own_history is not None
+    if (x.device.type != "cpu" or torch.is_grad_enabled()
             or episodes * feats.groups >= x.shape[0]):
         return None  # a chunk would hold the whole batch: no recursion either
     return episodes

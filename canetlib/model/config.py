@@ -2,10 +2,11 @@
 
 Everything that builds a CANet goes through it: ``CANet(**options)`` and
 :meth:`CANet.from_config`, the trainer (``TrainConfig.model_config()``: the flat
-``--set`` fields of :class:`canetlib.configs.TrainConfig` are its fields) and
+``--set`` fields of :class:`canetlib.training.configs.TrainConfig` are its fields) and
 checkpoint loading (:meth:`CANetConfig.from_dict` reads a checkpoint's
 ``model_config``; :meth:`CANetConfig.to_dict` is what a checkpoint stores, plain
-types only, so that ``torch.load(weights_only=True)`` reads it).
+types only, so that ``torch.load(weights_only=True)`` reads it). A built model keeps
+its own as ``model.config``.
 
 Whether the backbone starts from ImageNet weights (``pretrained``) is not part of
 it: that is how weights are initialised, not what the network is, and a
@@ -20,15 +21,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from canetlib.inputs import check_iterations
 from canetlib.model.backbone import BACKBONES, BLOCKS
+from canetlib.model.inputs import check_iterations
 from canetlib.model.modules import PAIRINGS
 
 #: k-shot fusions: the learned attention of section 4.3 and Table 5's baselines
 FUSIONS: tuple[str | None, ...] = (None, "attention", "feature-avg", "mask-avg", "mask-or")
 #: fusions that keep one IOM chain per support and fuse the predicted masks
 MASK_FUSIONS = ("mask-avg", "mask-or")
-#: the ``model_config`` keys every CANet checkpoint stores (the first format's)
+#: the ``model_config`` keys every CANet checkpoint stores
 REQUIRED_KEYS = ("backbone", "blocks", "fusion", "width", "iterations", "dropout",
                  "backbone_widths")
 
@@ -110,16 +111,15 @@ class CANetConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint's ``model_config``: plain types (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.as_kwargs().items()}
+        return plain_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "model_config") -> CANetConfig:
         """Read a checkpoint's ``model_config`` (inverse of :meth:`to_dict`).
 
-        Keys newer than the format (``normalise``, ``pairing``) default to the
-        paper's choice, which is what older checkpoints are; a missing older
-        key, an unknown key or an impossible value is a ``ValueError`` that starts
-        with ``source``.
+        ``normalise`` and ``pairing`` may be absent and then take the paper's choice;
+        a missing :data:`REQUIRED_KEYS` key, an unknown key or an impossible value is
+        a ``ValueError`` that starts with ``source``.
         """
         missing = [key for key in REQUIRED_KEYS if key not in data]
         if missing:
@@ -145,4 +145,13 @@ MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(CANetConfig))
 PAPER_MODEL = CANetConfig()
 
 __all__ = ["FUSIONS", "MASK_FUSIONS", "MODEL_FIELDS", "PAPER_MODEL", "REQUIRED_KEYS",
-           "CANetConfig"]
+           "CANetConfig", "plain_dict"]
+
+
+def plain_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass's fields as plain types (tuples as lists), as checkpoints store them."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out

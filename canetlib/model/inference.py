@@ -2,27 +2,27 @@
 
 :meth:`CANet.predict`, the evaluator, the segmenter, the book's widgets and the
 benchmark all run episodes through :func:`iteration_maps`. It calls only the
-model's ``encode`` / ``extract`` / ``prototypes`` / ``compare`` / ``refine``,
-so the evaluator's feature cache (which replaces ``extract``) and the prototype
-baseline (:class:`~canetlib.model.baseline.PrototypeMatcher`) go through it
-unchanged. Box supports (section 4.4) arrive as masks; k-shot fusions (section
-4.3) happen inside ``compare`` and ``refine``.
+model's ``encode`` / ``extract`` / ``prototypes`` / ``compare`` / ``refine``
+(:class:`EpisodeModel`), so the evaluator's feature cache (consulted by ``extract``)
+and the prototype baseline (:class:`~canetlib.model.baseline.PrototypeMatcher`) go
+through it unchanged. Box supports (section 4.4) arrive as masks; k-shot fusions
+(section 4.3) happen inside ``compare`` and ``refine``. The map helpers
+:func:`resize_maps` and :func:`binary_prediction` of :mod:`canetlib.model.outputs`
+can be imported from here too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from canetlib.inputs import check_episode, check_scales
-
-if TYPE_CHECKING:
-    from canetlib.model.canet import CANetOutput, EpisodeFeatures
+from canetlib.model.inputs import check_episode, check_scales
+from canetlib.model.outputs import CANetOutput, EpisodeFeatures, binary_prediction, resize_maps
 
 __all__ = ["EpisodeModel", "IterationMaps", "binary_prediction", "episode_maps", "iteration_maps",
            "resize_maps"]
@@ -42,23 +42,6 @@ class EpisodeModel(Protocol):
     def refine(self, feats: EpisodeFeatures, iterations: int) -> CANetOutput: ...
     def encode(self, query: Tensor, supports: Tensor, support_masks: Tensor
                ) -> EpisodeFeatures: ...
-
-
-def resize_maps(maps: Tensor, size: Sequence[int] | None) -> Tensor:
-    """Bilinear (``align_corners=True``) resize of ``(B, C, h, w)`` maps; ``None`` = as is."""
-    if size is None or tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=True)
-
-
-def binary_prediction(maps: Tensor, size: Sequence[int] | None = None) -> Tensor:
-    """The mask ``(B, H, W)`` (long, 1 = object) of ``(B, 2, h, w)`` background/foreground
-    logits or probabilities: foreground beats background, a tie is background (as the
-    two-class argmax). With ``size``, resized bilinearly first: resizing is linear, so
-    only the margin ``foreground - background`` is resized (in a plain layout: resizing
-    channels_last maps is slow on CPU)."""
-    margin = (maps[:, 1:2] - maps[:, 0:1]).float().contiguous()
-    return (resize_maps(margin, size)[:, 0] > 0).long()
 
 
 @dataclass

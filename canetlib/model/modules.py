@@ -56,10 +56,9 @@ class FeatureEncoder(nn.Module):
     ``normalise=True`` (not in the paper) first scales every block's feature
     vector to unit length at each location, so that the encoder sees the
     direction of a feature (what the cosine of the training-free matcher
-    compares) and no block or location dominates by magnitude. On the
-    EfficientNet-Lite0 backbone, whose stage outputs are linear (signed,
-    unbounded), this is what lets the learned head beat the matcher on
-    held-out classes (``data/results/imagenet-backbone/README.md``).
+    compares) and no block or location dominates by magnitude, which matters for
+    backbones whose stage outputs are linear (signed, unbounded), such as
+    EfficientNet-Lite0.
     """
 
     def __init__(self, in_channels: int, width: int = 256, dropout: float = 0.5,

@@ -8,5 +8,5 @@ annotations (it needs pycocotools). Both write the layout of
 anything from here. :mod:`canetlib.data.prepare.fss1000` fetches FSS-1000 and checks
 its published layout, which :mod:`canetlib.data.fss1000` reads as it lies.
 ``python -m canetlib prepare {pascal,coco,fss1000}`` runs them; fetching the archives
-is :mod:`canetlib.data.download`'s job.
+is :func:`canetlib.data.archive.ensure_dataset`'s job.
 """

@@ -8,7 +8,7 @@ Raw layout under ``root`` (as the official zips extract)::
 
 :func:`prepare_coco` (optionally after fetching :data:`TRAIN_ARCHIVE`,
 :data:`VAL_ARCHIVE` and :data:`ANNOTATIONS_ARCHIVE` with
-:mod:`canetlib.data.download`) decodes every instance annotation once
+:func:`canetlib.data.archive.ensure_dataset`) decodes every instance annotation once
 (polygons, uncompressed and compressed RLE, via pycocotools), paints one
 semantic and one instance mask per image, and writes the pair lists, the image
 index and the marker that :class:`canetlib.data.coco.CocoSource` reads (its
@@ -34,13 +34,14 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from canetlib.extras import missing_extra
+from canetlib.model.extras import missing_extra
 
 try:
     from pycocotools import mask as mask_utils
 except ImportError as err:
     raise missing_extra("pycocotools", "coco", "prepare coco (COCO-20i annotations)") from err
 
+from canetlib.data.archive import ensure_dataset, unpack_hint
 from canetlib.data.coco import (
     COCO_CATEGORY_IDS,
     COCO_CLASSES,
@@ -48,7 +49,7 @@ from canetlib.data.coco import (
     prepare_command,
     scheme_classes,
 )
-from canetlib.data.download import RemoteFile, bars_enabled, ensure_dataset, unpack_hint
+from canetlib.data.download import RemoteFile, bars_enabled
 from canetlib.data.imageio import PathLike, read_mask, write_label_png
 from canetlib.data.prepared import (
     MIN_AREA,

@@ -17,7 +17,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from canetlib.data.download import RemoteFile, bars_enabled, ensure_dataset
+from canetlib.data.archive import ensure_dataset
+from canetlib.data.download import RemoteFile, bars_enabled
 from canetlib.data.fss1000 import (
     ARCHIVE_FOLDER,
     OFFICIAL_PAGE,

@@ -10,7 +10,7 @@ Raw layout under ``root`` (exactly as the official archives extract)::
     benchmark_RELEASE/dataset/{train,val}.txt      inst/*.mat: GTinst.Segmentation
 
 :func:`prepare_pascal` (optionally after fetching :data:`VOC_ARCHIVE` and
-:data:`SBD_ARCHIVE` with :mod:`canetlib.data.download`) merges the VOC and SBD
+:data:`SBD_ARCHIVE` with :func:`canetlib.data.archive.ensure_dataset`) merges the VOC and SBD
 masks into one class mask and one instance mask per image and writes the pair
 lists and marker that :class:`canetlib.data.pascal.PascalSource` reads (its
 module docstring lists the files). Each list line is ``<image id> <class id>``;
@@ -23,10 +23,8 @@ than ``2 * 32 * 32`` pixels of the image (:data:`MIN_AREA`).
 
 Reference counts. The lists the field uses hold 346 / 451 / 725 / 346 val
 pairs and 2286 / 3425 / 5883 / 2086 training pairs of each fold's own classes
-(:data:`REFERENCE_VAL_PAIRS`, :data:`REFERENCE_TRAIN_PAIRS`). A full prepare on
-the real archives should be compared against them; this module was only run
-on miniature synthetic trees during development, so agreement is expected but
-has not been checked here.
+(:data:`REFERENCE_VAL_PAIRS`, :data:`REFERENCE_TRAIN_PAIRS`); compare a full
+prepare on the real archives against them (the tests run miniature trees only).
 """
 
 from __future__ import annotations
@@ -39,7 +37,8 @@ import numpy as np
 import scipy.io
 from tqdm.auto import tqdm
 
-from canetlib.data.download import RemoteFile, bars_enabled, ensure_dataset, unpack_hint
+from canetlib.data.archive import ensure_dataset, unpack_hint
+from canetlib.data.download import RemoteFile, bars_enabled
 from canetlib.data.imageio import PathLike, read_label, read_mask, write_label_png
 from canetlib.data.pascal import (
     NUM_FOLDS,
@@ -257,7 +256,7 @@ def prepare_pascal(root: PathLike, download: bool = False, progress: bool = True
     The returned dict holds ``val_pairs_per_fold`` and ``train_pairs_per_fold``
     (pairs of each fold's own classes 5f+1..5f+5) plus pool sizes. On the real
     data compare them with 346/451/725/346 and 2286/3425/5883/2086, the widely
-    used list sizes (not verified here: no full prepare was run).
+    used list sizes.
     """
     layout = PascalLayout(Path(root))
     if download:

@@ -1,0 +1,1 @@
+"""What the book shows: figures, widgets, result tables and the files it quotes."""

@@ -1,0 +1,1 @@
+"""Training: the recipe, its configs, the history memory and the engine that runs them."""
