@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: the command line) and run; exit status as ``python -m canetlib``."""
     args = build_parser().parse_args(argv)
-    return run_guarded(lambda: run(args))
+    return run_guarded(run, args)
 
 
 if __name__ == "__main__":

@@ -227,8 +227,12 @@ def readme_command(number: int) -> str:
 
 def table3_script() -> ModuleType:
     """``experiments/table3.py`` (the Table 3 runner, not part of the wheel) as a module."""
-    spec = importlib.util.spec_from_file_location("experiments_table3",
-                                                  ROOT / "experiments" / "table3.py")
+    return load_script("table3", "experiments")
+
+
+def load_script(name: str, folder: str = "scripts") -> ModuleType:
+    """The script ``FOLDER/NAME.py`` of the repository (not part of the wheel) as a module."""
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", ROOT / folder / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -29,10 +29,10 @@ from PIL import Image
 
 from canetlib.cli import describe_os_error, glue_negative_values, main
 from canetlib.cli.segmentation import as_mask, run_segmentation
-from canetlib.data.imageio import atomic_path, check_writable, write_atomic
 from canetlib.data.prepared import write_pairs
 from canetlib.data.world.cache import write_cache_file
 from canetlib.model import checkpoint
+from canetlib.model.files import atomic_path, check_writable, write_atomic
 from canetlib.training.engine import check_max_steps
 from canetlib.training.pretrain import pretrain
 from canetlib.training.recipe import train

@@ -116,3 +116,13 @@ def test_the_lower_layers_stand_alone(name: str) -> None:
     loaded = set(ast.literal_eval(out.strip()))
     allowed = set(LAYERS[: LAYERS.index(name) + 1])
     assert loaded <= allowed, loaded - allowed
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    """Each module of the five library layers is named in the README's layout tree."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    tree = readme.split("## Layout", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    missing = [f"{folder}/{path.name}" for folder in LAYERS[:-1]
+               for path in sorted((PACKAGE / folder).glob("*.py"))
+               if path.name != "__init__.py" and path.name not in tree]
+    assert not missing, f"README.md's layout does not name {missing}"

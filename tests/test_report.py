@@ -4,8 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from canetlib.teaching import report
+
+update_tables = load_script("update_tables")
 from canetlib.teaching.shipped import shipped_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +54,8 @@ def test_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "x.json").write_text("[]")
     with pytest.raises(ValueError, match="not a result"):
         report.read_result(tmp_path / "x.json")
-    assert report.main([str(tmp_path / "nothing")]) == 2
-    assert report.main([str(tmp_path)]) == 1
+    assert update_tables.main([str(tmp_path / "nothing")]) == 2
+    assert update_tables.main([str(tmp_path)]) == 1
     assert "no evaluation result" in capsys.readouterr().err
 
 
@@ -74,7 +77,7 @@ def test_write_into_replaces_only_the_marked_block(tmp_path: Path) -> None:
     doc = tmp_path / "doc.md"
     begin, end = report.markers("variants")
     doc.write_text(f"before\n{report.BEGIN}\nold table\n{report.END}\n{begin}\n{end}\nafter\n")
-    assert report.main([str(tmp_path / "r"), "--write-into", str(doc)]) == 0
+    assert update_tables.main([str(tmp_path / "r"), "--write-into", str(doc)]) == 0
     text = doc.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old table" not in text
     write(tmp_path / "r" / "fold0" / "experiment" / "b.json", 0, 1, 99.0)  # not shipped
@@ -83,7 +86,7 @@ def test_write_into_replaces_only_the_marked_block(tmp_path: Path) -> None:
     assert report.read_block(text) == report.benchmark_table(rows)
     assert report.read_block(text, "variants") == report.variants_table(rows)
     (tmp_path / "plain.md").write_text("no markers")
-    assert report.main([str(tmp_path / "r"), "--write-into", str(tmp_path / "plain.md")]) == 1
+    assert update_tables.main([str(tmp_path / "r"), "--write-into", str(tmp_path / "plain.md")]) == 1
 
 
 DOCS = (ROOT / "README.md", ROOT / "book" / "intro.md", RESULTS_README)
@@ -94,7 +97,7 @@ def test_readme_and_intro_quote_the_result_files() -> None:
     rows = report.read_results(RESULTS)
     for doc in DOCS:
         text = doc.read_text()
-        hint = (f"{doc} is out of date: python -m canetlib.teaching.report "
+        hint = (f"{doc} is out of date: python scripts/update_tables.py "
                 "canetlib/teaching/results/imagenet-backbone --write-into "
                 + " ".join(str(d.relative_to(ROOT)) for d in DOCS))
         assert report.read_block(text) == report.benchmark_table(rows), hint

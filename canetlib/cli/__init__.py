@@ -76,8 +76,9 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     print(f"warning: {message}", file=sys.stderr)
 
 
-def run_guarded(run: Callable[[], int | None]) -> int:
-    """Call ``run`` and turn its errors into one ``error: ...`` line on stderr.
+def run_guarded(run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace
+                ) -> int:
+    """Call ``run(args)`` and turn its errors into one ``error: ...`` line on stderr.
 
     Exit status: ``run``'s (0 for ``None``), 2 bad input or an OS error (named path),
     130 Ctrl-C. Warnings print as one ``warning: ...`` line.
@@ -85,7 +86,7 @@ def run_guarded(run: Callable[[], int | None]) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            return int(run() or 0)
+            return int(run(args) or 0)
     except (ValueError, RuntimeError, MissingExtraError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -107,4 +108,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(getattr(args, "config_flags", None), list):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.config_flags = extra
-    return run_guarded(lambda: args._run(args))
+    return run_guarded(args._run, args)

@@ -37,8 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from canetlib.data.imageio import PathLike, read_image, read_label, read_mask
+from canetlib.data.imageio import read_image, read_label, read_mask
 from canetlib.data.prepared import MIN_AREA, PreparedLayout, PreparedSource
+from canetlib.model.files import PathLike
 
 __all__ = [
     "COCO_CATEGORY_IDS",

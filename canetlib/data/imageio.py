@@ -9,8 +9,6 @@
   :func:`canetlib.model.files.atomic_path` (temporary file in the same folder, then
   one rename), so an interrupted run never leaves a half-written mask under the
   final name.
-* :func:`atomic_path`, :func:`write_atomic` and :func:`check_writable` are
-  re-exported from :mod:`canetlib.model.files`, the package's one atomic writer.
 
 Unreadable or corrupt files raise :class:`ValueError` naming the file; a
 missing file raises :class:`FileNotFoundError` naming it. A label file that is
@@ -30,14 +28,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from canetlib.model.files import PathLike, atomic_path, check_writable, write_atomic
+from canetlib.model.files import PathLike, atomic_path
 
 __all__ = [
     "JPEG_FORMATS",
     "SAVE_MASK",
-    "PathLike",
-    "atomic_path",
-    "check_writable",
     "image_size",
     "is_jpeg",
     "jpeg_values",
@@ -48,7 +43,6 @@ __all__ = [
     "read_mask",
     "upright",
     "voc_palette",
-    "write_atomic",
     "write_label_png",
 ]
 

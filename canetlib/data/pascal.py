@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from canetlib.data.imageio import PathLike, read_image, read_label, read_mask
+from canetlib.data.imageio import read_image, read_label, read_mask
 from canetlib.data.prepared import MIN_AREA, PreparedLayout, PreparedSource
 from canetlib.data.source import IGNORE_INDEX, PASCAL_CLASSES
+from canetlib.model.files import PathLike
 
 __all__ = [
     "MIN_AREA",

@@ -4,24 +4,16 @@ The book and the READMEs quote full-budget numbers (1000 episodes x 5 seeds) tha
 take far longer than a chapter may run. They are measured once by the command
 each results README shows and read back here, so every quoted number comes from
 a file and every file from a command. The files the book quotes ship in the package
-(``canetlib.teaching.shipped.shipped_path("results/imagenet-backbone")``); from the repository root::
-
-    python -m canetlib.teaching.report canetlib/teaching/results/imagenet-backbone
-
-prints the per-fold table with the mean over the folds present, and::
-
-    python -m canetlib.teaching.report canetlib/teaching/results/imagenet-backbone \\
-        --write-into README.md book/intro.md
-
-replaces the text between the markers ``<!-- results:begin -->`` and
-``<!-- results:end -->`` of those files with the same table (a test checks they agree), and
-a ``<!-- variants:begin -->`` block, where there is one, with every result file's row.
+(``canetlib.teaching.shipped.shipped_path("results/imagenet-backbone")``).
+:func:`benchmark_table` is the per-fold table with the mean over the folds present,
+:func:`variants_table` one row per result file; :func:`replace_block` puts a table between
+the markers ``<!-- results:begin -->`` and ``<!-- results:end -->`` of a document
+(``scripts/update_tables.py`` does it for the README and the book's introduction).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,47 +200,3 @@ def read_block(text: str, tag: str = "results") -> str | None:
     begin, end_mark = markers(tag)
     start, end = text.find(begin), text.find(end_mark)
     return None if start < 0 or end < start else text[start + len(begin):end].strip()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    targets: list[Path] = []
-    if "--write-into" in args:
-        i = args.index("--write-into")
-        targets = [Path(a) for a in args[i + 1:]]
-        args = args[:i]
-        if not targets:
-            print("error: --write-into needs at least one file", file=sys.stderr)
-            return 2
-    if len(args) != 1:
-        print("usage: python -m canetlib.teaching.report RESULTS_FOLDER [--write-into FILE ...]",
-              file=sys.stderr)
-        return 2
-    folder = Path(args[0])
-    if not folder.is_dir():
-        print(f"error: {folder} is not a folder", file=sys.stderr)
-        return 2
-    rows = read_results(folder)
-    if not rows:
-        print(f"error: no evaluation result (evaluate --json) under {folder}", file=sys.stderr)
-        return 1
-    table = benchmark_table(rows)
-    for target in targets:
-        try:
-            text = replace_block(target.read_text(), table, str(target))
-            if read_block(text, "variants") is not None:  # optional second block
-                text = replace_block(text, variants_table(rows), str(target), "variants")
-            target.write_text(text)
-        except (OSError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        print(f"table written into {target}")
-    if not targets:
-        print(table)
-        print()
-        print(variants_table(rows))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -50,7 +50,7 @@ from canetlib.data.coco import (
     scheme_classes,
 )
 from canetlib.data.download import RemoteFile, bars_enabled
-from canetlib.data.imageio import PathLike, read_mask, write_label_png
+from canetlib.data.imageio import read_mask, write_label_png
 from canetlib.data.prepared import (
     MIN_AREA,
     Pair,
@@ -63,6 +63,7 @@ from canetlib.data.prepared import (
     write_pairs,
 )
 from canetlib.data.source import IGNORE_INDEX
+from canetlib.model.files import PathLike
 
 __all__ = [
     "ANNOTATIONS_ARCHIVE",

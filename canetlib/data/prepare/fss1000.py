@@ -27,7 +27,8 @@ from canetlib.data.fss1000 import (
     FSS1000Source,
     image_root,
 )
-from canetlib.data.imageio import PathLike, image_size
+from canetlib.data.imageio import image_size
+from canetlib.model.files import PathLike
 
 #: the name of the authors' archive
 ARCHIVE_NAME = "fewshot_data.zip"

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from canetlib.data.archive import ensure_dataset, unpack_hint
 from canetlib.data.download import RemoteFile, bars_enabled
-from canetlib.data.imageio import PathLike, read_label, read_mask, write_label_png
+from canetlib.data.imageio import read_label, read_mask, write_label_png
 from canetlib.data.pascal import (
     NUM_FOLDS,
     REFERENCE_TRAIN_PAIRS,
@@ -59,6 +59,7 @@ from canetlib.data.prepared import (
     write_pairs,
 )
 from canetlib.data.source import IGNORE_INDEX, PASCAL_CLASSES
+from canetlib.model.files import PathLike
 
 __all__ = [
     "MIN_AREA",

@@ -28,8 +28,8 @@ try:
 except ImportError:  # Windows: run folders are not locked
     fcntl = None  # type: ignore[assignment]
 
-from canetlib.data.imageio import atomic_path, check_writable
 from canetlib.model import checkpoint as ckpt_io
+from canetlib.model.files import atomic_path, check_writable
 from canetlib.training.engine.distributed import ONE_PROCESS, DistInfo
 from canetlib.training.settings import RetiredOptionError
 
