@@ -40,7 +40,7 @@ from canetlib.training.configs import get_config
 from canetlib.training.episodes import HeldOutSource, source_kwargs
 from canetlib.training.history import HistoryMemory
 from canetlib.training.recipe import pixel_loss
-from canetlib.training.start import build_model, kaiming_head
+from canetlib.training.start import initial_model, kaiming_head
 
 
 def cache_features(model: Any, dataset: EpisodeDataset, size: int | None,
@@ -168,7 +168,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = get_config(args.config, args.set, fold=args.fold)
     t0 = time.time()
-    model = build_model(cfg)
+    model = initial_model(cfg)
     VARIANT["normalise"], VARIANT["prior"] = args.normalise, args.prior
     VARIANT["relational"] = args.relational
     if args.prior:

@@ -46,11 +46,11 @@ def test_pretrain_then_load_into_canet(tmp_path: Path) -> None:
         assert torch.equal(v, pretrained[k].cpu())
     assert not any(p.requires_grad for p in model.backbone.parameters())  # frozen
     # a trainer config pointing at it trains on top of it
-    from canetlib.training.start import build_model
+    from canetlib.training.start import initial_model
 
     cfg = get_config("synthetic-1shot", ["backbone_widths=8,16,16,16", "width=16",
                                          f"backbone_checkpoint={res.backbone_path}"])
-    built = build_model(cfg)  # type: ignore[arg-type]
+    built = initial_model(cfg)  # type: ignore[arg-type]
     assert torch.equal(built.backbone.layer1[0].conv1.weight,
                        res.net.backbone.layer1[0].conv1.weight.cpu())
 

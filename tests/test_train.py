@@ -318,9 +318,9 @@ def test_five_shot_starts_from_the_one_shot_model(tmp_path: Path) -> None:
     shutil.copy(tmp_path / "one" / "model.pt", shipped / "tiny-1shot-fold0.pt")
     cfg = tiny_config("shots=3", "fusion=attention", "optimizer=adamw", "head_init=kaiming",
                f"init_checkpoint={shipped}/tiny-1shot-fold{{fold}}.pt")
-    from canetlib.training.start import build_model
+    from canetlib.training.start import initial_model
 
-    five = build_model(cfg)
+    five = initial_model(cfg)
     a, b = one.model.state_dict(), five.state_dict()
     assert any(k.startswith("attention.") for k in b)
     for k in a:  # everything but the new attention branch comes from the 1-shot model
@@ -328,7 +328,7 @@ def test_five_shot_starts_from_the_one_shot_model(tmp_path: Path) -> None:
     res = train(cfg, tmp_path / "five", max_steps=2, progress=False)
     assert res.step == 2
     with pytest.raises(FileNotFoundError):
-        build_model(cfg.replace(fold=1))  # fold 1 never starts from fold 0's model
+        initial_model(cfg.replace(fold=1))  # fold 1 never starts from fold 0's model
 
 
 def test_validation_classes_are_held_out_of_training() -> None:

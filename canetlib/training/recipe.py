@@ -70,7 +70,7 @@ from canetlib.training.episodes import (
     run_batches,
 )
 from canetlib.training.history import HistoryMemory
-from canetlib.training.start import build_model, make_optimizer, poly_lr
+from canetlib.training.start import initial_model, make_optimizer, poly_lr
 
 #: why ``--resume`` refuses a checkpoint that :func:`train` did not write
 NOT_RESUMABLE = "not a training checkpoint (no optimizer/step); cannot resume"
@@ -206,7 +206,7 @@ def _model_and_memory(cfg: TrainConfig, state: dict[str, Any] | None, source: Pa
     resume both from ``last.pt`` (every weight, except a packaged backbone's, which its
     package provides again)."""
     if state is None:
-        model = build_model(cfg)
+        model = initial_model(cfg)
     else:
         model = CANet.from_config(cfg.model_config(),
                                   pretrained=ckpt_io.packaged_backbone(cfg.backbone))

@@ -12,7 +12,7 @@ from canetlib.model import checkpoint as ckpt_io
 from canetlib.training.configs import TrainConfig
 
 
-def build_model(cfg: TrainConfig) -> CANet:
+def initial_model(cfg: TrainConfig) -> CANet:
     """CANet from the config, with pretrained backbone / initial weights loaded.
 
     The head is initialised from ``torch.manual_seed(cfg.seed)`` (N(0, 0.01)
@@ -84,4 +84,4 @@ def poly_lr(cfg: TrainConfig, step: int, total: int) -> float:
     return cfg.lr * max(0.0, 1.0 - step / total) ** cfg.poly_power
 
 
-__all__ = ["build_model", "init_from", "kaiming_head", "make_optimizer", "poly_lr"]
+__all__ = ["init_from", "initial_model", "kaiming_head", "make_optimizer", "poly_lr"]

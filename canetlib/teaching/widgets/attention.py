@@ -18,10 +18,10 @@ from canetlib.model import CANet
 from canetlib.teaching import visual
 from canetlib.teaching.widgets.explorer import (
     Explorer,
-    class_names,
     episode_heading,
     has_ground_truth,
     slider,
+    source_class_names,
 )
 from canetlib.teaching.widgets.key import (
     GROUND_TRUTH,
@@ -90,7 +90,7 @@ class AttentionExplorer(Explorer):
         finals = [r.ious[-1] if r.ious is not None else None for r in runs]
         ious = [v for v in finals if v is not None]
         return cls(items, weights, [r.final for r in runs],
-                   ious if len(ious) == len(runs) else None, class_names(episodes))
+                   ious if len(ious) == len(runs) else None, source_class_names(episodes))
 
     def static_controls(self) -> list[Control]:
         """One ``episode`` slider."""

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from canetlib.model import CANet
 from canetlib.teaching import visual
-from canetlib.teaching.widgets.explorer import Explorer, class_label, class_names, slider
+from canetlib.teaching.widgets.explorer import Explorer, class_label, slider, source_class_names
 from canetlib.teaching.widgets.frame import frame_height
 from canetlib.teaching.widgets.key import (
     GROUND_TRUTH,
@@ -28,7 +28,7 @@ from canetlib.teaching.widgets.key import (
     SUPPORT_MASK,
     colour_key,
 )
-from canetlib.teaching.widgets.runs import InputSize, Item, default_input_size, run_episode
+from canetlib.teaching.widgets.runs import InputSize, Item, run_episode, widget_input_size
 from canetlib.teaching.widgets.static import Control, State
 
 __all__ = ["EpisodeBrowser", "target_fractions"]
@@ -121,7 +121,7 @@ class EpisodeBrowser(Explorer):
                    input_size: InputSize = None) -> EpisodeBrowser:
         """A browser that also shows ``model``'s final prediction (run as the evaluator does)."""
         first = next(iter(datasets.values())) if isinstance(datasets, Mapping) else datasets
-        size = default_input_size(first, input_size)
+        size = widget_input_size(first, input_size)
 
         def predict(item: Item) -> Tensor:
             return run_episode(model, item, input_size=size).final
@@ -179,7 +179,7 @@ class EpisodeBrowser(Explorer):
     def _caption(self, label: str, i: int, item: Item) -> str:
         """``<b>label, episode i</b>: class ..., k-shot`` and the query and support ids."""
         k = len(item["support_images"])
-        names = class_names(self.datasets[label])
+        names = source_class_names(self.datasets[label])
         caption = (f"<b>{html.escape(label)}, episode {i}</b>: "
                    f"{html.escape(class_label(item, names))}, {k}-shot")
         if item.get("query_id") is not None:

@@ -29,8 +29,14 @@ from canetlib.teaching.widgets.static import (
     write_static_page,
 )
 
-__all__ = ["Explorer", "class_label", "class_names", "episode_heading", "has_ground_truth",
-           "slider"]
+__all__ = [
+    "Explorer",
+    "class_label",
+    "episode_heading",
+    "has_ground_truth",
+    "slider",
+    "source_class_names",
+]
 
 
 class Explorer:
@@ -178,7 +184,7 @@ def class_label(item: Item, names: Sequence[str] | None) -> str:
     return f"class {cid}"
 
 
-def class_names(episodes: Any) -> Sequence[str] | None:
+def source_class_names(episodes: Any) -> Sequence[str] | None:
     """The class names of a dataset's source (ids ``1..n``), if it has any."""
     names = getattr(getattr(episodes, "source", None), "class_names", None)
     return tuple(names) if names else None

@@ -14,10 +14,10 @@ from canetlib.model import CANet
 from canetlib.teaching import visual
 from canetlib.teaching.widgets.explorer import (
     Explorer,
-    class_names,
     episode_heading,
     has_ground_truth,
     slider,
+    source_class_names,
 )
 from canetlib.teaching.widgets.key import GROUND_TRUTH, IGNORED, PREDICTION, colour_key
 from canetlib.teaching.widgets.runs import EpisodeRun, InputSize, Item, run_episode, run_first
@@ -72,7 +72,7 @@ class IterationExplorer(Explorer):
         source (128 for the embedded world), else the query's own size.
         """
         items, runs = run_first(model, episodes, count, iterations, input_size)
-        return cls(items, runs, class_names(episodes))
+        return cls(items, runs, source_class_names(episodes))
 
     @classmethod
     def from_episode(cls, model: CANet, item: Item, iterations: int | None = None,

@@ -26,8 +26,13 @@ from canetlib.model import CANet
 from canetlib.model.inference import binary_prediction, episode_maps
 
 __all__ = [
-    "EpisodeRun", "InputSize", "Item", "default_input_size", "iterations_of",
-    "run_episode", "run_first",
+    "EpisodeRun",
+    "InputSize",
+    "Item",
+    "iterations_of",
+    "run_episode",
+    "run_first",
+    "widget_input_size",
 ]
 
 #: an episode dict (:mod:`canetlib.data.episodes` format)
@@ -70,7 +75,7 @@ def _size_of(item: Item, input_size: InputSize) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def default_input_size(episodes: Any, input_size: InputSize) -> InputSize:
+def widget_input_size(episodes: Any, input_size: InputSize) -> InputSize:
     """``input_size``, else the evaluator's default for a dataset with a known source."""
     if input_size is not None or getattr(episodes, "source", None) is None:
         return input_size
@@ -124,9 +129,9 @@ def run_first(model: CANet, episodes: Any, count: int | None = None,
     """The first ``count`` episodes of a dataset or list (default: all) and one run of each.
 
     ``input_size`` defaults to the evaluator's choice for a dataset with a
-    source (:func:`default_input_size`), else the query's own size.
+    source (:func:`widget_input_size`), else the query's own size.
     """
     n = len(episodes) if count is None else min(count, len(episodes))
-    size = default_input_size(episodes, input_size)
+    size = widget_input_size(episodes, input_size)
     items = [episodes[i] for i in range(n)]
     return items, [run_episode(model, item, iterations, size) for item in items]
