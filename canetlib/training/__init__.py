@@ -1,10 +1,6 @@
-"""Training: the recipe (:func:`train`), its configs, the history memory and the engine.
+"""Training: the recipe (:func:`canetlib.training.recipe.train`), its configs, the IOM history
+memory and the engine under every training loop.
 
-``train(get_config("synthetic-imagenet-1shot", fold=0), "runs/f0")`` trains one model;
-:mod:`canetlib.training.recipe` reads top to bottom as the paper's recipe.
+``train(get_config("synthetic-imagenet-1shot", fold=0), "runs/f0")``, with ``train`` from
+:mod:`canetlib.training.recipe` and ``get_config`` from :mod:`canetlib.training.configs`.
 """
-
-from canetlib.training.configs import CONFIGS, PretrainConfig, TrainConfig, get_config
-from canetlib.training.recipe import TrainResult, train
-
-__all__ = ["CONFIGS", "PretrainConfig", "TrainConfig", "TrainResult", "get_config", "train"]
