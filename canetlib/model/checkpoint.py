@@ -47,7 +47,7 @@ def shipped_dir() -> Path:
     """Folder of the shipped checkpoints (``CANETLIB_CHECKPOINTS`` overrides).
 
     By default ``canetlib/model/weights`` of the imported package: the source tree in an
-    editable install, ``site-packages/canetlib/weights`` in an installed wheel.
+    editable install, ``site-packages/canetlib/model/weights`` in an installed wheel.
     """
     env = os.environ.get("CANETLIB_CHECKPOINTS")
     if env:
