@@ -213,7 +213,7 @@ def test_plot_outlines_titles_each_panel_and_names_each_label_once() -> None:
 
 def test_predicted_mask_follows_the_models_rule() -> None:
     """Foreground beats background, a tie is background, for both accepted layouts."""
-    from canetlib.model.inference import binary_prediction
+    from canetlib.model.outputs import binary_prediction
 
     fg = torch.tensor([[0.2, 0.5, 0.5001], [0.9, 0.0, 1.0]])
     two = torch.stack([1 - fg, fg])

@@ -36,8 +36,9 @@ from canetlib.data.imageio import (
 )
 from canetlib.evaluation import REFERENCE_INPUT_SIZE, resize_episode
 from canetlib.model import CANet
-from canetlib.model.inference import binary_prediction, episode_maps, resize_maps
+from canetlib.model.inference import episode_maps
 from canetlib.model.inputs import IGNORE_INDEX, box_to_mask, check_iterations, check_size
+from canetlib.model.outputs import binary_prediction, resize_maps
 
 __all__ = [
     "MASK_RULE", "Segmentation", "as_mask", "as_rgb", "check_jpeg_mask", "check_outputs",

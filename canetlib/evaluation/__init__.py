@@ -50,7 +50,7 @@ from canetlib.evaluation.sizing import (
     resolve_input_size,
 )
 from canetlib.model import MULTI_SCALE
-from canetlib.model.inference import binary_prediction
+from canetlib.model.outputs import binary_prediction
 
 __all__ = [
     "BASELINE_FIT_EPISODES", "BASELINE_FIT_SEED", "MULTI_SCALE", "REFERENCE_INPUT_SIZE",

@@ -23,7 +23,8 @@ from torch.nn import functional as F
 from canetlib.evaluation.speed import cpu_bf16_supported, inference_setup
 from canetlib.evaluation.throughput import conv_throughput, evaluation_timing
 from canetlib.model import CANet
-from canetlib.model.inference import binary_prediction, iteration_maps
+from canetlib.model.inference import iteration_maps
+from canetlib.model.outputs import binary_prediction
 from canetlib.model.runtime import amp_dtype, default_device
 
 __all__ = ["BACKBONES", "EVAL_CHECKPOINT", "available_modes", "check_benchmark",

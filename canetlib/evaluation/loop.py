@@ -20,8 +20,9 @@ from canetlib.evaluation.sizing import Size, group_items, resolve_input_size, st
 from canetlib.evaluation.speed import StageTimes, inference_setup, resolve_precision
 from canetlib.model import CANet
 from canetlib.model.cache import feature_cache
-from canetlib.model.inference import IterationMaps, binary_prediction, iteration_maps
+from canetlib.model.inference import IterationMaps, iteration_maps
 from canetlib.model.inputs import check_episode, check_iterations
+from canetlib.model.outputs import binary_prediction
 from canetlib.model.runtime import default_device
 from canetlib.model.runtime import progress as _progress
 

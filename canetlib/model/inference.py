@@ -22,10 +22,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from canetlib.model.inputs import check_episode, check_scales
-from canetlib.model.outputs import CANetOutput, EpisodeFeatures, binary_prediction, resize_maps
+from canetlib.model.outputs import CANetOutput, EpisodeFeatures, resize_maps
 
-__all__ = ["EpisodeModel", "IterationMaps", "binary_prediction", "episode_maps", "iteration_maps",
-           "resize_maps"]
+__all__ = ["EpisodeModel", "IterationMaps", "episode_maps", "iteration_maps"]
 
 
 class EpisodeModel(Protocol):

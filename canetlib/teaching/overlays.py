@@ -4,7 +4,7 @@ Images may be ImageNet-normalised tensors ``(3, H, W)`` (as episodes hold them),
 ``uint8`` arrays ``(H, W, 3)`` or PIL images; masks hold 0/1 with 255 = ignore;
 probabilities are per-iteration ``(2, H, W)`` maps (background, foreground) or
 foreground maps ``(H, W)``. A predicted mask follows the model's rule
-(:func:`canetlib.model.inference.binary_prediction`), and its IoU the evaluator's
+(:func:`canetlib.model.outputs.binary_prediction`), and its IoU the evaluator's
 (:func:`canetlib.evaluation.metrics.episode_iou`).
 """
 
@@ -20,7 +20,7 @@ from torch import Tensor
 from canetlib.data.episodes import denormalise_image
 from canetlib.data.source import IGNORE_INDEX
 from canetlib.evaluation.metrics import episode_iou
-from canetlib.model.inference import binary_prediction
+from canetlib.model.outputs import binary_prediction
 
 __all__ = [
     "GT_COLOR", "IGNORE_COLOR", "PRED_COLOR", "PROBABILITY_CMAP", "denormalize", "foreground",
@@ -114,7 +114,7 @@ def foreground(probs: Any) -> np.ndarray:
 def predicted_mask(probs: Any) -> np.ndarray:
     """The ``(H, W)`` 0/1 mask of ``(2, H, W)`` / ``(1, 2, H, W)`` probabilities, or of a
     foreground map ``(H, W)`` (foreground above 0.5), by the model's rule
-    (:func:`canetlib.model.inference.binary_prediction`)."""
+    (:func:`canetlib.model.outputs.binary_prediction`)."""
     p = torch.as_tensor(_probability_maps(probs))
     if not p.is_floating_point():
         p = p.float()

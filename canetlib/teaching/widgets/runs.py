@@ -5,7 +5,7 @@ Query and supports are brought to one model input size with
 sizes and 5-shot supports of different sizes arrive as lists), the model runs
 through the evaluator's inference path (:func:`canetlib.model.inference.episode_maps`),
 and each mask is decided as the evaluator decides it: the maps upsampled to the query's
-original size by :func:`canetlib.model.inference.binary_prediction`, the IoU measured
+original size by :func:`canetlib.model.outputs.binary_prediction`, the IoU measured
 there with 255 pixels ignored (:func:`canetlib.evaluation.metrics.episode_iou`). An
 :class:`EpisodeRun` keeps everything an explorer shows about one episode, so the
 backbone never re-runs when a control moves.
@@ -23,7 +23,8 @@ from torch import Tensor
 from canetlib.evaluation import resize_episode, resolve_input_size
 from canetlib.evaluation.metrics import episode_iou
 from canetlib.model import CANet
-from canetlib.model.inference import binary_prediction, episode_maps
+from canetlib.model.inference import episode_maps
+from canetlib.model.outputs import binary_prediction
 
 __all__ = [
     "EpisodeRun",
