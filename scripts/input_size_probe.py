@@ -43,7 +43,9 @@ def _rounded(values: list[float] | None) -> list[float] | None:
 def fit_set(cfg: TrainConfig) -> Any:
     """The evaluator's matcher-fit episodes (the fold's training classes, the evaluator's
     world), without the run's held-out classes or held-out images."""
-    kw = {"fold": cfg.fold} if cfg.dataset == "synthetic" else {}
+    kw: dict[str, Any] = {"fold": cfg.fold} if cfg.dataset == "synthetic" else {}
+    if cfg.world_part_recolour:
+        kw["part_recolour"] = cfg.world_part_recolour
     source: Any = make_source(cfg.dataset, cfg.root, **kw)
     if cfg.val_fraction > 0 or cfg.val_by == "classes":
         source = HeldOutSource(source, cfg.seed, cfg.val_fraction, "train", cfg.val_by,

@@ -80,6 +80,7 @@ class TrainConfig(Settings):
     world_images: int | None = None  # synthetic: images per class (none: the default)
     world_per_fold: bool = True  # synthetic: no test class in any training image
     world_base_classes: int = 0  # synthetic: one-glyph base classes added to training
+    world_part_recolour: float = 0.0  # synthetic: chance a colour region is repainted (0: off)
     # -- model: CANetConfig's fields (defaults: the paper's model), then how to initialise it
     backbone: str = PAPER_MODEL.backbone  # resnet50, vgg16, resnet-tiny, efficientnet-lite0
     #: resnet-tiny's stage widths (none: its default)
@@ -140,8 +141,9 @@ class TrainConfig(Settings):
         for key in ("train_size", "batch_size", "epochs", "save_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if not 0.0 <= self.mask_dropout <= 1.0:
-            raise ValueError(f"mask_dropout must be in [0, 1], got {self.mask_dropout}")
+        for key in ("mask_dropout", "world_part_recolour"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.poly_power < 0:

@@ -121,6 +121,8 @@ def source_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.dataset == "synthetic":
         if cfg.world_images is not None:
             kw["train_images_per_class"] = cfg.world_images
+        if cfg.world_part_recolour:
+            kw["part_recolour"] = cfg.world_part_recolour
         if cfg.world_per_fold:
             kw["fold"] = cfg.fold
             kw["base_classes"] = cfg.world_base_classes

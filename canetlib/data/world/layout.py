@@ -47,6 +47,8 @@ class SceneObject:
     hue: float  # hue shift, fraction of the circle
     sat: float  # saturation factor
     val: float  # brightness factor
+    #: a new colour for each colour region of the glyph, or None to keep it (see recolour.py)
+    region_colours: tuple[tuple[float, float, float] | None, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from scipy import ndimage
 from canetlib.data.source import IGNORE_INDEX
 from canetlib.data.world.glyphs import glyph_parts
 from canetlib.data.world.layout import SceneLayout, SceneObject, scaled_size
+from canetlib.data.world.recolour import recoloured_rgb
 
 #: Ignore band half-width in px: the 255 ring is ``2 * BORDER_WIDTH`` px wide.
 BORDER_WIDTH = 1
@@ -117,7 +118,7 @@ def _object_alpha(obj: SceneObject) -> np.ndarray:
 
 def _object_rgb(obj: SceneObject) -> np.ndarray:
     """Transformed, colour-jittered glyph colours, ``(h, w, 3)`` float32 in [0, 1]."""
-    rgb = glyph_parts(obj.glyph)[0]
+    rgb = recoloured_rgb(obj)
     rgb_arr = np.asarray(_transform(rgb, obj, Image.Resampling.BILINEAR), dtype=np.float32)
     return np.clip(rgb_arr @ (_colour_matrix(obj).T / 255.0), 0.0, 1.0)
 

@@ -18,7 +18,8 @@ Scene recipe (one image, a pure function of the world seed and the image id):
   distractors of other classes, each a colour glyph with a random glyph of its
   class (``CLASS_GLYPHS``; the class's main glyph with probability
   ``main_glyph_prob``), size (28-50 % of the short side), rotation (+-25 deg),
-  flip and a mild colour jitter that keeps identity; objects may overlap
+  flip and a mild colour jitter that keeps identity (``part_recolour`` repaints
+  colour regions at random: matches in parts); objects may overlap
   (partial occlusion) and are painted in a random depth order;
 * masks: an object's pixels are its glyph alpha >= 0.5 minus whatever is painted
   over it; a ring of ``2 * BORDER_WIDTH`` px around every visible outline is set
@@ -71,6 +72,7 @@ from canetlib.data.world.glyphs import (
     openmoji_version,
 )
 from canetlib.data.world.layout import SceneLayout, draw_glyph, scene_layout
+from canetlib.data.world.recolour import recolour_layout
 from canetlib.data.world.render import (
     compose_scene,
     layout_class_areas,
@@ -124,6 +126,10 @@ class SyntheticSource(SegmentationSource):
             training pool only (like COCO-20i's 60 base classes, they give the
             comparison more classes to learn from than the fold's 15). Needs ``fold``.
         base_images_per_class: training images made for each base class.
+        part_recolour: probability that each colour region of each object is repainted a
+            random colour (:mod:`~canetlib.data.world.recolour`), in both pools: instances
+            of a class then match in parts only. ``0`` (the default world): never. Masks,
+            layouts and episodes do not depend on it.
     """
 
     name = "synthetic"
@@ -142,6 +148,7 @@ class SyntheticSource(SegmentationSource):
         fold: int | None = None,
         base_classes: int = 0,
         base_images_per_class: int = 40,
+        part_recolour: float = 0.0,
     ) -> None:
         if seed < 0:
             raise ValueError(f"synthetic: seed must be >= 0, got {seed}")
@@ -174,6 +181,9 @@ class SyntheticSource(SegmentationSource):
             raise ValueError("synthetic: base_classes need fold= (a world drawn for one fold)")
         if base_images_per_class < 1:
             raise ValueError("synthetic: base_images_per_class must be >= 1")
+        if not 0.0 <= part_recolour <= 1.0:
+            raise ValueError(f"synthetic: part_recolour must be in [0, 1], got {part_recolour}")
+        self.part_recolour = float(part_recolour)
         self.fold = None if fold is None else int(fold)
         self.base_glyphs: tuple[str, ...] = base_glyphs()[: int(base_classes)]
         self.base_images_per_class = int(base_images_per_class)
@@ -196,6 +206,8 @@ class SyntheticSource(SegmentationSource):
         if self.fold is not None:  # only for one-fold worlds: the others' keys stay short
             spec["fold"] = self.fold
             spec["base"] = [list(self.base_glyphs), self.base_images_per_class]
+        if self.part_recolour:  # the default world's keys stay as they were
+            spec["part_recolour"] = self.part_recolour
         return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- folds --------------------------------------------------------------------------------
@@ -283,6 +295,8 @@ class SyntheticSource(SegmentationSource):
 
     def _render(self, image_id: str) -> Scene:
         layout = self.layout(image_id)
+        if self.part_recolour:
+            layout = recolour_layout(layout, self._rng(image_id, 2), self.part_recolour)
         background = procedural_background(self._rng(image_id, 1), layout.height, layout.width)
         image, objmap = compose_scene(layout, background)
         assert image is not None
