@@ -43,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "0.7,1,1.3)")
     p.add_argument("--box-support", action="store_true",
                    help="support masks are the box of one instance (paper section 4.4)")
+    p.add_argument("--support-damage", type=float, default=0.0, metavar="P",
+                   help="make each support small, truncated or occluded with probability P "
+                        "(seeded; 0: the benchmark's supports)")
     p.add_argument("--fusion", choices=FUSION_CHOICES, default=None,
                    help="override the k-shot fusion of the checkpoint (Table 5)")
     p.add_argument("--dense-crf", action="store_true",
@@ -106,6 +109,8 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.per_episode and not args.json:
         raise ValueError("--per-episode writes every episode's IoU to the JSON file, which is "
                          "not asked for; add --json FILE (or drop --per-episode)")
+    if not 0.0 <= args.support_damage <= 1.0:
+        raise ValueError(f"--support-damage must be in [0, 1], got {args.support_damage}")
     if args.input_size not in (None, "native"):
         side = _input_size(args)
         assert isinstance(side, int)
@@ -221,7 +226,7 @@ def _settings(args: argparse.Namespace, model: Any, trained_fold: int | None) ->
         "episodes_per_seed": args.episodes, "checkpoint": str(args.checkpoint),
         "fusion": model.fusion, "multi_scale": args.multi_scale,
         "box_support": args.box_support, "dense_crf": args.dense_crf,
-        "class_set": args.class_set,
+        "class_set": args.class_set, "support_damage": args.support_damage,
     }
 
 
@@ -253,7 +258,8 @@ def _dataset_factory(args: argparse.Namespace) -> Callable[[int], Any]:
     def factory(seed: int) -> Any:
         return make_dataset(args.dataset, root=args.root, fold=args.fold, split="test",
                             shots=args.shots, episodes=args.episodes, seed=seed,
-                            box_support=args.box_support, **options)
+                            box_support=args.box_support, support_damage=args.support_damage,
+                            **options)
 
     return factory
 
@@ -303,6 +309,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"{', multi-scale' if s['multi_scale'] else ''}"
             f"{scale_note}"
             f"{', box supports' if s['box_support'] else ''}"
+            f"{', supports damaged p=' + format(s['support_damage'], 'g') if s.get('support_damage') else ''}"
             f"{', validation classes' if s.get('class_set') == 'val' else ''}"
             f"{', DenseCRF' if s.get('dense_crf') else ''}")
     lines = [head, f"{'iteration':<16}{'mIoU':>14}{'FB-IoU':>14}"]

@@ -86,12 +86,14 @@ def make_dataset(
     box_support: bool = False,
     train_size: int = DEFAULT_TRAIN_SIZE,
     transform: Callable[[Item], Item] | None = None,
+    support_damage: float = 0.0,
     **source_kwargs: Any,
 ) -> EpisodeDataset:
     """Seeded few-shot episodes of dataset ``name`` (one of :data:`DATASET_NAMES`) or of
     ``source``, any :class:`SegmentationSource` (``name`` is then ignored).
 
-    ``box_support``, ``train_size`` and ``transform`` go to :class:`EpisodeDataset`,
+    ``box_support``, ``train_size``, ``transform`` and ``support_damage`` go to
+    :class:`EpisodeDataset`,
     every other keyword to the source constructor. ``seed`` is the episode seed; the
     synthetic world's own seed is ``world_seed=``.
     """
@@ -108,7 +110,8 @@ def make_dataset(
         raise ValueError(f"source= given, so source options {sorted(source_kwargs)} "
                          "cannot be applied")
     return EpisodeDataset(source, fold, split, shots, episodes, seed, box_support=box_support,
-                          train_size=train_size, transform=transform)
+                          train_size=train_size, transform=transform,
+                          support_damage=support_damage)
 
 
 __all__ = [

@@ -40,6 +40,8 @@ Items are dicts (shapes for one item; ``k`` = shots):
 ``query_id``           str
 ``support_ids``        list of k str
 ``index``              int, episode index within the epoch
+``support_damage``     list of k str, what spoiled each support (``""``: intact); only with
+                       ``support_damage > 0``
 ===================== ===================================================================
 """
 
@@ -54,6 +56,7 @@ import torch
 from torch.utils.data import Dataset
 
 from canetlib.data.augment import augment, single_torch_thread
+from canetlib.data.damage import damage_supports
 from canetlib.data.source import SPLITS, SegmentationSource
 from canetlib.model.inputs import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 
@@ -61,7 +64,7 @@ from canetlib.model.inputs import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 DEFAULT_TRAIN_SIZE = 321
 
 _SPLIT_TAG = {"train": 1, "test": 2}
-_QUERY, _SUPPORT, _BOX, _AUG_QUERY, _AUG_SUPPORT, _ORDER = range(6)
+_QUERY, _SUPPORT, _BOX, _AUG_QUERY, _AUG_SUPPORT, _ORDER, _DAMAGE = range(7)
 
 _MEAN = np.array(IMAGENET_MEAN, dtype=np.float32) * np.float32(255.0)
 _INV_STD = np.float32(1.0) / (np.array(IMAGENET_STD, dtype=np.float32) * np.float32(255.0))
@@ -146,6 +149,9 @@ class EpisodeDataset(Dataset[Item]):
         box_support: support masks are the filled box of one seeded random instance.
         train_size: side of the square training crops (ignored at test time).
         transform: optional callable applied to each finished item dict (last step).
+        support_damage: probability that a support is made small, truncated or occluded
+            (:mod:`canetlib.data.damage`; seeded per episode, and per epoch in training);
+            ``0``, the benchmark: never.
 
     Raises:
         ValueError: bad arguments, or a class with fewer than ``shots + 1`` images in
@@ -163,6 +169,7 @@ class EpisodeDataset(Dataset[Item]):
         box_support: bool = False,
         train_size: int = DEFAULT_TRAIN_SIZE,
         transform: Callable[[Item], Item] | None = None,
+        support_damage: float = 0.0,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -173,6 +180,8 @@ class EpisodeDataset(Dataset[Item]):
         ):
             if not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
+        if not 0.0 <= support_damage <= 1.0:
+            raise ValueError(f"support_damage must be in [0, 1], got {support_damage!r}")
         if split == "train" and (not isinstance(train_size, (int, np.integer)) or train_size < 8):
             raise ValueError(f"train_size must be an integer >= 8, got {train_size!r}")
         self.source = source
@@ -184,6 +193,7 @@ class EpisodeDataset(Dataset[Item]):
         self.box_support = bool(box_support)
         self.train_size = int(train_size)
         self.transform = transform
+        self.support_damage = float(support_damage)
         self.epoch = 0
         self.classes: list[int] = list(source.classes(fold, split))
         wanted = set(self.classes)
@@ -275,6 +285,10 @@ class EpisodeDataset(Dataset[Item]):
         box_rng = _rng(*self._key(index, _BOX, True))
         s_images = [self.source.load_image(s) for s in spec.support_ids]
         s_masks = [self._support_mask(s, c, box_rng) for s in spec.support_ids]
+        damage: list[str] | None = None
+        if self.support_damage:
+            s_images, s_masks, damage = damage_supports(
+                s_images, s_masks, self.support_damage, _rng(*self._key(index, _DAMAGE, True)))
         if self.split == "train":
             q_aug = _rng(*self._key(index, _AUG_QUERY, False))
             s_aug = _rng(*self._key(index, _AUG_SUPPORT, True))
@@ -302,6 +316,8 @@ class EpisodeDataset(Dataset[Item]):
             "support_ids": list(spec.support_ids),
             "index": index,
         }
+        if damage is not None:
+            item["support_damage"] = damage
         return self.transform(item) if self.transform is not None else item
 
 

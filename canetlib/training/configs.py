@@ -75,6 +75,7 @@ class TrainConfig(Settings):
     root: str | None = None  # dataset folder (none: the default place)
     fold: int = 0  # its 5 (COCO: 20) classes are the test classes, never trained on
     shots: int = 1  # supports per training episode
+    support_damage: float = 0.0  # chance a support is made small, truncated or occluded
     episodes: int | None = None  # episodes an epoch (none: one per (image, class) pair)
     train_size: int = 321  # side of the square training crop, pixels
     world_images: int | None = None  # synthetic: images per class (none: the default)
@@ -141,7 +142,7 @@ class TrainConfig(Settings):
         for key in ("train_size", "batch_size", "epochs", "save_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("mask_dropout", "world_part_recolour"):
+        for key in ("mask_dropout", "world_part_recolour", "support_damage"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.lr <= 0:

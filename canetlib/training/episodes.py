@@ -250,7 +250,7 @@ def build_train_dataset(cfg: TrainConfig, source: SegmentationSource | None = No
         episodes = len(probe.pairs)
     return make_dataset(cfg.dataset, fold=cfg.fold, split="train", shots=cfg.shots,
                         episodes=episodes, seed=cfg.seed, train_size=cfg.train_size,
-                        source=source)
+                        source=source, support_damage=cfg.support_damage)
 
 
 def build_val_dataset(cfg: TrainConfig, source: SegmentationSource | None = None) -> Any:
@@ -259,7 +259,8 @@ def build_val_dataset(cfg: TrainConfig, source: SegmentationSource | None = None
     source = HeldOutSource(training_source(cfg, source), cfg.seed, cfg.val_fraction, "val", cfg.val_by,
                            cfg.val_classes, cfg.fold)
     return make_dataset(cfg.dataset, fold=cfg.fold, split="test", shots=cfg.shots,
-                        episodes=cfg.val_episodes, seed=cfg.seed, source=source)
+                        episodes=cfg.val_episodes, seed=cfg.seed, source=source,
+                        support_damage=cfg.support_damage)
 
 
 __all__ = ["CachedSource", "EpochEpisodes", "HeldOutSource", "build_train_dataset",
