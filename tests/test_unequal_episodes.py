@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
+from helpers import load_script, tiny_model
 from scipy import ndimage
 
 from canetlib.data import make_dataset
@@ -16,6 +18,7 @@ from canetlib.data.world.glyphs import glyph_parts
 from canetlib.data.world.layout import SceneObject
 from canetlib.data.world.recolour import MAX_REGIONS, OUTLINE_MAX, colour_regions, recoloured_rgb
 from canetlib.data.world.synthetic import SyntheticSource
+from canetlib.evaluation import evaluate
 from canetlib.training.configs import get_config
 
 CAT = CLASS_GLYPHS["cat"][0]
@@ -128,3 +131,22 @@ def test_training_episodes_draw_new_damage_each_epoch() -> None:
     assert ds[0]["support_masks"].shape == (5, 64, 64)
     ds.set_epoch(1)
     assert [ds[i]["support_damage"] for i in range(4)] != first
+
+
+def test_the_damage_probe_groups_attention_weights_by_what_spoiled_each_support() -> None:
+    probe = load_script("damage_probe")
+    model = tiny_model("attention")
+    recorder = probe.WeightRecorder(model, shots=5)
+    data = make_dataset("synthetic", fold=0, split="test", shots=5, episodes=3, seed=0,
+                        support_damage=0.5)
+    evaluate(model, data, iterations=2, progress=False, batch_size=2)
+    weights = recorder.weights()
+    assert weights.shape == (3, 5) and torch.allclose(weights.sum(1), torch.ones(3))
+    kinds = [data[i]["support_damage"] for i in range(3)]
+    summary = probe.weight_summary(weights, kinds)
+    damaged = [w for row, ks in zip(weights.tolist(), kinds) for w, k in zip(row, ks) if k]
+    assert summary["damaged"]["supports"] == len(damaged) > 0
+    assert summary["damaged"]["mean_weight"] == round(sum(damaged) / len(damaged), 4)
+    assert sum(v["supports"] for k, v in summary.items() if k != "damaged") == 15
+    with pytest.raises(RuntimeError, match="recorded 3 episodes of weights, expected 4"):
+        probe.weight_summary(weights, kinds + [["", "", "", "", ""]])
