@@ -159,6 +159,16 @@ def test_a_shipped_train_config_loads_without_its_retired_option() -> None:
     assert TrainConfig.from_dict(older) == cfg
 
 
+def test_a_config_stored_before_an_option_existed_gets_the_value_its_run_used() -> None:
+    from canetlib.model import checkpoint
+
+    stored = checkpoint.load("synthetic-1shot-fold0")["train_config"]
+    assert "world_per_fold" not in stored  # trained on the world drawn for all folds
+    cfg = TrainConfig.from_dict(stored)
+    assert cfg.world_per_fold is False and cfg.support_damage == 0.0
+    assert cfg.world_part_recolour == 0.0
+
+
 @pytest.mark.parametrize("key, value", [("iom_history", "own"), ("wrong_supports", 0.5),
                                         ("world_held_glyphs", True)])
 def test_a_retired_option_at_another_value_is_refused_in_one_line(key: str, value: Any) -> None:

@@ -49,6 +49,10 @@ RUN_CONTROL_FIELDS = frozenset({
 #: ``train_config`` may hold that value (it is dropped), never another (``from_dict``)
 RETIRED_OPTIONS = {"iom_history": "memory", "wrong_supports": 0.0, "world_held_glyphs": False}
 
+#: options added since the first stored runs, with the value those runs had: a config stored
+#: without ``world_per_fold`` was trained on the world drawn for all folds (``from_dict``)
+ADDED_OPTIONS = {"world_per_fold": False, "world_part_recolour": 0.0, "support_damage": 0.0}
+
 #: head initialisations (see ``TrainConfig.head_init``)
 HEAD_INITS = ("reference", "kaiming")
 #: ``"sgd"`` (paper: momentum, L2 weight decay) or ``"adamw"`` (decoupled decay)
@@ -123,6 +127,7 @@ class TrainConfig(Settings):
 
     RUN_CONTROL = RUN_CONTROL_FIELDS  # a class attribute (no annotation), not a field
     RETIRED = RETIRED_OPTIONS  # a class attribute too
+    ADDED = ADDED_OPTIONS
 
     def validate(self) -> None:
         self.model_config()  # the model's settings, validated by CANetConfig

@@ -41,6 +41,8 @@ class Settings:
     RUN_CONTROL: ClassVar[frozenset[str]] = frozenset()
     #: options a stored config may hold with the value given here only (:meth:`from_dict`)
     RETIRED: ClassVar[Mapping[str, Any]] = {}
+    #: options added after runs were stored, each with the value those runs used (:meth:`from_dict`)
+    ADDED: ClassVar[Mapping[str, Any]] = {}
 
     def override(self, assignments: Iterable[str]) -> Self:
         """A validated copy with ``key=value`` assignments applied (``--set key=value``).
@@ -134,7 +136,8 @@ class Settings:
     def from_dict(cls, data: Mapping[str, Any], source: str = "this run") -> Self:
         """Inverse of :meth:`to_dict` (lists back to tuples), validated.
 
-        A :attr:`RETIRED` option is dropped when it holds its present value.
+        A :attr:`RETIRED` option is dropped when it holds its present value; a missing
+        :attr:`ADDED` option gets the value the stored run used.
 
         Raises:
             RetiredOptionError: a :attr:`RETIRED` option with another value (names ``source``).
@@ -147,6 +150,8 @@ class Settings:
                     f"{source} was trained with the experiment option {key}={value!r}, which "
                     f"canetlib does not have; only {key}={present!r}, what canetlib does, can "
                     "be read")
+        for key, then in cls.ADDED.items():
+            data.setdefault(key, then)
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - names)
         if unknown:
