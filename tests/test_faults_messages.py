@@ -102,6 +102,7 @@ SIZE_RULE = "pixels; the model needs at least 16x16 (two cells of its stride-8 f
     (["--input-size", "8"], f"error: --input-size is 8x8 {SIZE_RULE}"),
     (["--input-size", "15"], f"error: --input-size is 15x15 {SIZE_RULE}"),
     (["--support-damage", "1.5"], "error: --support-damage must be in [0, 1], got 1.5"),
+    (["--part-recolour", "-1"], "error: --part-recolour must be in [0, 1], got -1.0"),
 ])
 def test_evaluate_options_are_checked_before_any_output(
         extra: list[str], message: str, ckpt: str, monkeypatch: pytest.MonkeyPatch,

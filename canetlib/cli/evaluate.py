@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--support-damage", type=float, default=0.0, metavar="P",
                    help="make each support small, truncated or occluded with probability P "
                         "(seeded; 0: the benchmark's supports)")
+    p.add_argument("--part-recolour", type=float, default=0.0, metavar="P",
+                   help="synthetic: the world whose colour regions are repainted with "
+                        "probability P (0: the usual world)")
     p.add_argument("--fusion", choices=FUSION_CHOICES, default=None,
                    help="override the k-shot fusion of the checkpoint (Table 5)")
     p.add_argument("--dense-crf", action="store_true",
@@ -109,8 +112,13 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.per_episode and not args.json:
         raise ValueError("--per-episode writes every episode's IoU to the JSON file, which is "
                          "not asked for; add --json FILE (or drop --per-episode)")
-    if not 0.0 <= args.support_damage <= 1.0:
-        raise ValueError(f"--support-damage must be in [0, 1], got {args.support_damage}")
+    for flag, value in (("--support-damage", args.support_damage),
+                        ("--part-recolour", args.part_recolour)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{flag} must be in [0, 1], got {value}")
+    if args.part_recolour and args.dataset != "synthetic":
+        raise ValueError(f"--part-recolour is an option of the embedded world (--dataset "
+                         f"synthetic), not of {args.dataset}")
     if args.input_size not in (None, "native"):
         side = _input_size(args)
         assert isinstance(side, int)
@@ -227,6 +235,7 @@ def _settings(args: argparse.Namespace, model: Any, trained_fold: int | None) ->
         "fusion": model.fusion, "multi_scale": args.multi_scale,
         "box_support": args.box_support, "dense_crf": args.dense_crf,
         "class_set": args.class_set, "support_damage": args.support_damage,
+        "part_recolour": args.part_recolour,
     }
 
 
@@ -249,11 +258,17 @@ def _evaluate_kwargs(args: argparse.Namespace, device: Any) -> dict[str, Any]:
     return kw
 
 
+def _source_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Options of the dataset's source given on the command line."""
+    return {"part_recolour": args.part_recolour} if args.part_recolour else {}
+
+
 def _dataset_factory(args: argparse.Namespace) -> Callable[[int], Any]:
     """The test episodes of one seed."""
     from canetlib.data import make_dataset
 
-    options = {"class_set": args.class_set} if args.class_set != "test" else {}
+    options: dict[str, Any] = {"class_set": args.class_set} if args.class_set != "test" else {}
+    options.update(_source_options(args))
 
     def factory(seed: int) -> Any:
         return make_dataset(args.dataset, root=args.root, fold=args.fold, split="test",
@@ -285,7 +300,7 @@ def _prototype_baseline(model: Any, args: argparse.Namespace, seeds: list[int],
     size = kw["input_size"] if isinstance(kw["input_size"], int) else None
     matcher, fit = fit_prototype_baseline(model, args.dataset, root=args.root,
                                           fold=args.fold, shots=args.shots,
-                                          input_size=size)
+                                          input_size=size, source_options=_source_options(args))
     base = _measure(matcher, _dataset_factory(args), seeds, kw, iterations=0, postprocess=None,
                     scales=(1.0,))
     return {"miou": base["miou"], "miou_std": base.get("miou_std"), "fbiou": base["fbiou"],
@@ -310,6 +325,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"{scale_note}"
             f"{', box supports' if s['box_support'] else ''}"
             f"{', supports damaged p=' + format(s['support_damage'], 'g') if s.get('support_damage') else ''}"
+            f"{', parts recoloured p=' + format(s['part_recolour'], 'g') if s.get('part_recolour') else ''}"
             f"{', validation classes' if s.get('class_set') == 'val' else ''}"
             f"{', DenseCRF' if s.get('dense_crf') else ''}")
     lines = [head, f"{'iteration':<16}{'mIoU':>14}{'FB-IoU':>14}"]

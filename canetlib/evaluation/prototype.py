@@ -63,7 +63,9 @@ def fit_threshold(matcher: Any, dataset: Any, *,
 def fit_prototype_baseline(model: Any, dataset: str, *, root: str | None = None, fold: int = 0,
                            shots: int = 1, input_size: int | None = None,
                            episodes: int = BASELINE_FIT_EPISODES,
-                           seed: int = BASELINE_FIT_SEED) -> tuple[Any, dict[str, Any]]:
+                           seed: int = BASELINE_FIT_SEED,
+                           source_options: dict[str, Any] | None = None
+                           ) -> tuple[Any, dict[str, Any]]:
     """A :class:`~canetlib.model.baseline.PrototypeMatcher` on ``model``'s frozen backbone,
     its threshold fitted on test-style episodes of the fold's *training* classes.
 
@@ -71,13 +73,15 @@ def fit_prototype_baseline(model: Any, dataset: str, *, root: str | None = None,
     ``input_size`` defaults to the model's (``model.input_size``), else the dataset's;
     the matcher keeps it as ``input_size`` for :func:`evaluate`. For the embedded
     world the training pool is the one drawn for ``fold`` (no test class in any
-    image), as the shipped models are trained on.
+    image), as the shipped models are trained on. ``source_options`` go to the source
+    (e.g. ``{"part_recolour": 0.5}`` for that variant of the world).
     """
     from canetlib.data import make_dataset, make_source
     from canetlib.data.source import TrainingClassesAsTest
     from canetlib.model.baseline import PrototypeMatcher
 
-    kw = {"fold": fold} if dataset in ("synthetic", "folder", "fss1000") else {}
+    kw: dict[str, Any] = {"fold": fold} if dataset in ("synthetic", "folder", "fss1000") else {}
+    kw.update(source_options or {})
     source = TrainingClassesAsTest(make_source(dataset, root, **kw))
     fit_set = make_dataset(dataset, fold=fold, split="test", shots=shots, episodes=episodes,
                            seed=seed, source=source)
