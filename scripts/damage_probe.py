@@ -64,7 +64,7 @@ def score(name: str, fusion: str, cfg: TrainConfig, seeds: list[int]) -> dict[st
 
     def factory(seed: int) -> Any:
         data = build_val_dataset(cfg.replace(seed=seed))
-        kinds.extend(data[i]["support_damage"] for i in range(len(data)))
+        kinds.extend(data[i].get("support_damage", [""] * cfg.shots) for i in range(len(data)))
         return data
 
     res = evaluate_seeds(model, seeds, factory, iterations=4)
