@@ -32,11 +32,10 @@ class WeightRecorder:
 
     def __init__(self, model: Any, shots: int) -> None:
         self.shots, self.rows = shots, []  # type: list[torch.Tensor]
-        model.attention.branch.register_forward_hook(self._keep)
+        model.attention.register_forward_hook(self._keep)
 
     def _keep(self, module: Any, inputs: Any, output: torch.Tensor) -> None:
-        lam = output.detach().float().flatten().view(-1, self.shots)
-        self.rows.append(torch.softmax(lam, dim=1))
+        self.rows.append(output.detach().float().view(-1, self.shots))
 
     def weights(self) -> torch.Tensor:
         return torch.cat(self.rows) if self.rows else torch.zeros(0, self.shots)

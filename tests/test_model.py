@@ -196,6 +196,30 @@ def test_attention_weights_sum_to_one_and_are_permutation_equivariant() -> None:
     torch.testing.assert_close(shuffled.final, out.final, rtol=1e-4, atol=1e-5)
 
 
+def test_similar_pooling_keeps_the_weights_and_averages_the_most_similar_cells() -> None:
+    from canetlib.model.modules import _pool_where_similar
+
+    mean = tiny(fusion="attention").eval()
+    similar = tiny(fusion="attention", attention_pool="similar").eval()
+    assert similar.config.attention_pool == "similar"
+    similar.load_state_dict(mean.state_dict())  # the same parameters: one option, no new ones
+    torch.nn.init.normal_(similar.attention.branch[2].weight, 0, 0.5)
+    query, supports, masks = make_episode(batch=2, shots=4)
+    out = similar(query, supports, masks)
+    torch.testing.assert_close(out.attention.sum(1), torch.ones(2))
+    perm = torch.tensor([3, 1, 0, 2])
+    torch.testing.assert_close(similar(query, supports[:, perm], masks[:, perm]).attention,
+                               out.attention[:, perm])
+    scores = torch.arange(16.0).view(1, 1, 4, 4)
+    sim = torch.zeros(1, 8, 8)
+    sim[0, 0, 0], sim[0, 0, 2] = 1.0, 0.9  # max-pooled: cells (0, 0) and (0, 1) of the 4 x 4 grid
+    assert _pool_where_similar(scores, sim).item() == 0.5  # round(10% of 16) = 2 cells: 0 and 1
+    with pytest.raises(ValueError, match="needs the query-prototype similarity map"):
+        _pool_where_similar(scores, None)
+    with pytest.raises(ValueError, match="attention_pool must be one of"):
+        tiny(fusion="attention", attention_pool="max")
+
+
 def test_mask_fusions_combine_single_shot_predictions() -> None:
     query, supports, masks = make_episode(batch=1, shots=3)
     for fusion in ("mask-or", "mask-avg"):

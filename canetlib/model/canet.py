@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from canetlib.model.backbone import build_backbone, count_parameters
 from canetlib.model.cache import FeatureCache
@@ -64,12 +65,14 @@ class CANet(nn.Module):
                  iterations: int = PAPER_MODEL.iterations, dropout: float = PAPER_MODEL.dropout,
                  backbone_widths: Sequence[int] | None = PAPER_MODEL.backbone_widths,
                  normalise: bool = PAPER_MODEL.normalise,
-                 pairing: str = PAPER_MODEL.pairing) -> None:
+                 pairing: str = PAPER_MODEL.pairing,
+                 attention_pool: str = PAPER_MODEL.attention_pool) -> None:
         super().__init__()
         config = CANetConfig(backbone=backbone, blocks=tuple(blocks), fusion=fusion, width=width,
                              iterations=iterations, dropout=dropout,
                              backbone_widths=tuple(backbone_widths) if backbone_widths else None,
-                             normalise=normalise, pairing=pairing)
+                             normalise=normalise, pairing=pairing,
+                             attention_pool=attention_pool)
         #: what this model is
         self.config = config
         self.blocks = config.blocks
@@ -81,7 +84,8 @@ class CANet(nn.Module):
         in_channels = sum(channels[b] for b in self.blocks)
         self.encoder = FeatureEncoder(in_channels, width, dropout, config.normalise)
         self.comparison = DenseComparison(width, dropout, pairing)
-        self.attention = AttentionFusion(width, dropout) if fusion == "attention" else None
+        self.attention = (AttentionFusion(width, dropout, attention_pool)
+                          if fusion == "attention" else None)
         self.iom = IterativeOptimization(width, dropout)
         for head in (self.encoder, self.comparison, self.attention, self.iom):
             if head is not None:
@@ -188,7 +192,10 @@ class CANet(nn.Module):
         if self.fusion == "feature-avg":
             return EpisodeFeatures(stacked.mean(dim=1), 1, None)
         assert self.attention is not None
-        weights = self.attention.weights(paired, k)
+        similarity = None
+        if self.attention.pool == "similar":
+            similarity = F.cosine_similarity(query, prototypes.reshape(b * k, c, 1, 1), dim=1)
+        weights = self.attention(paired, k, similarity)
         return EpisodeFeatures(AttentionFusion.fuse(stacked, weights), 1, weights)
 
     def refine(self, feats: EpisodeFeatures, iterations: int,

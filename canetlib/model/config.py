@@ -23,7 +23,7 @@ from typing import Any
 
 from canetlib.model.backbone import BACKBONES, BLOCKS
 from canetlib.model.inputs import check_iterations
-from canetlib.model.modules import PAIRINGS
+from canetlib.model.modules import ATTENTION_POOLS, PAIRINGS
 
 #: k-shot fusions: the learned attention of section 4.3 and Table 5's baselines
 FUSIONS: tuple[str | None, ...] = (None, "attention", "feature-avg", "mask-avg", "mask-or")
@@ -56,6 +56,9 @@ class CANetConfig:
             (not in the paper; see :class:`canetlib.model.FeatureEncoder`).
         pairing: ``"concat"`` (paper) or ``"relational"``
             (see :class:`canetlib.model.DenseComparison`).
+        attention_pool: ``"mean"`` (paper) or ``"similar"`` (the attention branch averages its
+            score map where the query resembles the support; see
+            :class:`canetlib.model.AttentionFusion`).
 
     Sequences are stored as tuples (an empty ``backbone_widths`` as ``None``).
     Construction validates: an impossible setting is a ``ValueError`` naming it.
@@ -70,6 +73,7 @@ class CANetConfig:
     backbone_widths: tuple[int, ...] | None = None
     normalise: bool = False
     pairing: str = "concat"
+    attention_pool: str = "mean"
 
     def __post_init__(self) -> None:
         widths = self.backbone_widths
@@ -100,6 +104,9 @@ class CANetConfig:
             raise ValueError(f"resnet-tiny needs 4 widths >= 1, got {widths}")
         if self.pairing not in PAIRINGS:
             raise ValueError(f"pairing must be one of {PAIRINGS}, got {self.pairing!r}")
+        if self.attention_pool not in ATTENTION_POOLS:
+            raise ValueError(f"attention_pool must be one of {ATTENTION_POOLS}, "
+                             f"got {self.attention_pool!r}")
 
     def replace(self, **changes: Any) -> CANetConfig:
         """A validated copy with ``changes`` applied."""
@@ -117,7 +124,8 @@ class CANetConfig:
     def from_dict(cls, data: Mapping[str, Any], source: str = "model_config") -> CANetConfig:
         """Read a checkpoint's ``model_config`` (inverse of :meth:`to_dict`).
 
-        ``normalise`` and ``pairing`` may be absent and then take the paper's choice;
+        ``normalise``, ``pairing`` and ``attention_pool`` may be absent and then take the
+        paper's choice;
         a missing :data:`REQUIRED_KEYS` key, an unknown key or an impossible value is
         a ``ValueError`` that starts with ``source``.
         """

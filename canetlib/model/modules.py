@@ -114,6 +114,12 @@ class DenseComparison(nn.Module):
         return self.compare(paired)
 
 
+#: how the attention branch turns its score map into one ``lambda_i`` (``AttentionFusion``)
+ATTENTION_POOLS = ("mean", "similar")
+#: ``pool="similar"``: the share of the branch's cells, those most like the prototype, it averages
+SIMILAR_SHARE = 0.1
+
+
 class AttentionFusion(nn.Module):
     """Attention weights over k supports, eq. (2) (section 4.3, Fig. 3).
 
@@ -124,10 +130,17 @@ class AttentionFusion(nn.Module):
     is the weighted sum of the k comparison features. The paper gives no
     pooling stride; we use stride 2 (padding 1). This branch was never
     released with the reference code.
+
+    ``pool="similar"`` departs from the paper: instead of the whole grid, the score map is
+    averaged over the ``SIMILAR_SHARE`` of its cells where the query is most similar (cosine)
+    to support ``i``'s prototype, the likely object region (same weights, one option).
     """
 
-    def __init__(self, width: int = 256, dropout: float = 0.5) -> None:
+    def __init__(self, width: int = 256, dropout: float = 0.5, pool: str = "mean") -> None:
         super().__init__()
+        if pool not in ATTENTION_POOLS:
+            raise ValueError(f"attention pool must be one of {ATTENTION_POOLS}, got {pool!r}")
+        self.pool = pool
         self.branch = nn.Sequential(
             conv_block(2 * width, width, 3, dropout=dropout),
             nn.MaxPool2d(3, stride=2, padding=1),
@@ -135,15 +148,30 @@ class AttentionFusion(nn.Module):
             nn.AdaptiveAvgPool2d(1),
         )
 
-    def weights(self, paired: Tensor, shots: int) -> Tensor:
-        """Softmax-normalised weights ``(B, k)`` from paired inputs ``(B*k, 2C, h, w)``."""
-        lam = self.branch(paired).flatten(1).view(-1, shots)
-        return torch.softmax(lam.float(), dim=1).to(paired.dtype)
+    def forward(self, paired: Tensor, shots: int, similarity: Tensor | None = None) -> Tensor:
+        """Softmax-normalised weights ``(B, k)`` from paired inputs ``(B*k, 2C, h, w)``
+        (``similarity``: ``(B*k, h, w)`` query-prototype cosines, for ``pool="similar"``)."""
+        if self.pool == "mean":
+            lam = self.branch(paired).flatten(1)
+        else:
+            lam = _pool_where_similar(self.branch[:-1](paired), similarity)
+        return torch.softmax(lam.float().view(-1, shots), dim=1).to(paired.dtype)
 
     @staticmethod
     def fuse(compared: Tensor, weights: Tensor) -> Tensor:
         """Weighted sum of comparison features ``(B, k, C, h, w)`` -> ``(B, C, h, w)``."""
         return (compared * weights[:, :, None, None, None]).sum(dim=1)
+
+
+def _pool_where_similar(scores: Tensor, similarity: Tensor | None) -> Tensor:
+    """Mean of ``scores`` ``(N, 1, h', w')`` over the cells where ``similarity`` ``(N, h, w)``,
+    max-pooled to the branch's grid, is highest (``SIMILAR_SHARE`` of them): ``(N, 1)``."""
+    if similarity is None:
+        raise ValueError('attention pool "similar" needs the query-prototype similarity map')
+    sim = F.max_pool2d(similarity[:, None].float(), 3, stride=2, padding=1)
+    sim = sim.flatten(1)
+    top = sim.topk(max(1, round(SIMILAR_SHARE * sim.shape[1])), dim=1).indices
+    return scores.flatten(1).gather(1, top).mean(dim=1, keepdim=True)
 
 
 class ResidualBlock(nn.Module):

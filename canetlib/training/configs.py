@@ -51,7 +51,8 @@ RETIRED_OPTIONS = {"iom_history": "memory", "wrong_supports": 0.0, "world_held_g
 
 #: options added since the first stored runs, with the value those runs had: a config stored
 #: without ``world_per_fold`` was trained on the world drawn for all folds (``from_dict``)
-ADDED_OPTIONS = {"world_per_fold": False, "world_part_recolour": 0.0, "support_damage": 0.0}
+ADDED_OPTIONS = {"world_per_fold": False, "world_part_recolour": 0.0, "support_damage": 0.0,
+                 "attention_pool": "mean"}
 
 #: head initialisations (see ``TrainConfig.head_init``)
 HEAD_INITS = ("reference", "kaiming")
@@ -98,6 +99,7 @@ class TrainConfig(Settings):
     head_init: str = "reference"  # reference (N(0, 0.01)) or kaiming (He normal, zero biases)
     normalise: bool = PAPER_MODEL.normalise  # unit-length backbone features (not the paper)
     pairing: str = PAPER_MODEL.pairing  # dense comparison: concat (paper) or relational
+    attention_pool: str = PAPER_MODEL.attention_pool  # attention scores: mean (paper) or similar
     pretrained: bool = True  # ImageNet weights for the backbone
     backbone_checkpoint: str | None = None  # backbone weights: a shipped name or a path
     init_checkpoint: str | None = None  # a model that initialises this one ({fold}: the fold)
