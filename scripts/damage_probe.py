@@ -24,7 +24,7 @@ import torch
 from canetlib.evaluation import evaluate_seeds
 from canetlib.model import checkpoint
 from canetlib.training.configs import TrainConfig
-from canetlib.training.episodes import build_val_dataset
+from canetlib.training.episodes import build_val_dataset, validation_config
 
 
 class WeightRecorder:
@@ -88,12 +88,11 @@ def main() -> int:
     p.add_argument("--json", required=True)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    first = Path(args.runs[0])
-    state = torch.load(first / "last.pt", map_location="cpu", weights_only=True)
-    cfg = TrainConfig.from_dict(state["train_config"]).replace(
-        val_episodes=args.episodes, support_damage=args.damage)
-    if cfg.val_fraction == 0 and cfg.val_by == "images":
-        raise SystemExit(f"{first} was trained without a validation split")
+    try:
+        cfg = validation_config(args.runs[0], val_episodes=args.episodes,
+                                support_damage=args.damage)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     seeds = [int(s) for s in args.seeds.split(",")]
     out: dict[str, Any] = {}
     for run in args.runs:

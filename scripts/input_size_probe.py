@@ -32,8 +32,7 @@ from canetlib.evaluation.prototype import BASELINE_FIT_EPISODES, BASELINE_FIT_SE
 from canetlib.model import checkpoint
 from canetlib.model.baseline import PrototypeMatcher
 from canetlib.training.configs import TrainConfig
-from canetlib.training.episodes import HeldOutSource
-from canetlib.training.recipe import build_val_dataset
+from canetlib.training.episodes import HeldOutSource, build_val_dataset, validation_config
 
 
 def _rounded(values: list[float] | None) -> list[float] | None:
@@ -70,10 +69,10 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     run = Path(args.run)
-    state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
-    cfg = TrainConfig.from_dict(state["train_config"]).replace(val_episodes=args.episodes)
-    if cfg.val_fraction == 0 and cfg.val_by == "images":
-        raise SystemExit(f"{run} was trained without a validation split")
+    try:
+        cfg = validation_config(run, val_episodes=args.episodes)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     sizes = [int(s) for s in args.sizes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     name = args.checkpoint or str(run / "model.pt")

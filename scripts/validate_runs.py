@@ -24,8 +24,7 @@ import torch
 
 from canetlib.evaluation import evaluate
 from canetlib.model import checkpoint
-from canetlib.training.configs import TrainConfig
-from canetlib.training.recipe import build_val_dataset
+from canetlib.training.episodes import build_val_dataset, validation_config
 
 
 def main() -> int:
@@ -41,12 +40,10 @@ def main() -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
-    first = Path(args.runs[0])
-    state = torch.load(first / "last.pt", map_location="cpu", weights_only=True)
-    cfg = TrainConfig.from_dict(state["train_config"]).replace(
-        val_episodes=args.episodes, seed=args.seed)
-    if cfg.val_fraction == 0 and cfg.val_by == "images":
-        raise SystemExit(f"{first} was trained without a validation split (val_fraction=0)")
+    try:
+        cfg = validation_config(args.runs[0], val_episodes=args.episodes, seed=args.seed)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     dataset = build_val_dataset(cfg)
     names = [str(Path(r) / "model.pt") for r in args.runs] + list(args.checkpoint)
     out: dict[str, list[float]] = {}

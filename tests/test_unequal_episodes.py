@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from helpers import load_script, tiny_model
+from helpers import load_script, tiny_config, tiny_model
 from scipy import ndimage
 
 from canetlib.data import make_dataset
@@ -20,6 +21,7 @@ from canetlib.data.world.recolour import MAX_REGIONS, OUTLINE_MAX, colour_region
 from canetlib.data.world.synthetic import SyntheticSource
 from canetlib.evaluation import evaluate
 from canetlib.training.configs import get_config
+from canetlib.training.episodes import validation_config
 
 CAT = CLASS_GLYPHS["cat"][0]
 
@@ -150,3 +152,12 @@ def test_the_damage_probe_groups_attention_weights_by_what_spoiled_each_support(
     assert sum(v["supports"] for k, v in summary.items() if k != "damaged") == 15
     with pytest.raises(RuntimeError, match="recorded 3 episodes of weights, expected 4"):
         probe.weight_summary(weights, kinds + [["", "", "", "", ""]])
+
+
+def test_a_run_s_validation_config_is_read_from_its_last_checkpoint(tmp_path: Path) -> None:
+    torch.save({"train_config": tiny_config("val_by=classes").to_dict()}, tmp_path / "last.pt")
+    cfg = validation_config(tmp_path, val_episodes=7, support_damage=0.5)
+    assert (cfg.val_by, cfg.val_episodes, cfg.support_damage) == ("classes", 7, 0.5)
+    torch.save({"train_config": tiny_config().to_dict()}, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="was trained without a validation split"):
+        validation_config(tmp_path)

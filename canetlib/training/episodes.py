@@ -18,7 +18,9 @@ Everything here keeps a run's data a pure function of ``(seed, epoch, index)``
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -253,6 +255,18 @@ def build_train_dataset(cfg: TrainConfig, source: SegmentationSource | None = No
                         source=source, support_damage=cfg.support_damage)
 
 
+def validation_config(run: str | os.PathLike[str], **changes: Any) -> TrainConfig:
+    """The config of training run folder ``run`` (its ``last.pt``) with ``changes``, for
+    rebuilding its validation episodes; ValueError when the run kept no validation split."""
+    path = Path(run) / "last.pt"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = TrainConfig.from_dict(state["train_config"], source=str(path)).replace(**changes)
+    if cfg.val_fraction == 0 and cfg.val_by == "images":
+        raise ValueError(f"{run} was trained without a validation split (val_fraction=0, "
+                         "val_by=images)")
+    return cfg
+
+
 def build_val_dataset(cfg: TrainConfig, source: SegmentationSource | None = None) -> Any:
     """Validation episodes, test-style: training classes on held-out training images,
     or (``val_by="classes"``) held-out training classes (of ``source`` when given)."""
@@ -265,4 +279,5 @@ def build_val_dataset(cfg: TrainConfig, source: SegmentationSource | None = None
 
 __all__ = ["CachedSource", "EpochEpisodes", "HeldOutSource", "build_train_dataset",
            "build_val_dataset", "collate", "epoch_batches", "epoch_order", "held_out",
-           "rank_batches", "run_batches", "source_kwargs", "training_source"]
+           "rank_batches", "run_batches", "source_kwargs", "training_source",
+           "validation_config"]
