@@ -6,7 +6,8 @@ small, truncated or occluded with probability ``--damage`` (:mod:`canetlib.data.
 per episode), and scores each run's ``model.pt`` with each of ``--fusions`` on exactly those
 episodes, per IOM iteration, mean and sample std over ``--seeds``. With the attention fusion it
 also records every support's weight (the softmax of the branch's output, eq. 2) and reports the
-mean weight of intact and of damaged supports (by kind; 1/k when the branch does not choose)::
+mean weight of intact and of damaged supports (by kind; 1/k when the branch does not choose).
+The training-free prototype matcher and marking every object are scored on the same episodes::
 
     python scripts/damage_probe.py /tmp/dmg/plain /tmp/dmg/damaged --damage 0.5 \\
         --episodes 300 --seeds 0,1,2,3,4 --json out.json
@@ -21,10 +22,11 @@ from typing import Any
 
 import torch
 
-from canetlib.evaluation import evaluate_seeds
+from canetlib.evaluation import evaluate_seeds, fit_threshold
 from canetlib.model import checkpoint
+from canetlib.model.baseline import PrototypeMatcher
 from canetlib.training.configs import TrainConfig
-from canetlib.training.episodes import build_val_dataset, validation_config
+from canetlib.training.episodes import build_val_dataset, matcher_fit_dataset, validation_config
 
 
 class WeightRecorder:
@@ -77,11 +79,26 @@ def score(name: str, fusion: str, cfg: TrainConfig, seeds: list[int]) -> dict[st
     return row
 
 
+def yardsticks(name: str, cfg: TrainConfig, seeds: list[int]) -> dict[str, Any]:
+    """The training-free matcher on ``name``'s frozen backbone (threshold fitted on the
+    fold's training classes without the held-out ones) and marking every object, on the same
+    validation episodes at the run's training size."""
+    matcher = PrototypeMatcher.from_model(checkpoint.load_model(name))
+    fit = fit_threshold(matcher, matcher_fit_dataset(cfg), input_size=cfg.train_size)
+    res = evaluate_seeds(matcher, seeds, lambda seed: build_val_dataset(cfg.replace(seed=seed)),
+                         iterations=0, input_size=cfg.train_size)
+    return {"matcher": {"miou": round(float(res["miou"]), 2),
+                        "miou_std": round(float(res["miou_std"]), 2),
+                        "threshold": fit["threshold"], "input_size": cfg.train_size},
+            "all_objects_miou": round(float(res["all_objects_miou"]), 2)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="run folders (their model.pt is scored)")
     p.add_argument("--damage", type=float, default=0.5, help="support damage probability")
-    p.add_argument("--fusions", default="attention,feature-avg")
+    p.add_argument("--fusions", default="attention,feature-avg",
+                   help="fusions to score each run with (none: the yardsticks only)")
     p.add_argument("--episodes", type=int, default=300, help="validation episodes per seed")
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--threads", type=int, default=1)
@@ -97,7 +114,7 @@ def main() -> int:
     out: dict[str, Any] = {}
     for run in args.runs:
         name = str(Path(run) / "model.pt")
-        for fusion in args.fusions.split(","):
+        for fusion in [f for f in args.fusions.split(",") if f != "none"]:
             row = score(name, fusion, cfg, seeds)
             out[f"{name} [{fusion}]"] = row
             its = " ".join(f"{v:5.1f}" for v in row["miou_per_iteration"])
@@ -106,12 +123,15 @@ def main() -> int:
                     f"{w['damaged']['mean_weight']:.3f}" if "damaged" in w else "")
             print(f"{name} [{fusion}] {its} (sd {row['miou_per_iteration_std'][-1]:.1f}){note}",
                   flush=True)
+    sticks = yardsticks(str(Path(args.runs[0]) / "model.pt"), cfg, seeds)
+    print(f"matcher {sticks['matcher']['miou']:.1f} (sd {sticks['matcher']['miou_std']:.1f}), "
+          f"every object {sticks['all_objects_miou']:.1f}", flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(
         {"validation": {"fold": cfg.fold, "val_by": cfg.val_by, "val_classes": cfg.val_classes,
                         "val_fraction": cfg.val_fraction, "episodes_per_seed": args.episodes,
                         "seeds": seeds, "shots": cfg.shots, "support_damage": args.damage},
-         "runs": out}, indent=1) + "\n")
+         "runs": out, "yardsticks": sticks}, indent=1) + "\n")
     return 0
 
 

@@ -25,33 +25,15 @@ from typing import Any
 
 import torch
 
-from canetlib.data import make_dataset, make_source
-from canetlib.data.source import TrainingClassesAsTest
 from canetlib.evaluation import evaluate_seeds, fit_threshold
 from canetlib.evaluation.prototype import BASELINE_FIT_EPISODES, BASELINE_FIT_SEED
 from canetlib.model import checkpoint
 from canetlib.model.baseline import PrototypeMatcher
-from canetlib.training.configs import TrainConfig
-from canetlib.training.episodes import HeldOutSource, build_val_dataset, validation_config
+from canetlib.training.episodes import build_val_dataset, matcher_fit_dataset, validation_config
 
 
 def _rounded(values: list[float] | None) -> list[float] | None:
     return None if values is None else [round(float(v), 2) for v in values]
-
-
-def fit_set(cfg: TrainConfig) -> Any:
-    """The evaluator's matcher-fit episodes (the fold's training classes, the evaluator's
-    world), without the run's held-out classes or held-out images."""
-    kw: dict[str, Any] = {"fold": cfg.fold} if cfg.dataset == "synthetic" else {}
-    if cfg.world_part_recolour:
-        kw["part_recolour"] = cfg.world_part_recolour
-    source: Any = make_source(cfg.dataset, cfg.root, **kw)
-    if cfg.val_fraction > 0 or cfg.val_by == "classes":
-        source = HeldOutSource(source, cfg.seed, cfg.val_fraction, "train", cfg.val_by,
-                               cfg.val_classes, cfg.fold)
-    return make_dataset(cfg.dataset, fold=cfg.fold, split="test", shots=cfg.shots,
-                        episodes=BASELINE_FIT_EPISODES, seed=BASELINE_FIT_SEED,
-                        source=TrainingClassesAsTest(source))
 
 
 def main() -> int:
@@ -83,7 +65,7 @@ def main() -> int:
     def factory(seed: int) -> Any:
         return build_val_dataset(cfg.replace(seed=seed))
 
-    fits = fit_set(cfg) if not args.no_matcher else None
+    fits = matcher_fit_dataset(cfg) if not args.no_matcher else None
     rows: dict[str, Any] = {}
     for side in sizes:
         t0 = time.time()

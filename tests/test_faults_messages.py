@@ -114,6 +114,14 @@ def test_evaluate_options_are_checked_before_any_output(
     assert out == "" and err == message + "\n"
 
 
+def test_part_recolour_on_another_dataset_is_refused(
+        ckpt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--dataset", "pascal", "--checkpoint", ckpt, "--episodes", "2",
+                 "--part-recolour", "0.5"]) == 2
+    assert capsys.readouterr().err == ("error: --part-recolour is an option of the embedded "
+                                       "world (--dataset synthetic), not of pascal\n")
+
+
 @pytest.mark.parametrize("size", [7, 8, (16, 15)])
 def test_api_input_size_has_the_same_minimum(size: int | tuple[int, int]) -> None:
     with pytest.raises(ValueError, match=f"input_size is .* {re.escape(SIZE_RULE)}"):

@@ -28,7 +28,8 @@ import torch
 from torch.utils.data import Dataset
 
 from canetlib.data import FOLD_SOURCES, collate_episodes, make_dataset, make_source
-from canetlib.data.source import DelegatingSource, SegmentationSource
+from canetlib.data.source import DelegatingSource, SegmentationSource, TrainingClassesAsTest
+from canetlib.evaluation.prototype import BASELINE_FIT_EPISODES, BASELINE_FIT_SEED
 from canetlib.training.configs import VAL_BY, TrainConfig
 from canetlib.training.engine.distributed import ONE_PROCESS, DistInfo
 from canetlib.training.engine.seeding import mix_seed
@@ -267,6 +268,21 @@ def validation_config(run: str | os.PathLike[str], **changes: Any) -> TrainConfi
     return cfg
 
 
+def matcher_fit_dataset(cfg: TrainConfig) -> Any:
+    """The evaluator's episodes for fitting the prototype matcher's threshold (the fold's
+    training classes, ``cfg``'s world options) without ``cfg``'s held-out classes or images."""
+    kw: dict[str, Any] = {"fold": cfg.fold} if cfg.dataset == "synthetic" else {}
+    if cfg.world_part_recolour:
+        kw["part_recolour"] = cfg.world_part_recolour
+    source: Any = make_source(cfg.dataset, cfg.root, **kw)
+    if cfg.val_fraction > 0 or cfg.val_by == "classes":
+        source = HeldOutSource(source, cfg.seed, cfg.val_fraction, "train", cfg.val_by,
+                               cfg.val_classes, cfg.fold)
+    return make_dataset(cfg.dataset, fold=cfg.fold, split="test", shots=cfg.shots,
+                        episodes=BASELINE_FIT_EPISODES, seed=BASELINE_FIT_SEED,
+                        source=TrainingClassesAsTest(source))
+
+
 def build_val_dataset(cfg: TrainConfig, source: SegmentationSource | None = None) -> Any:
     """Validation episodes, test-style: training classes on held-out training images,
     or (``val_by="classes"``) held-out training classes (of ``source`` when given)."""
@@ -279,5 +295,5 @@ def build_val_dataset(cfg: TrainConfig, source: SegmentationSource | None = None
 
 __all__ = ["CachedSource", "EpochEpisodes", "HeldOutSource", "build_train_dataset",
            "build_val_dataset", "collate", "epoch_batches", "epoch_order", "held_out",
-           "rank_batches", "run_batches", "source_kwargs", "training_source",
-           "validation_config"]
+           "matcher_fit_dataset", "rank_batches", "run_batches", "source_kwargs",
+           "training_source", "validation_config"]
