@@ -63,9 +63,13 @@ def score(name: str, fusion: str, cfg: TrainConfig, seeds: list[int]) -> dict[st
     recorder = WeightRecorder(model, cfg.shots) if fusion == "attention" else None
     kinds: list[list[str]] = []
 
+    def keep_kinds(item: dict[str, Any]) -> dict[str, Any]:
+        kinds.append(item.get("support_damage", [""] * cfg.shots))
+        return item
+
     def factory(seed: int) -> Any:
         data = build_val_dataset(cfg.replace(seed=seed))
-        kinds.extend(data[i].get("support_damage", [""] * cfg.shots) for i in range(len(data)))
+        data.transform = keep_kinds  # what spoiled each support, as the evaluator reads it
         return data
 
     res = evaluate_seeds(model, seeds, factory, iterations=4)
