@@ -12,8 +12,10 @@ fold, from the repository root:
    the two seed standard deviations of the best size's;
 4. the shipped recipe at ``--train-size``: ``synthetic-imagenet-1shot``, then
    ``synthetic-imagenet-5shot`` initialised from that 1-shot model;
-5. both scored on 1000 test episodes x 5 seeds at the chosen size, the prototype matcher and the
-   every-object yardstick in the same run (``evaluate --baseline prototype --json``).
+5. the chosen size recorded in a copy of each model (``set-input-size``: ``im1/model-atS.pt``,
+   the file to ship), and both scored on 1000 test episodes x 5 seeds at that recorded size,
+   the prototype matcher and the every-object yardstick in the same run (``evaluate
+   --baseline prototype --json``).
 
 Nothing is chosen on test episodes. Every step is skipped when its output exists, so a killed
 job goes on where it stopped; ``OUT/summary.json`` lists each fold's chosen size and files::
@@ -90,15 +92,22 @@ def fold_job(fold: int, args: argparse.Namespace, counts: dict[str, Any]) -> dic
     train(one, "--config", "synthetic-imagenet-1shot", "--fold", str(fold), *size, *device)
     train(five, "--config", "synthetic-imagenet-5shot", "--fold", str(fold),
           "--set", f"init_checkpoint={one / 'model.pt'}", *size, *device)
-    results = {}
-    for shots, model in ((1, one), (5, five)):
+    why = (f"validation episodes of 3 held-out training classes of fold {fold} "
+           f"({counts['probe_episodes']} x seeds {counts['probe_seeds']}): the smallest of "
+           f"{args.eval_sizes} px within a seed sd of the best (experiments/retrain_at_size.py)")
+    results: dict[str, Any] = {}
+    for shots, run_dir in ((1, one), (5, five)):
+        model = run_dir / f"model-at{chosen}.pt"
+        run(canetlib("set-input-size", str(run_dir / "model.pt"), "--size", str(chosen),
+                     "--chosen-by", why, "--out", str(model)), model)
         result = out / f"{shots}shot-at{chosen}.json"
         run(canetlib("evaluate", "--dataset", "synthetic", "--fold", str(fold), "--shots",
-                     str(shots), "--checkpoint", str(model / "model.pt"), "--input-size",
-                     str(chosen), "--baseline", "prototype", "--episodes",
-                     str(counts["test_episodes"]), "--seed", "0", "--seeds",
-                     str(counts["test_seeds"]), "--json", str(result), *device, "--no-progress"), result)
+                     str(shots), "--checkpoint", str(model), "--baseline", "prototype",
+                     "--episodes", str(counts["test_episodes"]), "--seed", "0", "--seeds",
+                     str(counts["test_seeds"]), "--json", str(result), *device, "--no-progress"),
+            result)
         results[f"{shots}shot"] = str(result)
+        results[f"{shots}shot_model"] = str(model)
     return {"train_size": args.train_size, "eval_size": chosen, "probe": str(probe), **results}
 
 

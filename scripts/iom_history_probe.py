@@ -57,8 +57,7 @@ def main() -> int:
     model = checkpoint.load_model(args.checkpoint).eval()
     ds = make_dataset("synthetic", fold=args.fold, split="test", shots=1, episodes=args.episodes,
                       seed=args.seed)
-    size = resolve_input_size(ds, checkpoint.load(args.checkpoint)
-                              .get("train_config", {}).get("train_size"))
+    size = resolve_input_size(ds, None, model)
     meters = {s: FewShotMeter(ds.classes) for s in STARTS}
     with torch.inference_mode():
         for i in range(len(ds)):

@@ -31,12 +31,13 @@ def main() -> None:
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--input-size", type=int, default=128, help="the checkpoint's training size")
+    ap.add_argument("--input-size", type=int, default=None,
+                    help="model input side (default: the checkpoint's own)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = checkpoint.load_model(args.checkpoint)
-    size = args.input_size
+    size = args.input_size or model.input_size
     matcher, _ = fit_prototype_baseline(model, "synthetic", fold=args.fold)
     ds = make_dataset("synthetic", fold=args.fold, split="test", shots=1,
                       episodes=args.episodes, seed=args.seed)

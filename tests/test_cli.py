@@ -35,7 +35,7 @@ def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_help_lists_every_command_with_its_summary(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "1000")  # one line per entry: no hyphen breaks
-    assert list(COMMANDS) == ["prepare", "train", "evaluate", "segment", "bench"]
+    assert list(COMMANDS) == ["prepare", "train", "evaluate", "segment", "bench", "set-input-size"]
     assert list(_subparsers()) == list(COMMANDS)  # nothing registered beyond the table
     out = _help(["--help"], capsys)
     for name, module_name in COMMANDS.items():

@@ -7,6 +7,8 @@ import json
 import pytest
 from helpers import ROOT, load_script
 
+from canetlib.model import checkpoint
+
 PROBES = ROOT / "data" / "results" / "imagenet-backbone" / "input-size"
 
 
@@ -42,6 +44,10 @@ def test_the_retraining_job_runs_every_step_and_resumes(tmp_path, capsys) -> Non
     for shots in ("1shot", "5shot"):
         result = json.loads((tmp_path / "fold0" / f"{shots}-at{summary['eval_size']}.json").read_text())
         assert "prototype" in json.dumps(result)  # the matcher in the same run
+        side = summary["eval_size"]
+        assert result["settings"]["input_size"] == [side, side]  # the recorded size, not given
+        model = checkpoint.load(summary[f"{shots}_model"])
+        assert model["input_size"] == side and "held-out" in model["input_size_chosen_by"]
     capsys.readouterr()
     assert retrain.main(argv) == 0
     assert "+ " not in capsys.readouterr().out  # nothing ran again

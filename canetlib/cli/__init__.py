@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "canetlib.cli.evaluate",
     "segment": "canetlib.cli.segment",
     "bench": "canetlib.cli.bench",
+    "set-input-size": "canetlib.cli.set_input_size",
 }
 
 

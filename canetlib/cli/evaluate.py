@@ -65,8 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "training-class episodes)")
     p.add_argument("--batch-size", type=int, default=8, help="episodes per forward pass")
     p.add_argument("--input-size", default=None,
-                   help="model input side, or 'native' (default: the checkpoint's training "
-                        "crop size, else 321 for pascal/coco and 128 for synthetic)")
+                   help="model input side, or 'native' (default: the checkpoint's own size, "
+                        "recorded or trained at, else 321; 128 for synthetic)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if any)")
     p.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
     p.add_argument("--bf16", action="store_true",
@@ -81,8 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _input_size(args: argparse.Namespace) -> int | str | None:
-    """``--input-size``: a side, ``"native"`` or ``None`` (the size the model was trained at,
-    which :func:`canetlib.model.checkpoint.load_model` records as ``model.input_size``)."""
+    """``--input-size``: a side, ``"native"`` or ``None`` (the checkpoint's own size,
+    which :func:`canetlib.model.checkpoint.load_model` sets as ``model.input_size``)."""
     if args.input_size in (None, "native"):
         return args.input_size
     try:

@@ -76,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"IOM refinements after CANet-Init, 0..{MAX_ITERATIONS} (paper: 4)")
     p.add_argument("--size", type=int, default=None,
                    help="square model input side, at least 16 (default: the checkpoint's "
-                        "training crop size, else 321)")
+                        "recorded input size, else its training crop size, else 321)")
     p.add_argument("--multi-scale", action="store_true", help="query at 0.7, 1 and 1.3")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if any)")
     add_threads_argument(p)
@@ -152,8 +152,7 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     device = default_device(args.device)
     ckpt = checkpoint.load(args.checkpoint)
-    size = args.size if args.size is not None else \
-        int((ckpt.get("train_config") or {}).get("train_size") or 321)
+    size = args.size if args.size is not None else checkpoint.recorded_input_size(ckpt) or 321
     one_shot = checkpoint.canet_config(ckpt, args.checkpoint).fusion is None
     del ckpt
     k = len(args.supports)

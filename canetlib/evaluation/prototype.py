@@ -87,8 +87,8 @@ def fit_prototype_baseline(model: Any, dataset: str, *, root: str | None = None,
                            seed=seed, source=source)
     matcher = PrototypeMatcher.from_model(model)
     matcher.input_size = getattr(model, "input_size", None)
-    trained = model_input_size(model)
-    side = input_size or (trained[0] if trained else default_input_size(dataset))
+    own = model_input_size(model)
+    side = input_size or (own[0] if own else default_input_size(dataset))
     fit = fit_threshold(matcher, fit_set, input_size=side)
     fit.update({"episodes": episodes, "seed": seed, "classes": "training classes of the fold"})
     return matcher, fit

@@ -1,7 +1,7 @@
 """The model input size of an evaluation, and bringing episodes to it.
 
-:func:`resolve_input_size` picks the size: as given, else the one the model
-was trained at (``model.input_size``, set by
+:func:`resolve_input_size` picks the size: as given, else the model's own
+(``model.input_size``: the recorded evaluation side or the training crop, set by
 :func:`canetlib.model.checkpoint.load_model`), else the source's default.
 """
 
@@ -59,7 +59,7 @@ def _as_size(value: int | Sequence[int]) -> Size:
 
 
 def model_input_size(model: Any) -> Size | None:
-    """The ``(H, W)`` a model was trained at (its ``input_size`` attribute), if it says."""
+    """The ``(H, W)`` a model is fed at (its ``input_size`` attribute), if it says."""
     size = getattr(model, "input_size", None)
     return _as_size(size) if size else None
 
@@ -71,9 +71,9 @@ def resolve_input_size(dataset: Dataset, input_size: int | Sequence[int] | str |
     * an int (square) or ``(H, W)`` is used as given;
     * ``"native"`` keeps the original sizes (episodes of equal shapes are
       batched together; supports of one episode must then share a size);
-    * ``None`` (default): the size ``model`` was trained at
-      (:func:`model_input_size`), else :func:`default_input_size` of the
-      dataset's source (321 for PASCAL-5i/COCO-20i as the reference, 128 for
+    * ``None`` (default): the size ``model`` is fed at (:func:`model_input_size`:
+      the checkpoint's recorded evaluation side or its training crop), else
+      :func:`default_input_size` of the dataset's source (321 for PASCAL-5i/COCO-20i as the reference, 128 for
       the synthetic world, 321 for anything else). Test images keep their
       original size; they are resized for the network only and IoU is
       measured at the original size.
@@ -81,9 +81,9 @@ def resolve_input_size(dataset: Dataset, input_size: int | Sequence[int] | str |
     if input_size == "native":
         return None
     if input_size is None:
-        trained = model_input_size(model)
-        if trained is not None:
-            return trained
+        own = model_input_size(model)
+        if own is not None:
+            return own
         side = default_input_size(source_name(dataset))
         return (side, side)
     if isinstance(input_size, str):

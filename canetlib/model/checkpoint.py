@@ -8,7 +8,10 @@ loads with ``torch.load(..., weights_only=True)``:
   :class:`CANet`, as a plain dict (:meth:`~canetlib.model.CANetConfig.to_dict`);
 * ``model``: its state dict (shipped checkpoints store it in float16);
 * training runs add ``step``, ``epoch``, ``optimizer``, ``rng``, ``history``,
-  ``train_config`` so that ``--resume`` continues exactly.
+  ``train_config`` so that ``--resume`` continues exactly;
+* ``input_size`` (optional) and ``input_size_chosen_by``: the square side the model is
+  evaluated at when it differs from its training crop, and how that side was chosen
+  (:func:`with_input_size`, ``python -m canetlib set-input-size``).
 
 Shipped checkpoints live inside the package, in ``canetlib/model/weights/NAME.pt``
 (package data, so a wheel installed from git, on Colab say, carries them; every
@@ -31,6 +34,7 @@ import torch
 from canetlib.model.canet import CANet
 from canetlib.model.config import CANetConfig
 from canetlib.model.files import atomic_path
+from canetlib.model.inputs import MIN_SIDE
 from canetlib.model.runtime import check_device
 
 FORMAT = "canetlib"
@@ -182,12 +186,46 @@ def trained_input_size(ckpt: Mapping[str, Any]) -> int | None:
     return int(size) if size else None
 
 
+def recorded_input_size(ckpt: Mapping[str, Any]) -> int | None:
+    """The side the model is fed at: the recorded ``input_size`` (chosen after training,
+    :func:`with_input_size`), else :func:`trained_input_size`."""
+    size = ckpt.get("input_size")
+    return int(size) if size else trained_input_size(ckpt)
+
+
+def with_input_size(ckpt: Mapping[str, Any], side: int, chosen_by: str) -> dict[str, Any]:
+    """A copy of ``ckpt`` that records ``side`` as its evaluation input size.
+
+    ``chosen_by`` says how the side was chosen (on which episodes, by which rule); it is
+    kept beside the size, because a size chosen on test episodes would not be honest.
+    """
+    if isinstance(side, bool) or not isinstance(side, int) or side < MIN_SIDE:
+        raise ValueError(f"input size must be a whole number of pixels >= {MIN_SIDE}, "
+                         f"got {side!r}")
+    if not chosen_by.strip():
+        raise ValueError("say how the input size was chosen (chosen_by is empty)")
+    return {**ckpt, "input_size": side, "input_size_chosen_by": chosen_by.strip()}
+
+
+def record_input_size(source: str | os.PathLike[str], out: str | os.PathLike[str], side: int,
+                      chosen_by: str) -> Path:
+    """Write a copy of checkpoint ``source`` that records ``side`` (:func:`with_input_size`)
+    to ``out``, a new file: neither the source nor an existing file is overwritten."""
+    src, dst = resolve(source), Path(out)
+    if dst.exists():
+        raise FileExistsError(f"{dst} exists; give a new file name (canetlib never "
+                              "overwrites a checkpoint)")
+    ckpt = load(src)
+    canet_config(ckpt, str(src))
+    return save_atomic(with_input_size(ckpt, side, chosen_by), dst)
+
+
 def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
                fusion: str | None | EllipsisType = ...) -> CANet:
     """Rebuild a :class:`CANet` from a checkpoint name or path, in eval mode.
 
-    ``model.input_size`` (int or ``None``, not in the state dict) records
-    :func:`trained_input_size`: :func:`canetlib.evaluation.evaluate` feeds images at
+    ``model.input_size`` (int or ``None``, not in the state dict) is
+    :func:`recorded_input_size`: :func:`canetlib.evaluation.evaluate` feeds images at
     that size unless told otherwise.
 
     ``fusion`` overrides the stored k-shot fusion for the non-learned ones
@@ -204,7 +242,7 @@ def load_model(name_or_path: str | os.PathLike[str], map_location: str | torch.d
             model.use_fusion(fusion)
         except ValueError as err:
             raise ValueError(f"{name_or_path}: {err}") from None
-    model.input_size = trained_input_size(ckpt)
+    model.input_size = recorded_input_size(ckpt)
     return model.to(map_location).eval()
 
 
