@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from helpers import tiny_canet
+from helpers import segment_inputs, tiny_canet
 
 from canetlib.cli import main
 from canetlib.data import make_dataset
@@ -97,3 +97,16 @@ def test_set_input_size_writes_a_new_file_only(trained_at_64: Path, tmp_path: Pa
                  "--out", str(small)]) != 0
     assert "whole number of pixels" in capsys.readouterr().err
     assert not small.exists()
+
+
+def test_segment_feeds_the_recorded_side(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    paths = segment_inputs(tmp_path)
+    at48 = checkpoint.record_input_size(paths["ckpt"], tmp_path / "at48.pt", 48, "a rule")
+    argv = ["segment", "--support", str(paths["support"]), "--support-mask", str(paths["mask"]),
+            "--query", str(paths["query"]), "--iterations", "1", "--device", "cpu"]
+    assert main([*argv, "--checkpoint", str(at48), "--out", str(tmp_path / "a.png")]) == 0
+    assert "input 48x48" in capsys.readouterr().out
+    assert main([*argv, "--checkpoint", str(at48), "--size", "40",
+                 "--out", str(tmp_path / "b.png")]) == 0
+    assert "input 40x40" in capsys.readouterr().out
