@@ -36,6 +36,7 @@ from canetlib.data.episodes import EpisodeDataset
 from canetlib.evaluation import resize_episode
 from canetlib.evaluation.metrics import FewShotMeter
 from canetlib.model.baseline import PrototypeMatcher
+from canetlib.model.modules import ResidualBlock, masked_average_pooling
 from canetlib.training.configs import get_config
 from canetlib.training.episodes import HeldOutSource, source_kwargs
 from canetlib.training.history import HistoryMemory
@@ -87,7 +88,45 @@ def cache_features(model: Any, dataset: EpisodeDataset, size: int | None,
     return out
 
 
-VARIANT = {"normalise": False, "prior": False, "relational": False}
+VARIANT = {"normalise": False, "prior": False, "relational": False, "self_prototype": False}
+
+
+def self_similarity(query: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, h, w)``: each query location's cosine with the query's own prototype, the
+    masked average of the query features under the foreground of ``probs`` ``(B, 2, h, w)``
+    (0 everywhere for an empty mask)."""
+    if probs.shape[-2:] != query.shape[-2:]:
+        probs = F.interpolate(probs, size=query.shape[-2:], mode="bilinear", align_corners=True)
+    proto = masked_average_pooling(query, probs[:, 1:2])
+    return F.cosine_similarity(query, proto[:, :, None, None], dim=1, eps=1e-6)[:, None]
+
+
+def refine_self(model: Any, query: torch.Tensor, x: torch.Tensor, iterations: int,
+                history: torch.Tensor | None) -> list[torch.Tensor]:
+    """IOM passes whose input adds :func:`self_similarity` of the previous mask (a departure:
+    the query compared with its own prototype, besides the history)."""
+    y = x.new_zeros(x.shape[0], 2, *x.shape[-2:]) if history is None else history
+    if y.shape[-2:] != x.shape[-2:]:
+        y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=True)
+    outs = []
+    for _ in range(iterations + 1):
+        logits = model.iom(x, torch.cat([y, self_similarity(query, y)], 1))
+        y = torch.softmax(logits.float(), dim=1)
+        outs.append(logits)
+    return outs
+
+
+def add_self_similarity_input(model: Any, kaiming: bool) -> None:
+    """Give the IOM's history block one more input channel (:func:`self_similarity`)."""
+    block = ResidualBlock(model.iom.history.body[1].in_channels + 1, model.config.width)
+    for m in block.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            if kaiming:
+                torch.nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            else:
+                torch.nn.init.normal_(m.weight, 0.0, 0.01)
+            torch.nn.init.zeros_(m.bias)
+    model.iom.history = block
 
 
 def _levels(model: Any, cache: dict[str, Any], key: str, idx: list[int]) -> list[torch.Tensor]:
@@ -106,6 +145,8 @@ def head_logits(model: Any, cache: dict[str, Any], idx: list[int], iterations: i
         p = protos[:, 0, :, None, None].expand_as(q)
         paired = torch.cat([q * p, (q - p).abs()], 1)
         feats = EpisodeFeatures(model.comparison(paired), 1, None)
+        if VARIANT["self_prototype"]:
+            return refine_self(model, q, feats.features, iterations, history)
         return model.refine(feats, iterations, history).logits
     if not VARIANT["prior"]:
         return model.refine(model.compare(q, protos), iterations, history).logits
@@ -163,6 +204,9 @@ def main() -> None:
                     help="compare by [q * p, |q - p|] instead of [q, p] (not the paper's)")
     ap.add_argument("--prior", action="store_true",
                     help="feed the matcher's cosine map to the comparison (not the paper's)")
+    ap.add_argument("--self-prototype", action="store_true",
+                    help="with --relational: each IOM pass also gets the query's cosine with its "
+                         "own prototype under the previous mask (not the paper's)")
     ap.add_argument("--cache-dir", help="keep the rendered features here between probes")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -171,6 +215,11 @@ def main() -> None:
     model = initial_model(cfg)
     VARIANT["normalise"], VARIANT["prior"] = args.normalise, args.prior
     VARIANT["relational"] = args.relational
+    VARIANT["self_prototype"] = args.self_prototype
+    if args.self_prototype:
+        if not args.relational:
+            ap.error("--self-prototype needs --relational")
+        add_self_similarity_input(model, cfg.head_init == "kaiming")
     if args.prior:
         from canetlib.model.modules import conv_block
         model.comparison.compare = conv_block(2 * cfg.width + 1, cfg.width, 3, 2, cfg.dropout)
@@ -209,6 +258,7 @@ def main() -> None:
     result: dict[str, Any] = {"config": cfg.name, "set": args.set, "held": held,
                               "normalise": args.normalise, "prior": args.prior,
                               "relational": args.relational,
+                              "self_prototype": args.self_prototype,
                               "cache_s": round(t_cache)}
     # matcher: threshold on the training episodes' own classes (val/test never used)
     matcher = PrototypeMatcher.from_model(model)
