@@ -116,6 +116,27 @@ def refine_self(model: Any, query: torch.Tensor, x: torch.Tensor, iterations: in
     return outs
 
 
+def cut_history(history: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Remembered masks made partial (a departure): in each row that holds a prediction, the
+    foreground inside a random rectangle of 30-70 % of its box's height and width (a corner
+    or edge of the box, drawn uniformly inside it) is moved to the background."""
+    out = history.clone()
+    for row in range(out.shape[0]):
+        fg = out[row, 1]
+        ys, xs = torch.nonzero(fg > 0.5, as_tuple=True)
+        if ys.numel() == 0:
+            continue
+        y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        frac = 0.3 + 0.4 * torch.rand(2, generator=gen)
+        h, w = max(1, round(float(frac[0]) * (y1 - y0))), max(1, round(float(frac[1]) * (x1 - x0)))
+        top = y0 + int(torch.randint(0, y1 - y0 - h + 1, (1,), generator=gen))
+        left = x0 + int(torch.randint(0, x1 - x0 - w + 1, (1,), generator=gen))
+        cut = fg[top:top + h, left:left + w].clone()
+        out[row, 1, top:top + h, left:left + w] = 0.0
+        out[row, 0, top:top + h, left:left + w] += cut
+    return out
+
+
 def add_self_similarity_input(model: Any, kaiming: bool) -> None:
     """Give the IOM's history block one more input channel (:func:`self_similarity`)."""
     block = ResidualBlock(model.iom.history.body[1].in_channels + 1, model.config.width)
@@ -207,6 +228,9 @@ def main() -> None:
     ap.add_argument("--self-prototype", action="store_true",
                     help="with --relational: each IOM pass also gets the query's cosine with its "
                          "own prototype under the previous mask (not the paper's)")
+    ap.add_argument("--cut-history", action="store_true",
+                    help="train the IOM on remembered masks with a random part removed "
+                         "(cut_history; not the paper's)")
     ap.add_argument("--cache-dir", help="keep the rendered features here between probes")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -259,6 +283,7 @@ def main() -> None:
                               "normalise": args.normalise, "prior": args.prior,
                               "relational": args.relational,
                               "self_prototype": args.self_prototype,
+                              "cut_history": args.cut_history,
                               "cache_s": round(t_cache)}
     # matcher: threshold on the training episodes' own classes (val/test never used)
     matcher = PrototypeMatcher.from_model(model)
@@ -284,6 +309,7 @@ def main() -> None:
     steps_per_epoch = n // bs
     total = steps_per_epoch * args.epochs
     memory = HistoryMemory(n)
+    cut_gen = torch.Generator().manual_seed(cfg.seed + 1)
     gen = torch.Generator().manual_seed(cfg.seed)
     step = 0
     curve = []
@@ -295,6 +321,8 @@ def main() -> None:
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * (1 - step / total) ** cfg.poly_power
             history = memory.inputs(idx, cfg.mask_dropout, cfg.seed, epoch, torch.device("cpu"))
+            if args.cut_history and history is not None:
+                history = cut_history(history, cut_gen)
             logits = head_logits(model, tr, idx, 0, history)[-1]
             loss = pixel_loss(logits, tr["qmask"][idx].long())
             opt.zero_grad()

@@ -70,3 +70,16 @@ def test_the_told_term_is_zero_only_when_the_weights_match_the_target(agree: boo
     else:
         assert float(told) > float(plain)
     assert seen.compared is None and seen.weights is None  # used once, then forgotten
+
+
+def test_cut_history_moves_part_of_the_remembered_object_to_the_background() -> None:
+    probe = load_script("head_probe")
+    history = torch.zeros(3, 2, 8, 8)
+    history[:2, 0] = 1.0
+    history[0, :, 2:6, 2:7] = torch.tensor([0.0, 1.0])[:, None, None]
+    cut = probe.cut_history(history, torch.Generator().manual_seed(0))
+    assert torch.allclose(cut.sum(1), history.sum(1))  # still probabilities, same support
+    removed = history[0, 1].sum() - cut[0, 1].sum()
+    assert 0.3 * 0.3 * 20 - 1 <= float(removed) <= 0.7 * 0.7 * 20 + 4  # part, never all
+    assert bool((cut[0, 1] <= history[0, 1]).all())  # only removed, nothing added
+    assert torch.equal(cut[1:], history[1:])  # no object remembered, or no history: untouched
