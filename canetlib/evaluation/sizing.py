@@ -73,10 +73,10 @@ def resolve_input_size(dataset: Dataset, input_size: int | Sequence[int] | str |
       batched together; supports of one episode must then share a size);
     * ``None`` (default): the size ``model`` is fed at (:func:`model_input_size`:
       the checkpoint's recorded evaluation side or its training crop), else
-      :func:`default_input_size` of the dataset's source (321 for PASCAL-5i/COCO-20i as the reference, 128 for
-      the synthetic world, 321 for anything else). Test images keep their
-      original size; they are resized for the network only and IoU is
-      measured at the original size.
+      :func:`default_input_size` of the dataset's source (321 for PASCAL-5i/COCO-20i
+      as the reference, 128 for the synthetic world, 321 for anything else). Test
+      images keep their original size; they are resized for the network only and
+      IoU is measured at the original size.
     """
     if input_size == "native":
         return None
