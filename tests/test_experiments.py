@@ -51,3 +51,69 @@ def test_the_retraining_job_runs_every_step_and_resumes(tmp_path, capsys) -> Non
     capsys.readouterr()
     assert retrain.main(argv) == 0
     assert "+ " not in capsys.readouterr().out  # nothing ran again
+
+
+SHIPPED = ROOT / "canetlib" / "teaching" / "results" / "imagenet-backbone"
+
+
+def test_every_shipped_evaluation_turns_back_into_its_command() -> None:
+    """Each command the regenerator builds, parsed by ``canetlib evaluate``, asks for the
+    recorded settings; the files it cannot re-create are the retired and experiment ones."""
+    from canetlib.cli import build_parser
+
+    regen = load_script("regenerate_results", "experiments")
+    todo, skipped = regen.plan(SHIPPED, None)
+    assert set(skipped) == {"fold0/1shot-held-glyphs.json", "fold0/iom-training/test-memory.json",
+                            "fold0/iom-training/test-own.json",
+                            "fold0/iom-training/validation.json"}
+    evaluations = [(rel, argv) for rel, argv in todo if argv[:2] == ["-m", "canetlib"]]
+    assert len(evaluations) == len(todo) - 1  # and the IOM history probe
+    for rel, argv in evaluations:
+        s = json.loads((SHIPPED / rel).read_text())["settings"]
+        a = build_parser().parse_args(argv[2:])
+        asked = {"fold": a.fold, "shots": a.shots, "episodes_per_seed": a.episodes,
+                 "checkpoint": a.checkpoint, "iterations": a.iterations,
+                 "multi_scale": a.multi_scale, "box_support": a.box_support,
+                 "dense_crf": a.dense_crf, "seeds": list(range(a.seed, a.seed + a.seeds))}
+        assert asked == {k: s[k] for k in asked}, rel
+        assert a.fusion == s["fusion"] or (a.fusion is None and s["shots"] == 1), rel
+        assert a.input_size is None  # the new checkpoint's own size
+        if a.dense_crf:  # a result from before the choice of backend ran the exact one
+            assert a.crf_backend == s["postprocess"].get("backend", "exact"), rel
+        assert (a.baseline == "prototype") == ("baselines" in json.loads((SHIPPED / rel).read_text()))
+
+
+def test_the_regenerator_refuses_to_write_into_its_own_results(tmp_path, capsys) -> None:
+    regen = load_script("regenerate_results", "experiments")
+    assert regen.main([str(SHIPPED), "--weights", str(tmp_path), "--out", str(SHIPPED)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is the results tree itself" in err[0]
+
+
+def test_the_regenerator_reruns_a_result_with_the_new_weights(tmp_path, capsys) -> None:
+    """A two-episode result re-created with a renamed copy of another checkpoint: the new file
+    records the staged weights' numbers under the same name; a second run skips it."""
+    import shutil
+
+    from canetlib.cli import main as canetlib_main
+
+    old, new, weights = tmp_path / "old", tmp_path / "new", tmp_path / "weights"
+    for d in (old / "fold0", weights):
+        d.mkdir(parents=True)
+    name = "synthetic-imagenet-1shot-fold0"
+    shutil.copy(checkpoint.shipped_dir() / "synthetic-imagenet-1shot-fold1.pt",
+                weights / f"{name}.pt")
+    argv = ["evaluate", "--dataset", "synthetic", "--fold", "0", "--episodes", "2", "--seeds",
+            "1", "--checkpoint", name, "--device", "cpu", "--no-progress"]
+    assert canetlib_main([*argv, "--json", str(old / "fold0" / "1shot.json")]) == 0
+    regen = load_script("regenerate_results", "experiments")
+    assert regen.main([str(old), "--weights", str(weights), "--out", str(new)]) == 0
+    before = json.loads((old / "fold0" / "1shot.json").read_text())
+    after = json.loads((new / "fold0" / "1shot.json").read_text())
+    assert after["settings"]["checkpoint"] == name and after["episodes"] == 2
+    assert after["per_class_iou"] != before["per_class_iou"]  # another model's numbers
+    manifest = json.loads((new / "regenerated.json").read_text())
+    assert list(manifest["commands"]) == ["fold0/1shot.json"]
+    capsys.readouterr()
+    assert regen.main([str(old), "--weights", str(weights), "--out", str(new)]) == 0
+    assert "skip (exists): fold0/1shot.json" in capsys.readouterr().out
