@@ -135,6 +135,26 @@ def test_ragged_supports_and_multi_scale(world) -> None:
     assert run_episode(model, item, iterations=0).input_size == tuple(item["query_image"].shape[-2:])
 
 
+def test_the_explorers_feed_a_model_at_its_own_size_as_the_evaluator_does(world) -> None:
+    """A model that says its side (a checkpoint's recorded one) is run at it by the widgets,
+    on a dataset and on a plain list of episodes, unless a size is given."""
+    ds = episodes(world, shots=1, n=2)
+    model = tiny_model()
+    model.input_size = 80
+    assert evaluate(model, ds, iterations=0, device="cpu")["settings"]["input_size"] == [80, 80]
+    assert IterationExplorer.from_model(model, ds, count=1).runs[0].input_size == (80, 80)
+    listed = [ds[0], ds[1]]
+    assert IterationExplorer.from_model(model, listed, count=1).runs[0].input_size == (80, 80)
+    given = IterationExplorer.from_model(model, ds, count=1, input_size=64)
+    assert given.runs[0].input_size == (64, 64)
+    five = tiny_model("attention")
+    five.input_size = 72
+    ds5 = episodes(world, shots=5, n=1)
+    explorer = AttentionExplorer.from_model(five, ds5, count=1)
+    torch.testing.assert_close(explorer.weights[0],
+                               run_episode(five, ds5[0], input_size=72).attention)
+
+
 def test_iteration_explorer_moves_through_every_episode_and_iteration(world) -> None:
     ds = episodes(world, shots=1, n=3)
     explorer = IterationExplorer.from_model(tiny_model(), ds, count=3, iterations=3)

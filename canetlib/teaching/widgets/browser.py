@@ -121,7 +121,7 @@ class EpisodeBrowser(Explorer):
                    input_size: InputSize = None) -> EpisodeBrowser:
         """A browser that also shows ``model``'s final prediction (run as the evaluator does)."""
         first = next(iter(datasets.values())) if isinstance(datasets, Mapping) else datasets
-        size = widget_input_size(first, input_size)
+        size = widget_input_size(first, input_size, model)
 
         def predict(item: Item) -> Tensor:
             return run_episode(model, item, input_size=size).final

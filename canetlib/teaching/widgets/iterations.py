@@ -68,8 +68,8 @@ class IterationExplorer(Explorer):
                    ) -> IterationExplorer:
         """Run ``model`` once on each of the first ``count`` episodes of a dataset or list.
 
-        ``input_size`` defaults to the evaluator's choice for a dataset with a
-        source (128 for the embedded world), else the query's own size.
+        ``input_size`` defaults to the evaluator's choice: the model's own size, else
+        the dataset's default (:func:`~canetlib.teaching.widgets.runs.widget_input_size`).
         """
         items, runs = run_first(model, episodes, count, iterations, input_size)
         return cls(items, runs, source_class_names(episodes))

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from canetlib.evaluation import resize_episode, resolve_input_size
 from canetlib.evaluation.metrics import episode_iou
+from canetlib.evaluation.sizing import model_input_size
 from canetlib.model import CANet
 from canetlib.model.inference import episode_maps
 from canetlib.model.outputs import binary_prediction
@@ -76,11 +77,14 @@ def _size_of(item: Item, input_size: InputSize) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def widget_input_size(episodes: Any, input_size: InputSize) -> InputSize:
-    """``input_size``, else the evaluator's default for a dataset with a known source."""
-    if input_size is not None or getattr(episodes, "source", None) is None:
+def widget_input_size(episodes: Any, input_size: InputSize, model: Any = None) -> InputSize:
+    """``input_size``, else the evaluator's choice: the model's own size (its recorded side
+    or training crop), else the default of a dataset with a known source."""
+    if input_size is not None:
         return input_size
-    return resolve_input_size(episodes, None)
+    if getattr(episodes, "source", None) is None:
+        return model_input_size(model)
+    return resolve_input_size(episodes, None, model)
 
 
 @torch.inference_mode()
@@ -95,8 +99,8 @@ def run_episode(model: CANet, item: Item, iterations: int | None = None,
         iterations: IOM refinements after CANet-Init (default: the model's).
         input_size: the model input size, an int or ``(H, W)``; ``None`` = the
             query's own size (supports are resized to it). Pass
-            ``canetlib.evaluation.resolve_input_size(dataset, None)`` to match
-            the evaluator's default for a dataset.
+            ``canetlib.evaluation.resolve_input_size(dataset, None, model)`` to
+            feed it as the evaluator does.
         scales: query scales (multi-scale test), as in the evaluator.
     """
     iterations = model.iterations if iterations is None else int(iterations)
@@ -129,10 +133,10 @@ def run_first(model: CANet, episodes: Any, count: int | None = None,
               ) -> tuple[list[Item], list[EpisodeRun]]:
     """The first ``count`` episodes of a dataset or list (default: all) and one run of each.
 
-    ``input_size`` defaults to the evaluator's choice for a dataset with a
-    source (:func:`widget_input_size`), else the query's own size.
+    ``input_size`` defaults to the evaluator's choice (:func:`widget_input_size`: the
+    model's own size, else the dataset's default), else the query's own size.
     """
     n = len(episodes) if count is None else min(count, len(episodes))
-    size = widget_input_size(episodes, input_size)
+    size = widget_input_size(episodes, input_size, model)
     items = [episodes[i] for i in range(n)]
     return items, [run_episode(model, item, iterations, size) for item in items]
