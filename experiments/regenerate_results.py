@@ -10,7 +10,8 @@ experiment with its own training) is listed in ``OUT/regenerated.json``, never c
 
 Every size is the new checkpoint's own (recorded by ``set-input-size``): the input size of the
 old result is not passed on. Outputs that exist are skipped, so a killed job goes on where it
-stopped; ``--out`` must not be the results tree itself (inputs are never overwritten)::
+stopped; a failed command is reported and the others still run (exit status 1); ``--out``
+must not be the results tree itself (inputs are never overwritten)::
 
     python experiments/regenerate_results.py canetlib/teaching/results/imagenet-backbone \\
         --weights runs/ship/weights --out runs/ship/results [--only 'fold0/*'] [--dry-run]
@@ -123,9 +124,14 @@ def plan(results: Path, only: str | None) -> tuple[list[tuple[str, list[str]]], 
     return todo, skipped
 
 
-def run_all(todo: list[tuple[str, list[str]]], weights: Path, out: Path, dry: bool) -> None:
-    """Run each command into ``out`` with the checkpoints of ``weights``; skip done files."""
+def run_all(todo: list[tuple[str, list[str]]], weights: Path, out: Path,
+            dry: bool) -> dict[str, int]:
+    """Run each command into ``out`` with the checkpoints of ``weights``; skip done files.
+
+    A failed command does not stop the others: ``{relative path: exit status}`` of the failures.
+    """
     env = {**os.environ, "CANETLIB_CHECKPOINTS": str(weights.resolve())}
+    failed = {}
     for rel, argv in todo:
         target = out / rel
         command = [sys.executable, *argv, "--json", str(target.resolve())]
@@ -135,7 +141,11 @@ def run_all(todo: list[tuple[str, list[str]]], weights: Path, out: Path, dry: bo
         print("+ " + " ".join(command[1:]), flush=True)
         if not dry:
             target.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(command, cwd=ROOT, env=env, check=True)
+            status = subprocess.run(command, check=False, cwd=ROOT, env=env).returncode
+            if status:
+                print(f"failed (exit {status}): {rel}", flush=True)
+                failed[rel] = status
+    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,13 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     todo, skipped = plan(results, args.only)
     for rel, why in skipped.items():
         print(f"not re-created: {rel} ({why})", flush=True)
-    run_all(todo, weights, out, args.dry_run)
+    failed = run_all(todo, weights, out, args.dry_run)
     if not args.dry_run:
         out.mkdir(parents=True, exist_ok=True)
         manifest = {"results": str(results), "weights": str(weights),
-                    "commands": {rel: argv for rel, argv in todo}, "not_recreated": skipped}
+                    "commands": {rel: argv for rel, argv in todo}, "not_recreated": skipped,
+                    "failed": failed}
         (out / "regenerated.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return 0
+    if failed:
+        print(f"error: {len(failed)} command(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -106,14 +106,21 @@ def test_the_regenerator_reruns_a_result_with_the_new_weights(tmp_path, capsys) 
     argv = ["evaluate", "--dataset", "synthetic", "--fold", "0", "--episodes", "2", "--seeds",
             "1", "--checkpoint", name, "--device", "cpu", "--no-progress"]
     assert canetlib_main([*argv, "--json", str(old / "fold0" / "1shot.json")]) == 0
-    regen = load_script("regenerate_results", "experiments")
-    assert regen.main([str(old), "--weights", str(weights), "--out", str(new)]) == 0
     before = json.loads((old / "fold0" / "1shot.json").read_text())
+    missing = {**before, "settings": {**before["settings"], "checkpoint": "not-staged"}}
+    (old / "fold0" / "0-missing.json").write_text(json.dumps(missing))
+    regen = load_script("regenerate_results", "experiments")
+    # the failing command comes first; the other still runs, and the job reports the failure
+    assert regen.main([str(old), "--weights", str(weights), "--out", str(new)]) == 1
     after = json.loads((new / "fold0" / "1shot.json").read_text())
     assert after["settings"]["checkpoint"] == name and after["episodes"] == 2
     assert after["per_class_iou"] != before["per_class_iou"]  # another model's numbers
     manifest = json.loads((new / "regenerated.json").read_text())
-    assert list(manifest["commands"]) == ["fold0/1shot.json"]
+    assert list(manifest["commands"]) == ["fold0/0-missing.json", "fold0/1shot.json"]
+    assert list(manifest["failed"]) == ["fold0/0-missing.json"]
+    assert not (new / "fold0" / "0-missing.json").exists()
     capsys.readouterr()
-    assert regen.main([str(old), "--weights", str(weights), "--out", str(new)]) == 0
-    assert "skip (exists): fold0/1shot.json" in capsys.readouterr().out
+    assert regen.main([str(old), "--weights", str(weights), "--out", str(new)]) == 1
+    out = capsys.readouterr()
+    assert "skip (exists): fold0/1shot.json" in out.out
+    assert "1 command(s) failed: fold0/0-missing.json" in out.err
