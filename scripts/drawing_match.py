@@ -1,0 +1,85 @@
+"""Does the support show the query's drawing? Episode IoU split by that, per class.
+
+Most classes of the embedded world have several drawings (glyphs). An episode's support and
+query may show the same drawing of the target class or only different ones; this probe runs
+a model on the fold's seeded test episodes (as the evaluator does, at the model's own size)
+and reports, per class, the share of episodes whose support shares a drawing with the query
+and the mean episode IoU (final iteration) of the two groups::
+
+    python scripts/drawing_match.py --checkpoint synthetic-imagenet-1shot-fold0 --fold 0 \\
+        --episodes 1000 --json drawing-match.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from canetlib.data import PASCAL_CLASSES, make_dataset
+from canetlib.evaluation import evaluate
+from canetlib.model import checkpoint
+
+
+def drawings(world: Any, image_id: str, class_id: int) -> set[str]:
+    """The glyphs of class ``class_id`` drawn in the world's image ``image_id``."""
+    return {o.glyph for o in world.layout(image_id).objects if o.class_id == class_id}
+
+
+def shares_drawing(world: Any, spec: Any) -> bool:
+    """Whether some support of the episode ``spec`` shows a drawing the query shows."""
+    query = drawings(world, spec.query_id, spec.class_id)
+    return any(query & drawings(world, s, spec.class_id) for s in spec.support_ids)
+
+
+def split_by_drawing(classes: list[int], same: list[bool],
+                     ious: list[float]) -> dict[str, dict[str, float | int | None]]:
+    """Per class: episodes, the share (%) sharing a drawing, mean IoU of each group."""
+    groups: dict[int, dict[bool, list[float]]] = defaultdict(lambda: {True: [], False: []})
+    for c, s, v in zip(classes, same, ious):
+        groups[c][s].append(v)
+
+    def mean(values: list[float]) -> float | None:
+        return round(sum(values) / len(values), 1) if values else None
+
+    return {PASCAL_CLASSES[c - 1]: {
+        "episodes": len(g[True]) + len(g[False]),
+        "same_drawing_percent": round(100 * len(g[True]) / (len(g[True]) + len(g[False])), 1),
+        "mean_iou_same_drawing": mean(g[True]), "mean_iou_other_drawings": mean(g[False])}
+        for c, g in sorted(groups.items())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--episodes", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    model = checkpoint.load_model(args.checkpoint).eval()
+    ds = make_dataset("synthetic", fold=args.fold, split="test", shots=1,
+                      episodes=args.episodes, seed=args.seed)
+    specs = [ds.spec(i) for i in range(len(ds))]
+    same = [shares_drawing(ds.source, s) for s in specs]
+    result = evaluate(model, ds, device="cpu", per_episode=True, progress=False)
+    ious = [ep["iou_per_iteration"][-1] for ep in result["per_episode"]]
+    table = split_by_drawing([s.class_id for s in specs], same, ious)
+    for name, row in table.items():
+        print(f"{name:<12} {row['episodes']:>5} episodes, same drawing {row['same_drawing_percent']:5.1f}%"
+              f"  mean IoU same {row['mean_iou_same_drawing']}  other {row['mean_iou_other_drawings']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "checkpoint": args.checkpoint, "fold": args.fold, "episodes": args.episodes,
+            "seed": args.seed, "input_size": result["settings"]["input_size"],
+            "miou": round(result["miou"], 2), "per_class": table}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
