@@ -4,7 +4,7 @@ Most classes of the embedded world have several drawings (glyphs). An episode's 
 query may show the same drawing of the target class or only different ones; this probe runs
 a model on the fold's seeded test episodes (as the evaluator does, at the model's own size)
 and reports, per class, the share of episodes whose support shares a drawing with the query
-and the mean episode IoU (final iteration) of the two groups::
+and the mean episode IoU of the two groups, at CANet-Init and at the final iteration::
 
     python scripts/drawing_match.py --checkpoint synthetic-imagenet-1shot-fold0 --fold 0 \\
         --episodes 1000 --json drawing-match.json
@@ -36,21 +36,32 @@ def shares_drawing(world: Any, spec: Any) -> bool:
     return any(query & drawings(world, s, spec.class_id) for s in spec.support_ids)
 
 
-def split_by_drawing(classes: list[int], same: list[bool],
-                     ious: list[float]) -> dict[str, dict[str, float | int | None]]:
-    """Per class: episodes, the share (%) sharing a drawing, mean IoU of each group."""
-    groups: dict[int, dict[bool, list[float]]] = defaultdict(lambda: {True: [], False: []})
-    for c, s, v in zip(classes, same, ious):
-        groups[c][s].append(v)
+def split_by_drawing(classes: list[int], same: list[bool], ious: list[float],
+                     init_ious: list[float] | None = None
+                     ) -> dict[str, dict[str, float | int | None]]:
+    """Per class: episodes, the share (%) sharing a drawing, mean final IoU of each group
+    (and mean CANet-Init IoU, given ``init_ious``)."""
+    init = init_ious if init_ious is not None else [0.0] * len(ious)
+    groups: dict[int, dict[bool, list[tuple[float, float]]]] = defaultdict(
+        lambda: {True: [], False: []})
+    for c, s, v, v0 in zip(classes, same, ious, init):
+        groups[c][s].append((v, v0))
 
-    def mean(values: list[float]) -> float | None:
-        return round(sum(values) / len(values), 1) if values else None
+    def mean(pairs: list[tuple[float, float]], at: int) -> float | None:
+        return round(sum(p[at] for p in pairs) / len(pairs), 1) if pairs else None
 
-    return {PASCAL_CLASSES[c - 1]: {
-        "episodes": len(g[True]) + len(g[False]),
-        "same_drawing_percent": round(100 * len(g[True]) / (len(g[True]) + len(g[False])), 1),
-        "mean_iou_same_drawing": mean(g[True]), "mean_iou_other_drawings": mean(g[False])}
-        for c, g in sorted(groups.items())}
+    table: dict[str, dict[str, float | int | None]] = {}
+    for c, g in sorted(groups.items()):
+        n = len(g[True]) + len(g[False])
+        row: dict[str, float | int | None] = {
+            "episodes": n, "same_drawing_percent": round(100 * len(g[True]) / n, 1),
+            "mean_iou_same_drawing": mean(g[True], 0),
+            "mean_iou_other_drawings": mean(g[False], 0)}
+        if init_ious is not None:
+            row["init_iou_same_drawing"] = mean(g[True], 1)
+            row["init_iou_other_drawings"] = mean(g[False], 1)
+        table[PASCAL_CLASSES[c - 1]] = row
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,10 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     same = [shares_drawing(ds.source, s) for s in specs]
     result = evaluate(model, ds, device="cpu", per_episode=True, progress=False)
     ious = [ep["iou_per_iteration"][-1] for ep in result["per_episode"]]
-    table = split_by_drawing([s.class_id for s in specs], same, ious)
+    init = [ep["iou_per_iteration"][0] for ep in result["per_episode"]]
+    table = split_by_drawing([s.class_id for s in specs], same, ious, init)
     for name, row in table.items():
-        print(f"{name:<12} {row['episodes']:>5} episodes, same drawing {row['same_drawing_percent']:5.1f}%"
-              f"  mean IoU same {row['mean_iou_same_drawing']}  other {row['mean_iou_other_drawings']}")
+        print(f"{name:<12} {row['episodes']:>5} episodes, same drawing "
+              f"{row['same_drawing_percent']:5.1f}%  mean IoU (Init -> final) same "
+              f"{row['init_iou_same_drawing']} -> {row['mean_iou_same_drawing']}, other "
+              f"{row['init_iou_other_drawings']} -> {row['mean_iou_other_drawings']}")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "checkpoint": args.checkpoint, "fold": args.fold, "episodes": args.episodes,

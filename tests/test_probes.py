@@ -106,3 +106,6 @@ def test_the_drawing_probe_finds_shared_glyphs_and_splits_ious_by_them() -> None
     assert table["aeroplane"] == {"episodes": 3, "same_drawing_percent": 66.7,
                                   "mean_iou_same_drawing": 70.0, "mean_iou_other_drawings": 20.0}
     assert table["bicycle"]["mean_iou_same_drawing"] is None
+    with_init = probe.split_by_drawing([1, 1], [True, False], [80.0, 20.0], [70.0, 25.0])
+    assert with_init["aeroplane"]["init_iou_same_drawing"] == 70.0
+    assert with_init["aeroplane"]["init_iou_other_drawings"] == 25.0
