@@ -2,8 +2,8 @@
 
 Most classes of the embedded world have several drawings (glyphs). An episode's support and
 query may show the same drawing of the target class or only different ones; this probe runs
-a model on the fold's seeded test episodes (as the evaluator does, at the model's own size)
-and reports, per class, the share of episodes whose support shares a drawing with the query
+a model on the fold's seeded test episodes (as the evaluator does, at the model's own size),
+asks the world which episodes share a drawing (``SyntheticSource.shares_drawing``) and reports, per class, the share of episodes whose support shares a drawing with the query
 and the mean episode IoU of the two groups, at CANet-Init and at the final iteration::
 
     python scripts/drawing_match.py --checkpoint synthetic-imagenet-1shot-fold0 --fold 0 \\
@@ -16,24 +16,12 @@ import argparse
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from canetlib.data import PASCAL_CLASSES, make_dataset
 from canetlib.evaluation import evaluate
 from canetlib.model import checkpoint
-
-
-def drawings(world: Any, image_id: str, class_id: int) -> set[str]:
-    """The glyphs of class ``class_id`` drawn in the world's image ``image_id``."""
-    return {o.glyph for o in world.layout(image_id).objects if o.class_id == class_id}
-
-
-def shares_drawing(world: Any, spec: Any) -> bool:
-    """Whether some support of the episode ``spec`` shows a drawing the query shows."""
-    query = drawings(world, spec.query_id, spec.class_id)
-    return any(query & drawings(world, s, spec.class_id) for s in spec.support_ids)
 
 
 def split_by_drawing(classes: list[int], same: list[bool], ious: list[float],
@@ -77,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ds = make_dataset("synthetic", fold=args.fold, split="test", shots=1,
                       episodes=args.episodes, seed=args.seed)
     specs = [ds.spec(i) for i in range(len(ds))]
-    same = [shares_drawing(ds.source, s) for s in specs]
+    same = [ds.source.shares_drawing(s.query_id, s.support_ids, s.class_id) for s in specs]
     result = evaluate(model, ds, device="cpu", per_episode=True, progress=False)
     ious = [ep["iou_per_iteration"][-1] for ep in result["per_episode"]]
     init = [ep["iou_per_iteration"][0] for ep in result["per_episode"]]

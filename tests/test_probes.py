@@ -85,22 +85,8 @@ def test_cut_history_moves_part_of_the_remembered_object_to_the_background() -> 
     assert torch.equal(cut[1:], history[1:])  # no object remembered, or no history: untouched
 
 
-def test_the_drawing_probe_finds_shared_glyphs_and_splits_ious_by_them() -> None:
-    """A support showing the query's glyph shares a drawing, another glyph does not; the
-    split reports each group's share and mean per class."""
-    from types import SimpleNamespace
-
+def test_the_drawing_probe_splits_ious_by_shared_drawing_per_class() -> None:
     probe = load_script("drawing_match")
-    scenes = {"q": [(1, "A"), (2, "B")], "same": [(1, "A")], "other": [(1, "C"), (2, "A")]}
-    world = SimpleNamespace(layout=lambda image_id: SimpleNamespace(objects=[
-        SimpleNamespace(class_id=c, glyph=g) for c, g in scenes[image_id]]))
-
-    def spec(*supports: str) -> SimpleNamespace:
-        return SimpleNamespace(query_id="q", class_id=1, support_ids=list(supports))
-
-    assert probe.shares_drawing(world, spec("same"))
-    assert not probe.shares_drawing(world, spec("other"))  # the A there is another class
-    assert probe.shares_drawing(world, spec("other", "same"))
     table = probe.split_by_drawing([1, 1, 1, 2], [True, False, True, False],
                                    [80.0, 20.0, 60.0, 50.0])
     assert table["aeroplane"] == {"episodes": 3, "same_drawing_percent": 66.7,

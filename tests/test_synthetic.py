@@ -241,3 +241,25 @@ def test_default_world_draws_the_same_objects(world: SyntheticSource) -> None:
     ids = ["train/000000", "train/000007", "test/000003", "test/000019"]
     assert [[(o.class_id, o.glyph) for o in world.layout(i).objects] for i in ids] \
         == DEFAULT_OBJECTS
+
+
+def test_the_world_says_which_episodes_show_the_query_s_drawing(world: SyntheticSource) -> None:
+    """A class's glyphs come from its catalogue entry; an image shares its own drawing; a
+    one-glyph class always shares one, a class of several glyphs sometimes does not."""
+    from canetlib.data import make_dataset
+
+    ds = make_dataset("synthetic", source=world, fold=0, split="test", shots=1, seed=0,
+                      episodes=200)
+    shared: dict[str, list[bool]] = {}
+    for i in range(len(ds)):
+        spec = ds.spec(i)
+        name = PASCAL_CLASSES[spec.class_id - 1]
+        query = world.drawings(spec.query_id, spec.class_id)
+        assert query and query <= set(CLASS_GLYPHS[name])
+        assert world.shares_drawing(spec.query_id, [spec.query_id], spec.class_id)
+        same = world.shares_drawing(spec.query_id, spec.support_ids, spec.class_id)
+        assert same == bool(query & world.drawings(spec.support_ids[0], spec.class_id))
+        shared.setdefault(name, []).append(same)
+    assert len(CLASS_GLYPHS["bicycle"]) == 1 and all(shared["bicycle"])
+    for name in ("aeroplane", "bird", "bottle"):
+        assert len(CLASS_GLYPHS[name]) > 1 and 0 < sum(shared[name]) < len(shared[name])

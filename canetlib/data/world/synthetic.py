@@ -50,6 +50,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -326,6 +327,16 @@ class SyntheticSource(SegmentationSource):
     def class_areas(self, image_id: str) -> dict[int, int]:
         """Non-ignore pixel count per class present in the image (masks-only render)."""
         return layout_class_areas(self.layout(image_id), self.num_classes)
+
+    def drawings(self, image_id: str, class_id: int) -> frozenset[str]:
+        """The glyphs (code points) of the image's objects of ``class_id``."""
+        return frozenset(o.glyph for o in self.layout(image_id).objects if o.class_id == class_id)
+
+    def shares_drawing(self, query_id: str, support_ids: Sequence[str], class_id: int) -> bool:
+        """Whether a support image draws ``class_id`` with a glyph the query also shows
+        (else the supports show the class only in other drawings)."""
+        query = self.drawings(query_id, class_id)
+        return any(query & self.drawings(s, class_id) for s in support_ids)
 
     # -- pairs --------------------------------------------------------------------------------
     def image_pairs(self, split: str) -> list[tuple[str, int]]:
