@@ -95,3 +95,16 @@ def test_the_drawing_probe_splits_ious_by_shared_drawing_per_class() -> None:
     with_init = probe.split_by_drawing([1, 1], [True, False], [80.0, 20.0], [70.0, 25.0])
     assert with_init["aeroplane"]["init_iou_same_drawing"] == 70.0
     assert with_init["aeroplane"]["init_iou_other_drawings"] == 25.0
+
+
+def test_attention_by_drawing_counts_only_mixed_episodes() -> None:
+    probe = load_script("attention_by_drawing")
+    weights = [[0.5, 0.3, 0.2], [0.2, 0.2, 0.6], [0.4, 0.3, 0.3]]
+    same = [[True, False, False], [True, True, False], [True, True, True]]  # the last: not mixed
+    s = probe.weights_by_drawing(weights, same)
+    assert s["mixed_episodes"] == 2
+    assert s["mean_weight_same_drawing"] == pytest.approx((0.5 + 0.2 + 0.2) / 3, abs=1e-3)
+    assert s["mean_weight_other_drawings"] == pytest.approx((0.3 + 0.2 + 0.6) / 3, abs=1e-3)
+    assert s["top_weight_on_same_drawing_percent"] == 50.0  # episode 1 yes, episode 2 no
+    assert s["same_drawing_share_of_supports_percent"] == 50.0
+    assert probe.weights_by_drawing(weights[2:], same[2:]) == {"mixed_episodes": 0}
