@@ -124,3 +124,48 @@ def test_the_regenerator_reruns_a_result_with_the_new_weights(tmp_path, capsys) 
     out = capsys.readouterr()
     assert "skip (exists): fold0/1shot.json" in out.out
     assert "1 command(s) failed: fold0/0-missing.json" in out.err
+
+
+def _retrained_job(root, fold: int, sizes=(224, 288), shots_trained=(1, 5)):
+    """A ``retrain_at_size`` output folder for one fold, its models made from a shipped file."""
+    train_size, eval_size = sizes
+    (root).mkdir(parents=True, exist_ok=True)
+    base = checkpoint.load("synthetic-imagenet-1shot-fold0")
+    for shots in shots_trained:
+        ckpt = {**base, "train_config": {**base["train_config"], "fold": fold, "shots": shots,
+                                          "train_size": train_size}}
+        stamped = checkpoint.with_input_size(ckpt, eval_size, "validation (a test)")
+        checkpoint.save_atomic(stamped, root / f"fold{fold}" / f"im{shots}" / f"model-at{eval_size}.pt")
+    summary = {f"fold{fold}": {"train_size": train_size, "eval_size": eval_size}}
+    (root / "summary.json").write_text(json.dumps(summary))
+    return root / "summary.json"
+
+
+def test_staging_gathers_every_fold_under_the_shipped_names(tmp_path, capsys) -> None:
+    """Two jobs' summaries give the four files; a rerun keeps them; a different file already
+    staged is refused, as is a model that is not what its summary says."""
+    stage = load_script("stage_retrained", "experiments")
+    a = _retrained_job(tmp_path / "a", 0)
+    b = _retrained_job(tmp_path / "b", 1)
+    out = tmp_path / "weights"
+    argv = [str(a), str(b), "--folds", "0,1", "--out", str(out)]
+    assert stage.main(argv) == 0
+    manifest = json.loads((out / "staged.json").read_text())
+    assert sorted(manifest) == [f"synthetic-imagenet-{s}shot-fold{f}.pt" for s in (1, 5) for f in (0, 1)]
+    staged = checkpoint.load(out / "synthetic-imagenet-5shot-fold1.pt")
+    assert staged["input_size"] == 288 and staged["train_config"]["fold"] == 1
+    assert stage.main(argv) == 0  # identical files are kept
+    (out / "synthetic-imagenet-1shot-fold0.pt").write_bytes(b"other")
+    capsys.readouterr()
+    assert stage.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "exists and differs" in err[0]
+    assert stage.main([str(a), "--folds", "0,1", "--out", str(tmp_path / "w2")]) == 2
+    assert "no summary lists fold(s) [1]" in capsys.readouterr().err
+    wrong = _retrained_job(tmp_path / "c", 2, sizes=(224, 256))
+    stamped = wrong.parent / "fold2" / "im5" / "model-at256.pt"
+    ckpt = checkpoint.load(stamped)
+    checkpoint.save_atomic({**ckpt, "input_size": 320}, stamped)
+    assert stage.main([str(wrong), "--folds", "2", "--out", str(tmp_path / "w3")]) == 2
+    err = capsys.readouterr().err
+    assert "input_size 320 (summary: 256)" in err and not (tmp_path / "w3").exists()
