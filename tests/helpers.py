@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -231,7 +232,10 @@ def table3_script() -> ModuleType:
 
 
 def load_script(name: str, folder: str = "scripts") -> ModuleType:
-    """The script ``FOLDER/NAME.py`` of the repository (not part of the wheel) as a module."""
+    """The script ``FOLDER/NAME.py`` of the repository (not part of the wheel) as a module;
+    it may import its siblings, as when run (``FOLDER`` is on the path)."""
+    if str(ROOT / folder) not in sys.path:
+        sys.path.append(str(ROOT / folder))
     spec = importlib.util.spec_from_file_location(f"{folder}_{name}", ROOT / folder / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -161,3 +161,24 @@ def test_a_run_s_validation_config_is_read_from_its_last_checkpoint(tmp_path: Pa
     torch.save({"train_config": tiny_config().to_dict()}, tmp_path / "last.pt")
     with pytest.raises(ValueError, match="was trained without a validation split"):
         validation_config(tmp_path)
+
+
+def test_the_damage_probe_splits_weights_by_drawing_at_the_side_asked(tmp_path: Path) -> None:
+    """On the embedded world the probe also reports the weights of supports that show the
+    query's drawing and of those that do not, and runs the model at ``input_size``."""
+    from canetlib.model import checkpoint
+
+    probe = load_script("damage_probe")
+    cfg = tiny_config("val_by=classes", "shots=5", "fusion=attention", "world_images=12")
+    torch.save({"train_config": cfg.to_dict()}, tmp_path / "last.pt")
+    model = tiny_model("attention")
+    checkpoint.save_atomic({**checkpoint.model_payload(model), "train_config": cfg.to_dict()},
+                           tmp_path / "model.pt")
+    val = validation_config(tmp_path, val_episodes=6, support_damage=0.0)
+    row = probe.score(str(tmp_path / "model.pt"), "attention", val, [0], input_size=48)
+    drawing = row["weights_by_drawing"]
+    assert drawing["mixed_episodes"] > 0
+    assert 0.0 < drawing["mean_weight_same_drawing"] < 1.0
+    assert row["weights"]["intact"]["supports"] == 30  # 6 episodes x 5 supports, none damaged
+    sticks = probe.yardsticks(str(tmp_path / "model.pt"), val, [0], input_size=48)
+    assert sticks["matcher"]["input_size"] == 48
