@@ -15,7 +15,12 @@ fold, from the repository root:
 5. the chosen size recorded in a copy of each model (``set-input-size``: ``im1/model-atS.pt``,
    the file to ship), and both scored on 1000 test episodes x 5 seeds at that recorded size,
    the prototype matcher and the every-object yardstick in the same run (``evaluate
-   --baseline prototype --json``).
+   --baseline prototype --json``); the 5-shot model also with Feature-Avg in place of its
+   attention (same weights, ``5shot-feature-avg-atS.json``).
+
+``--five-shot-set KEY=VALUE`` (repeatable) changes the 5-shot recipe; that model and its results
+then get the values as a tag (``--five-shot-set attention_pool=similar``: ``im5-similar/``,
+``5shot-similar-atS.json``), so a fold's earlier 5-shot run stays beside it.
 
 Nothing is chosen on test episodes. Every step is skipped when its output exists, so a killed
 job goes on where it stopped; ``OUT/summary.json`` lists each fold's chosen size and files::
@@ -88,27 +93,33 @@ def fold_job(fold: int, args: argparse.Namespace, counts: dict[str, Any]) -> dic
          "--episodes", str(counts["probe_episodes"]), "--seeds", counts["probe_seeds"],
          "--threads", str(args.threads), "--json", str(probe)], probe)
     chosen = choose_size(json.loads(probe.read_text()))
-    one, five = out / "im1", out / "im5"
+    tag = "-".join(kv.split("=", 1)[1] for kv in args.five_shot_set)
+    one, five = out / "im1", out / ("im5-" + tag if tag else "im5")
     train(one, "--config", "synthetic-imagenet-1shot", "--fold", str(fold), *size, *device)
+    recipe = [a for kv in args.five_shot_set for a in ("--set", kv)]
     train(five, "--config", "synthetic-imagenet-5shot", "--fold", str(fold),
-          "--set", f"init_checkpoint={one / 'model.pt'}", *size, *device)
+          "--set", f"init_checkpoint={one / 'model.pt'}", *recipe, *size, *device)
     why = (f"validation episodes of 3 held-out training classes of fold {fold} "
            f"({counts['probe_episodes']} x seeds {counts['probe_seeds']}): the smallest of "
            f"{args.eval_sizes} px within a seed sd of the best (experiments/retrain_at_size.py)")
     results: dict[str, Any] = {}
-    for shots, run_dir in ((1, one), (5, five)):
+    for shots, run_dir, name in ((1, one, "1shot"), (5, five, "-".join(filter(None, ["5shot", tag])))):
         model = run_dir / f"model-at{chosen}.pt"
         run(canetlib("set-input-size", str(run_dir / "model.pt"), "--size", str(chosen),
                      "--chosen-by", why, "--out", str(model)), model)
-        result = out / f"{shots}shot-at{chosen}.json"
-        run(canetlib("evaluate", "--dataset", "synthetic", "--fold", str(fold), "--shots",
-                     str(shots), "--checkpoint", str(model), "--baseline", "prototype",
-                     "--episodes", str(counts["test_episodes"]), "--seed", "0", "--seeds",
-                     str(counts["test_seeds"]), "--json", str(result), *device, "--no-progress"),
-            result)
-        results[f"{shots}shot"] = str(result)
+        fusions = [(name, [])] + ([(f"{name}-feature-avg", ["--fusion", "feature-avg"])]
+                                  if shots > 1 else [])
+        for result_name, fusion in fusions:
+            result = out / f"{result_name}-at{chosen}.json"
+            run(canetlib("evaluate", "--dataset", "synthetic", "--fold", str(fold), "--shots",
+                         str(shots), "--checkpoint", str(model), *fusion, "--baseline",
+                         "prototype", "--episodes", str(counts["test_episodes"]), "--seed", "0",
+                         "--seeds", str(counts["test_seeds"]), "--json", str(result), *device,
+                         "--no-progress"), result)
+            results[result_name.replace(name, f"{shots}shot", 1)] = str(result)
         results[f"{shots}shot_model"] = str(model)
-    return {"train_size": args.train_size, "eval_size": chosen, "probe": str(probe), **results}
+    return {"train_size": args.train_size, "eval_size": chosen, "probe": str(probe),
+            "five_shot_set": list(args.five_shot_set), **results}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="cpu, cuda (default: cuda if any)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of the size probe")
     p.add_argument("--quick", action="store_true", help="tiny counts: checks the pipeline only")
+    p.add_argument("--five-shot-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a 5-shot recipe setting (repeatable); tags the 5-shot run and results")
     args = p.parse_args(argv)
     counts = QUICK if args.quick else FULL
     summary_path = Path(args.out) / "summary.json"

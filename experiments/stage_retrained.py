@@ -52,7 +52,9 @@ def fold_entries(summaries: list[Path]) -> dict[int, dict[str, Any]]:
 
 
 def model_path(entry: dict[str, Any], fold: int, shots: int) -> Path:
-    """The stamped model a summary entry stands for, by ``retrain_at_size``'s layout."""
+    """The stamped model a summary entry names (an entry without names: ``im1``, ``im5``)."""
+    if f"{shots}shot_model" in entry:
+        return Path(entry[f"{shots}shot_model"])
     run_dir = Path(entry["source"]).parent / f"fold{fold}" / f"im{shots}"
     return run_dir / f"model-at{entry['eval_size']}.pt"
 

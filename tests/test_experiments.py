@@ -48,9 +48,22 @@ def test_the_retraining_job_runs_every_step_and_resumes(tmp_path, capsys) -> Non
         assert result["settings"]["input_size"] == [side, side]  # the recorded size, not given
         model = checkpoint.load(summary[f"{shots}_model"])
         assert model["input_size"] == side and "held-out" in model["input_size_chosen_by"]
+    side = summary["eval_size"]
+    avg = json.loads((tmp_path / "fold0" / f"5shot-feature-avg-at{side}.json").read_text())
+    assert avg["settings"]["fusion"] == "feature-avg"  # the same weights, averaged
     capsys.readouterr()
     assert retrain.main(argv) == 0
     assert "+ " not in capsys.readouterr().out  # nothing ran again
+    # another 5-shot recipe: only the 5-shot steps run, under a tag, beside the first
+    assert retrain.main([*argv, "--five-shot-set", "attention_pool=similar"]) == 0
+    ran = [line for line in capsys.readouterr().out.splitlines() if line.startswith("+ ")]
+    assert len(ran) == 4 and all("im5-similar" in line for line in ran)  # train, stamp, 2 evaluations
+    tagged = json.loads((tmp_path / "summary.json").read_text())["fold0"]
+    assert tagged["5shot_model"].endswith(f"im5-similar/model-at{side}.pt")
+    assert tagged["5shot"].endswith(f"5shot-similar-at{side}.json")
+    assert tagged["5shot-feature-avg"].endswith(f"5shot-similar-feature-avg-at{side}.json")
+    assert checkpoint.load(tagged["5shot_model"])["model_config"]["attention_pool"] == "similar"
+    assert (tmp_path / "fold0" / "im5" / f"model-at{side}.pt").is_file()  # the first one stays
 
 
 SHIPPED = ROOT / "canetlib" / "teaching" / "results" / "imagenet-backbone"
@@ -155,6 +168,17 @@ def test_staging_gathers_every_fold_under_the_shipped_names(tmp_path, capsys) ->
     staged = checkpoint.load(out / "synthetic-imagenet-5shot-fold1.pt")
     assert staged["input_size"] == 288 and staged["train_config"]["fold"] == 1
     assert stage.main(argv) == 0  # identical files are kept
+    # a summary that names its models (another 5-shot recipe) is staged from those files
+    tagged = tmp_path / "a" / "fold0" / "im5-similar" / "model-at288.pt"
+    tagged.parent.mkdir()
+    ckpt = checkpoint.load(tmp_path / "a" / "fold0" / "im5" / "model-at288.pt")
+    checkpoint.save_atomic({**ckpt, "input_size_chosen_by": "another recipe"}, tagged)
+    entry = json.loads(a.read_text())
+    entry["fold0"]["5shot_model"] = str(tagged)
+    a.write_text(json.dumps(entry))
+    assert stage.main([str(a), "--folds", "0", "--out", str(tmp_path / "w1")]) == 0
+    assert checkpoint.load(tmp_path / "w1" / "synthetic-imagenet-5shot-fold0.pt")[
+        "input_size_chosen_by"] == "another recipe"
     (out / "synthetic-imagenet-1shot-fold0.pt").write_bytes(b"other")
     capsys.readouterr()
     assert stage.main(argv) == 2
