@@ -103,20 +103,19 @@ def fold_job(fold: int, args: argparse.Namespace, counts: dict[str, Any]) -> dic
            f"({counts['probe_episodes']} x seeds {counts['probe_seeds']}): the smallest of "
            f"{args.eval_sizes} px within a seed sd of the best (experiments/retrain_at_size.py)")
     results: dict[str, Any] = {}
-    for shots, run_dir, name in ((1, one, "1shot"), (5, five, "-".join(filter(None, ["5shot", tag])))):
+    for shots, run_dir, name in ((1, one, "1shot"), (5, five, f"5shot-{tag}" if tag else "5shot")):
         model = run_dir / f"model-at{chosen}.pt"
         run(canetlib("set-input-size", str(run_dir / "model.pt"), "--size", str(chosen),
                      "--chosen-by", why, "--out", str(model)), model)
-        fusions = [(name, [])] + ([(f"{name}-feature-avg", ["--fusion", "feature-avg"])]
-                                  if shots > 1 else [])
-        for result_name, fusion in fusions:
-            result = out / f"{result_name}-at{chosen}.json"
+        fusions = [("", [])] + ([("-feature-avg", ["--fusion", "feature-avg"])] if shots > 1 else [])
+        for suffix, fusion in fusions:
+            result = out / f"{name}{suffix}-at{chosen}.json"
             run(canetlib("evaluate", "--dataset", "synthetic", "--fold", str(fold), "--shots",
                          str(shots), "--checkpoint", str(model), *fusion, "--baseline",
                          "prototype", "--episodes", str(counts["test_episodes"]), "--seed", "0",
                          "--seeds", str(counts["test_seeds"]), "--json", str(result), *device,
                          "--no-progress"), result)
-            results[result_name.replace(name, f"{shots}shot", 1)] = str(result)
+            results[f"{shots}shot{suffix}"] = str(result)
         results[f"{shots}shot_model"] = str(model)
     return {"train_size": args.train_size, "eval_size": chosen, "probe": str(probe),
             "five_shot_set": list(args.five_shot_set), **results}
